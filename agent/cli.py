@@ -1,0 +1,173 @@
+"""The `azfed` command.
+
+This is the only module that configures logging and the only place signal handlers are
+installed (by the `run` subcommands). Subcommands import their implementation lazily, so
+`azfed config check` on a controller never imports aioboto3 and the agent never imports Nova.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from agent import __version__, logs
+from agent.errors import InputError
+
+# Exit codes: 0 ok, 1 runtime failure, 2 usage (click's own), 3 invalid input file,
+# 4 not available in this release.
+EXIT_INVALID = 3
+EXIT_UNAVAILABLE = 4
+
+
+def _unavailable(what: str) -> NoReturn:
+    click.echo(f"azfed: {what} is not yet available in azfed {__version__}", err=True)
+    sys.exit(EXIT_UNAVAILABLE)
+
+
+def _fail_input(err: InputError, as_json: bool) -> NoReturn:
+    if as_json:
+        problems = [
+            {"key": p.key, "value": _jsonable(p.value), "reason": p.reason} for p in err.problems
+        ]
+        click.echo(json.dumps({"source": err.source, "valid": False, "problems": problems}))
+    else:
+        click.echo(f"azfed: {err}", err=True)
+    sys.exit(EXIT_INVALID)
+
+
+def _jsonable(value: object) -> object:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="azfed")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    envvar="AZFED_LOG_LEVEL",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "console", "json"]),
+    default="auto",
+    show_default=True,
+    envvar="AZFED_LOG_FORMAT",
+    help="auto: console on a TTY, JSON lines otherwise.",
+)
+def main(log_level: str, log_format: logs.Format) -> None:
+    """azfed: burst a private OpenStack into a public cloud through an availability zone."""
+    logs.configure(log_level, log_format)
+
+
+# --- config -----------------------------------------------------------------------------------
+
+
+@main.group()
+def config() -> None:
+    """Validate azfed configuration files."""
+
+
+@config.command("check")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def config_check(file: Path, as_json: bool) -> None:
+    """Validate FILE without opening any connection; name every bad key."""
+    from agent.config import load_config
+
+    try:
+        cfg = load_config(file)
+    except InputError as err:
+        _fail_input(err, as_json)
+    tables = sorted(k for k, v in cfg if v is not None and k in cfg.model_fields_set)
+    if as_json:
+        click.echo(json.dumps({"source": str(file), "valid": True, "tables": tables}))
+    else:
+        click.echo(f"{file}: valid ({', '.join(tables) or 'defaults only'})")
+
+
+# --- groups whose implementation lands in later releases ----------------------------------------
+
+
+@main.group()
+def agent() -> None:
+    """The public-cloud agent: collect instance state and usage, push it home."""
+
+
+@agent.command("run")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path))
+def agent_run(config_file: Path | None) -> None:
+    """Run the agent in the foreground (systemd Type=notify)."""
+    _unavailable("azfed agent run")
+
+
+@main.group()
+def receiver() -> None:
+    """The local receiver: ingest agent reports into Nova and Gnocchi."""
+
+
+@receiver.command("run")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path))
+def receiver_run(config_file: Path | None) -> None:
+    """Run the receiver in the foreground (systemd Type=notify)."""
+    _unavailable("azfed receiver run")
+
+
+@main.group()
+def policy() -> None:
+    """Check, explain and simulate the placement policy (policy.json)."""
+
+
+@policy.command("check")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def policy_check(file: Path) -> None:
+    """Validate a policy.json file and list every error."""
+    _unavailable("azfed policy check")
+
+
+@policy.command("explain")
+def policy_explain() -> None:
+    """Show the local load, thresholds and what the next boot would get, and why."""
+    _unavailable("azfed policy explain")
+
+
+@policy.command("simulate")
+def policy_simulate() -> None:
+    """Replay a load/request trace through the policy."""
+    _unavailable("azfed policy simulate")
+
+
+@main.group("cloud-init")
+def cloud_init() -> None:
+    """Bootstrap the agent on a public-cloud instance."""
+
+
+@cloud_init.command("render")
+def cloud_init_render() -> None:
+    """Render the agent's cloud-config user data."""
+    _unavailable("azfed cloud-init render")
+
+
+@main.command()
+def quota() -> None:
+    """Show and raise a project's Nova quotas by the burst allowance."""
+    _unavailable("azfed quota")
+
+
+@main.command()
+def status() -> None:
+    """Show the federation's state: AZ load, burst instances, orphans, agent freshness."""
+    _unavailable("azfed status")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,79 @@
+"""The small error hierarchy every part of azfed raises.
+
+Callers catch the narrowest class they can act on: the driver falls back to another AZ on
+`CapacityError`, retries later on `ThrottledError`, and fails the instance cleanly on
+`PermanentError`. Messages are written for operators: they say what happened and what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class AzfedError(Exception):
+    """Base class of every error azfed raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input: where it is, what was there, and why it is refused."""
+
+    key: str
+    value: object
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.key} = {self.value!r}: {self.reason}"
+
+
+class InputError(AzfedError):
+    """A file or document the operator wrote is invalid; lists every problem found."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s):\n{lines}")
+
+
+class ConfigError(InputError):
+    """An azfed TOML config file is invalid."""
+
+
+class PolicyError(InputError):
+    """A policy.json file is invalid."""
+
+
+class CloudError(AzfedError):
+    """A public-cloud call failed. Subclasses say whether trying again can help."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, provider: str = "", code: str = "") -> None:
+        self.provider = provider
+        self.code = code
+        super().__init__(message)
+
+
+class CapacityError(CloudError):
+    """The provider has no capacity for this instance type here now: try another AZ or type."""
+
+    retryable = True
+
+
+class QuotaError(CloudError):
+    """An account quota or limit is reached: raise it with the provider or free resources."""
+
+
+class ThrottledError(CloudError):
+    """The provider rate-limited us: back off and try again."""
+
+    retryable = True
+
+
+class NotFoundError(CloudError):
+    """The remote resource does not exist (any more)."""
+
+
+class PermanentError(CloudError):
+    """The request is wrong and will keep failing (bad AMI, bad subnet, no permission)."""

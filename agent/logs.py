@@ -1,0 +1,58 @@
+"""structlog set-up. Called once, by the CLI, and nowhere else.
+
+Libraries and services only ever call `structlog.get_logger()`; what the lines look like is the
+process's decision: a console renderer for a person at a TTY, one JSON object per line for
+journald and log shippers.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Literal
+
+import structlog
+
+Format = Literal["auto", "console", "json"]
+
+
+def configure(level: str = "info", fmt: Format = "auto") -> None:
+    """Route structlog and the stdlib `logging` (aiohttp, botocore) through one renderer."""
+    use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: structlog.types.Processor = (
+        structlog.dev.ConsoleRenderer()
+        if use_console
+        else structlog.processors.JSONRenderer(sort_keys=False)
+    )
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *([] if use_console else [structlog.processors.format_exc_info]),
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # botocore logs every retry at DEBUG and credentials lookups at INFO: too chatty for info
+    for noisy in ("botocore", "aiobotocore", "urllib3", "keystoneauth", "stevedore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

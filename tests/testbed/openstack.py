@@ -786,15 +786,22 @@ class OpenStackBed:
         extra_nova: Mapping[str, Mapping[str, object]] | None = None,
         extra_env: Mapping[str, str] | None = None,
     ) -> None:
-        """Change the proxy host's driver or the scheduler's filters; restart what uses them."""
+        """Change the proxy host's driver or the scheduler's filters; restart what uses them.
+
+        `extra_nova` and `extra_env` are merged into what the bed already has.
+        """
         if aws_driver is not None:
             self.aws_driver = aws_driver
         if filters is not None:
             self.filters = filters
+        # merged, not replaced: the driver's and the filter's options live side by side
         if extra_nova is not None:
-            self.extra_nova = extra_nova
+            merged = {k: dict(v) for k, v in self.extra_nova.items()}
+            for section, opts in extra_nova.items():
+                merged.setdefault(section, {}).update(opts)
+            self.extra_nova = merged
         if extra_env is not None:
-            self.extra_env = extra_env
+            self.extra_env = {**self.extra_env, **extra_env}
         self._write_nova_configs()
         for name in ("nova-scheduler", "nova-compute-aws"):
             self._stop_one(name)

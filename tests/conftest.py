@@ -1,0 +1,118 @@
+"""Shared fixtures: the real AWS stand-in (moto over HTTP) and the real OpenStack test bed.
+
+Both are session-scoped (they take seconds to a minute to start) and reset or cleaned per test.
+Tests that use them are marked automatically (`aws`, `openstack`), so the fast tests run alone
+with `pytest -m "not aws and not openstack"` (`make test-fast`).
+
+Set AZFED_TESTBED_REUSE=1 to use an OpenStack bed already started with
+`python -m tests.testbed start` and leave it running afterwards (quick iterations).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.testbed.aws import FAKE_CREDENTIALS, MotoServer
+from tests.testbed.openstack import OpenStackBed
+
+ROOT = Path(__file__).resolve().parents[1]
+LOGS = ROOT / ".testbed" / "logs"
+
+_MARK_BY_FIXTURE = {
+    "moto": "aws",
+    "aws": "aws",
+    "openstack_bed": "openstack",
+    "os_conn": "openstack",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        for fixture, mark in _MARK_BY_FIXTURE.items():
+            if fixture in names:
+                item.add_marker(getattr(pytest.mark, mark))
+
+
+# --- AWS -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[MotoServer]:
+    """moto's server behind the fault layer, on a port the OS chose, for the whole session."""
+    saved = {k: os.environ.get(k) for k in [*FAKE_CREDENTIALS, "AWS_PROFILE", "AWS_ENDPOINT_URL"]}
+    # never let a test reach real AWS: fake credentials, no profile, every client to moto
+    os.environ.update(FAKE_CREDENTIALS)
+    os.environ.pop("AWS_PROFILE", None)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    with MotoServer(log_file=LOGS / "moto.log") as srv:
+        os.environ["AWS_ENDPOINT_URL"] = srv.endpoint
+        yield srv
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def aws(moto: MotoServer) -> MotoServer:
+    """moto, emptied of every resource and fault rule before the test."""
+    moto.reset()
+    return moto
+
+
+# --- OpenStack -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def openstack_bed(moto: MotoServer) -> Iterator[OpenStackBed]:
+    """The real OpenStack test bed; its Nova services reach AWS at moto's endpoint."""
+    if os.environ.get("AZFED_TESTBED_REUSE"):
+        bed = OpenStackBed.attach()
+        if bed is not None:
+            yield bed
+            return
+    env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": moto.endpoint}
+    bed = OpenStackBed(extra_env=env).start()
+    try:
+        yield bed
+    finally:
+        bed.stop()
+
+
+@pytest.fixture
+def os_conn(openstack_bed: OpenStackBed) -> Iterator[Any]:
+    """An admin openstacksdk connection; servers the test created are deleted afterwards."""
+    conn = openstack_bed.connect()
+    before = {s.id for s in conn.compute.servers(all_projects=True)}
+    yield conn
+    for server in conn.compute.servers(all_projects=True):
+        if server.id not in before:
+            conn.compute.delete_server(server, force=True)
+    for server in conn.compute.servers(all_projects=True):
+        if server.id not in before:
+            conn.compute.wait_for_delete(server, wait=120)
+    conn.close()
+
+
+@pytest.fixture
+async def ec2(aws: MotoServer) -> AsyncIterator[Any]:
+    """An aioboto3 EC2 client talking to moto over HTTP."""
+    import aioboto3
+
+    async with aioboto3.Session().client("ec2", **aws.client_kwargs()) as client:
+        yield client
+
+
+@pytest.fixture
+async def cloudwatch(aws: MotoServer) -> AsyncIterator[Any]:
+    import aioboto3
+
+    async with aioboto3.Session().client("cloudwatch", **aws.client_kwargs()) as client:
+        yield client

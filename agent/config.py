@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 
@@ -29,6 +29,19 @@ PositiveInt = Annotated[int, Field(gt=0)]
 Port = Annotated[int, Field(ge=0, le=65535)]
 # TOML has no path type: paths arrive as strings, so these fields alone accept a str.
 FsPath = Annotated[Path, Field(strict=False)]
+# the Ceilometer meters the agent can produce (agent/collect maps them to each cloud's metrics)
+MeterName = Literal[
+    "cpu_util",
+    "network.incoming.bytes",
+    "network.outgoing.bytes",
+    "disk.read.bytes",
+    "disk.write.bytes",
+    "disk.read.requests",
+    "disk.write.requests",
+    "memory.usage",
+]
+UUID_RE = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+ALL_METERS: tuple[MeterName, ...] = get_args(MeterName)
 
 
 class _Section(BaseModel):
@@ -40,6 +53,10 @@ class AgentSection(_Section):
 
     id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
     provider: Literal["ec2", "openstack", "guest"] = "ec2"
+    # guest mode reports the host it runs on: it must be told its own Nova instance UUID
+    instance_uuid: Annotated[str, Field(pattern=UUID_RE)] | None = None
+    # SIGTERM: stop collecting, then push what is left; what is not sent by then stays spooled
+    shutdown_deadline_s: Annotated[float, Field(gt=0, le=600)] = 20.0
 
 
 class AwsSection(_Section):
@@ -66,12 +83,22 @@ class OpenStackSection(_Section):
 class CollectSection(_Section):
     """`[collect]`: how often and how hard the agent polls the cloud."""
 
-    interval_s: Annotated[float, Field(ge=10)] = 60.0
+    # 1 s is allowed for tests and the guest collector; EC2 metrics do not change faster than 60 s
+    interval_s: Annotated[float, Field(ge=1)] = 60.0
     jitter_s: Annotated[float, Field(ge=0)] = 5.0
     metrics_period_s: Annotated[int, Field(ge=60, multiple_of=60)] = 300
     concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    # AWS meters requests per account and region in token buckets: EC2's non-mutating
+    # Describe* bucket holds 100 tokens and refills 20/s; GetMetricData allows 50/s.
     describe_rate_per_s: PositiveFloat = 20.0
+    describe_burst: Annotated[int, Field(ge=1, le=1000)] = 100
     metrics_rate_per_s: PositiveFloat = 10.0
+    metrics_burst: Annotated[int, Field(ge=1, le=1000)] = 50
+    # TOML arrays arrive as lists, hence strict=False
+    meters: Annotated[tuple[MeterName, ...], Field(min_length=1, strict=False)] = ALL_METERS
+    status_checks: bool = True
+    # how many metric periods each cycle reads back (late CloudWatch datapoints)
+    lookback_periods: Annotated[int, Field(ge=1, le=24)] = 2
 
 
 class PushSection(_Section):
@@ -84,6 +111,7 @@ class PushSection(_Section):
     flush_interval_s: PositiveFloat = 10.0
     timeout_s: PositiveFloat = 15.0
     max_backoff_s: PositiveFloat = 300.0
+    gzip: bool = True
 
 
 class SpoolSection(_Section):

@@ -36,16 +36,17 @@ class MotoServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> MotoServer:
-        err = open(self.log_file, "a") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, **FAKE_CREDENTIALS, "MOTO_EC2_LOAD_DEFAULT_AMIS": "true"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.testbed.moto_server"],
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-            env=env,
-            cwd=Path(__file__).resolve().parents[2],
-        )
+        # the child keeps its own copy of the log's descriptor; ours is closed at once
+        with open(self.log_file or os.devnull, "ab") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tests.testbed.moto_server"],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                env=env,
+                cwd=Path(__file__).resolve().parents[2],
+            )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line.startswith("MOTO_PORT "):

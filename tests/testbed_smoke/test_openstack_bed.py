@@ -1,0 +1,100 @@
+"""The OpenStack test bed is real: Nova schedules into both AZs, Placement counts, Gnocchi stores."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.testbed.openstack import COMPUTES, IMAGE, PORTS, OpenStackBed
+
+
+@pytest.mark.parametrize(("az", "host"), [("local-az", "compute-local"), ("aws-az", "compute-aws")])
+def test_a_server_booted_in_an_az_goes_active_on_that_azs_host(
+    os_conn: Any, az: str, host: str
+) -> None:
+    flavor = os_conn.compute.find_flavor("m1.tiny")
+    image = os_conn.image.find_image(IMAGE)
+    server = os_conn.compute.create_server(
+        name=f"smoke-{az}-{uuid.uuid4().hex[:6]}",
+        flavor_id=flavor.id,
+        image_id=image.id,
+        networks="none",
+        availability_zone=az,
+    )
+    server = os_conn.compute.wait_for_server(server, status="ACTIVE", wait=180, interval=0.5)
+    assert server.compute_host == host
+    assert server.availability_zone == az
+
+
+def _memory_used_by_az(conn: Any) -> dict[str, int]:
+    used: dict[str, int] = {}
+    for agg in conn.compute.aggregates():
+        if not agg.availability_zone:
+            continue
+        providers = conn.placement.get(
+            f"/resource_providers?member_of={agg.uuid}", microversion="1.39"
+        ).json()["resource_providers"]
+        used[agg.availability_zone] = sum(
+            conn.placement.get(f"/resource_providers/{rp['uuid']}/usages", microversion="1.39")
+            .json()["usages"]
+            .get("MEMORY_MB", 0)
+            for rp in providers
+        )
+    return used
+
+
+def test_placement_reports_memory_usage_per_az_aggregate(os_conn: Any) -> None:
+    """A boot in local-az raises MEMORY_MB usage of that AZ's aggregate by the flavor's RAM."""
+    before = _memory_used_by_az(os_conn)
+    assert set(before) >= set(COMPUTES.values())
+    flavor = os_conn.compute.find_flavor("m1.small")
+    server = os_conn.compute.create_server(
+        name=f"smoke-mem-{uuid.uuid4().hex[:6]}",
+        flavor_id=flavor.id,
+        image_id=os_conn.image.find_image(IMAGE).id,
+        networks="none",
+        availability_zone="local-az",
+    )
+    os_conn.compute.wait_for_server(server, status="ACTIVE", wait=180, interval=0.5)
+    after = _memory_used_by_az(os_conn)
+    assert after["local-az"] - before["local-az"] == flavor.ram
+    assert after["aws-az"] == before["aws-az"]
+
+
+def test_a_gnocchi_measure_round_trips(openstack_bed: OpenStackBed) -> None:
+    from gnocchiclient import auth, client
+
+    gnocchi = client.Client(
+        "1",
+        session_options={
+            "auth": auth.GnocchiBasicPlugin(
+                user="admin", endpoint=f"http://127.0.0.1:{PORTS['gnocchi-api']}"
+            )
+        },
+    )
+    policy = f"smoke-{uuid.uuid4().hex[:6]}"
+    gnocchi.archive_policy.create(
+        {
+            "name": policy,
+            "aggregation_methods": ["mean"],
+            "definition": [{"granularity": "60s", "timespan": "1 day"}],
+        }
+    )
+    rid = str(uuid.uuid4())
+    gnocchi.resource.create("generic", {"id": rid, "metrics": {"cpu_util": {"archive_policy_name": policy}}})
+    now = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0)
+    sent = {(now - dt.timedelta(minutes=i)).isoformat(): 10.0 * i for i in range(3)}
+    gnocchi.metric.add_measures(
+        "cpu_util", [{"timestamp": t, "value": v} for t, v in sent.items()], resource_id=rid
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        got = gnocchi.metric.get_measures("cpu_util", resource_id=rid, refresh=True)
+        if len(got) >= len(sent) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert sorted(v for _, _, v in got) == sorted(sent.values())

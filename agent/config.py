@@ -200,11 +200,19 @@ class AzfedConfig(_Section):
             raise ConfigError(self.source, problems)
 
 
-def _key_of(loc: tuple[int | str, ...]) -> str:
+def _key_of(loc: tuple[int | str, ...], value: object) -> str:
+    """`[table] key.sub` as the operator wrote it in the file."""
     parts = [str(p) for p in loc]
+    if not parts:
+        return "<file>"
     if len(parts) == 1:
-        return f"[{parts[0]}]" if parts[0] in AzfedConfig.model_fields else parts[0]
-    return f"[{parts[0]}] " + ".".join(parts[1:]) if parts else "<file>"
+        # at the top level of our files everything is a table
+        return (
+            f"[{parts[0]}]"
+            if isinstance(value, dict) or parts[0] in AzfedConfig.model_fields
+            else parts[0]
+        )
+    return f"[{parts[0]}] " + ".".join(parts[1:])
 
 
 def problems_from(err: ValidationError) -> list[Problem]:
@@ -218,7 +226,7 @@ def problems_from(err: ValidationError) -> list[Problem]:
         elif e["type"] == "missing":
             value = None
             reason = "required key is missing"
-        out.append(Problem(_key_of(tuple(e["loc"])), value, reason))
+        out.append(Problem(_key_of(tuple(e["loc"]), value), value, reason))
     return out
 
 

@@ -1,7 +1,7 @@
 #!/bin/bash
-# Install what the OpenStack test bed needs, idempotently (Debian, root):
+# Install what the test bed and the tests need, idempotently (Debian, root):
 #   - MariaDB and RabbitMQ from Debian's packages (their system services stay stopped: the bed
-#     runs its own instances under its own folder);
+#     runs its own instances under its own folder), cloud-init and systemd for the packaging tests;
 #   - two virtualenvs from PyPI, cached outside the checkout and keyed by the pinned
 #     constraints, so a fresh clone finds them ready:
 #       $AZFED_CACHE/venvs/openstack-<key>  keystone, placement, glance, neutron, nova, openstacksdk,
@@ -21,20 +21,26 @@ OS_PKGS="nova openstack-placement keystone glance neutron python-openstackclient
  pydantic tenacity"
 GN_PKGS="gnocchi[mysql,file] gnocchiclient gunicorn"
 
+# cloud-init: its schema validator checks our rendered user data; systemd: systemd-analyze
+APT_PKGS="rabbitmq-server mariadb-server mariadb-client curl cloud-init systemd"
 need_apt=""
-for b in mariadbd mariadb rabbitmq-server curl; do
+for b in mariadbd mariadb rabbitmq-server curl cloud-init systemd-analyze; do
   command -v $b >/dev/null 2>&1 || [ -x /usr/sbin/$b ] || [ -x /usr/lib/rabbitmq/bin/$b ] || need_apt=1
 done
 if [ -n "$need_apt" ]; then
-  log "apt: installing mariadb-server rabbitmq-server"
+  log "apt: installing $APT_PKGS"
   t0=$(date +%s)
   # policy-rc.d 101: do not start the system instances (their ports would clash with the bed's)
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
-  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  # (an existing policy-rc.d is the machine's own: leave it as it is)
+  made_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+    made_policy=1; trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-      rabbitmq-server mariadb-server mariadb-client curl >/dev/null
-  rm -f /usr/sbin/policy-rc.d; trap - EXIT
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $APT_PKGS >/dev/null
+  if [ -n "$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
   log "apt: done in $(( $(date +%s) - t0 ))s"
 fi
 

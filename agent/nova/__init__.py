@@ -1,0 +1,1 @@
+"""Thin adapters that plug azfed into Nova. Importable only where Nova is installed."""

@@ -1,0 +1,184 @@
+"""PolicyEngine, the Nova-free core of FederationFilter, over host-state stand-ins: the load it
+reads, the hosts it keeps, the policy reload, the state file and the canonical log line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from agent.policy import Flavor, Request, load_from_hosts
+from agent.policy.engine import PolicyEngine
+from tests.policy.helpers import Host, make_policy, policy_doc
+
+SMALL = Flavor("small", 1, 512)
+# reserved memory alone (6.25%) is over this burst threshold
+BURST_NOW = {"burst": {"memory_used_pct": 1}, "return": {"memory_used_pct": 0}}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def write(path: Path, **changes: object) -> Path:
+    path.write_text(json.dumps(policy_doc(**changes)))
+    return path
+
+
+@pytest.fixture
+def hosts() -> list[Host]:
+    return [Host("l1", "local"), Host("l2", "local"), Host("p1", "aws"), Host("x", "other")]
+
+
+def test_load_from_host_states_counts_reserved_as_used_and_applies_ratios(
+    hosts: list[Host],
+) -> None:
+    hosts[0].boot("a", 1024)
+    load = load_from_hosts(hosts, make_policy())
+    assert load.local.hosts == 2
+    assert load.local.ram_used_mb == 512 * 2 + 1024
+    assert load.local.ram_capacity_mb == 8192 * 2
+    assert load.local.vcpus_capacity == 80
+    assert load.local.largest_free_ram_mb == 8192 - 512
+    assert load.local.memory_used_pct == round(100 * 2048 / 16384, 3)
+    assert load.public["aws"].hosts == 1
+    assert load.public["os"].hosts == 0
+
+
+def test_public_cost_uses_known_prices_and_the_dearest_for_unknown_instances(
+    hosts: list[Host],
+) -> None:
+    hosts[2].boot("known")
+    hosts[2].boot("unknown")
+    hosts[2].num_instances += 1  # scheduled, not yet reported by the compute
+    load = load_from_hosts(hosts, make_policy(), {"known": 0.1})
+    assert load.public["aws"].hourly_cost == pytest.approx(0.1 + 0.4 + 0.4)
+
+
+def test_the_filter_keeps_local_hosts_at_low_load(tmp_path: Path, hosts: list[Host]) -> None:
+    engine = PolicyEngine(write(tmp_path / "p.json"))
+    kept, decision = engine.filter(hosts, Request(SMALL))
+    assert [h.host for h in kept] == ["l1", "l2"]
+    assert decision is not None
+    assert decision.rule == "below_burst_threshold"
+
+
+def test_the_filter_keeps_only_public_hosts_once_the_threshold_is_reached(
+    tmp_path: Path, hosts: list[Host]
+) -> None:
+    engine = PolicyEngine(
+        write(tmp_path / "p.json", burst={"instances": 2}, **{"return": {"instances": 0}})
+    )
+    hosts[0].boot("a")
+    hosts[1].boot("b")
+    kept, decision = engine.filter(hosts, Request(SMALL, instance_uuid="c"))
+    assert [h.host for h in kept] == ["p1"]
+    assert decision is not None
+    assert (decision.rule, decision.az) == (
+        "burst_threshold_exceeded",
+        "aws",
+    )
+    assert engine.history.mode == "burst"
+
+
+def test_a_missing_local_az_among_the_candidates_bursts(tmp_path: Path, hosts: list[Host]) -> None:
+    # Placement offers no local host when none has room: that alone must burst
+    engine = PolicyEngine(write(tmp_path / "p.json"))
+    kept, decision = engine.filter(hosts[2:], Request(SMALL))
+    assert [h.host for h in kept] == ["p1"]
+    assert decision is not None
+    assert decision.rule == "local_full"
+
+
+def test_one_canonical_log_line_per_decision_with_the_numbers(
+    tmp_path: Path, hosts: list[Host]
+) -> None:
+    engine = PolicyEngine(write(tmp_path / "p.json"))
+    engine.current()
+    with capture_logs() as logs:
+        engine.filter(hosts, Request(SMALL, instance_uuid="u1"))
+    [line] = logs
+    assert line["event"] == "placement_decision"
+    assert (line["instance_uuid"], line["az"], line["rule"]) == (
+        "u1",
+        "local",
+        "below_burst_threshold",
+    )
+    assert line["compared"]["memory_used_pct"] == {"value": 6.25, "limit": 80.0}
+    assert (line["hosts_in"], line["hosts_out"]) == (4, 2)
+
+
+def test_a_changed_policy_file_is_reloaded(tmp_path: Path, hosts: list[Host]) -> None:
+    path = write(tmp_path / "p.json")
+    engine = PolicyEngine(path)
+    assert engine.filter(hosts, Request(SMALL))[1].az == "local"  # type: ignore[union-attr]
+    write(path, **BURST_NOW)
+    assert engine.filter(hosts, Request(SMALL))[1].az == "aws"  # type: ignore[union-attr]
+
+
+def test_an_invalid_new_policy_is_refused_and_the_last_good_one_kept(
+    tmp_path: Path, hosts: list[Host]
+) -> None:
+    path = write(tmp_path / "p.json")
+    engine = PolicyEngine(path)
+    good = engine.current()
+    write(path, burst={"memory_used_pct": 200})
+    with capture_logs() as logs:
+        assert engine.current() is good
+    [err] = logs
+    assert err["event"] == "policy_invalid"
+    assert err["log_level"] == "error"
+    assert err["problems"] == [
+        "$.burst.memory_used_pct = 200: maximum: 200 is greater than the maximum of 100"
+    ]
+    assert err["action"] == "keeping the last good policy"
+
+
+def test_without_any_good_policy_nothing_bursts(tmp_path: Path, hosts: list[Host]) -> None:
+    engine = PolicyEngine(tmp_path / "absent.json", public_azs=["aws"])
+    with capture_logs() as logs:
+        kept, decision = engine.filter(hosts, Request(SMALL))
+    assert decision is None
+    assert [h.host for h in kept] == ["l1", "l2", "x"]
+    assert [e["event"] for e in logs] == ["policy_invalid", "placement_decision"]
+
+
+def test_the_mode_and_prices_survive_a_restart_through_the_state_file(
+    tmp_path: Path, hosts: list[Host]
+) -> None:
+    policy, state, clock = (
+        write(tmp_path / "p.json", **BURST_NOW),
+        tmp_path / "s.json",
+        Clock(),
+    )
+    first = PolicyEngine(policy, state_file=state, clock=clock)
+    first.filter(hosts, Request(Flavor("big"), instance_uuid="u1"))
+    doc = json.loads(state.read_text())
+    assert doc["last_decision"]["az"] == "aws"
+    assert doc["last_load"]["local"]["instances"] == 0
+    second = PolicyEngine(policy, state_file=state, clock=clock)
+    assert second.history == first.history
+    assert second.history.mode == "burst"
+    hosts[2].boot("u1", 4096, 4)
+    assert load_from_hosts(hosts, make_policy(), {"u1": 0.4}).public["aws"].hourly_cost == 0.4
+
+
+def test_a_recorded_capacity_failure_sends_the_next_burst_to_the_fallback_az(
+    tmp_path: Path, hosts: list[Host]
+) -> None:
+    hosts.append(Host("p2", "os"))
+    engine = PolicyEngine(
+        write(tmp_path / "p.json", **BURST_NOW),
+        clock=Clock(),
+    )
+    engine.record_failure("aws")
+    kept, decision = engine.filter(hosts, Request(SMALL))
+    assert [h.host for h in kept] == ["p2"]
+    assert decision is not None
+    assert decision.skipped[0][0] == "aws"

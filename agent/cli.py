@@ -152,9 +152,44 @@ def cloud_init() -> None:
 
 
 @cloud_init.command("render")
-def cloud_init_render() -> None:
-    """Render the agent's cloud-config user data."""
-    _unavailable("azfed cloud-init render")
+@click.option(
+    "--settings",
+    "settings_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Bootstrap settings (TOML, a [bootstrap] table); see packaging/examples.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the user data here (mode 0600) instead of stdout.",
+)
+def cloud_init_render(settings_file: Path, output: Path | None) -> None:
+    """Render the agent's cloud-config user data. It never contains the secret."""
+    from agent.bootstrap import render_file, write_output
+
+    try:
+        text = render_file(settings_file)
+    except InputError as err:
+        _fail_input(err, as_json=False)
+    write_output(text, output)
+
+
+@cloud_init.command("fetch-secret")
+@click.option("--parameter", required=True, help="SSM parameter name (a SecureString).")
+@click.option("--region", required=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def cloud_init_fetch_secret(parameter: str, region: str, out: Path) -> None:
+    """On the instance at boot: refuse IMDSv1, then write the secret from SSM to OUT (0600)."""
+    from agent.bootstrap_secret import SecretFetchError, run
+
+    try:
+        size = run(parameter, region, out)
+    except SecretFetchError as err:
+        click.echo(f"azfed: {err}", err=True)
+        sys.exit(1)
+    click.echo(f"azfed: wrote {size} bytes from {parameter} to {out}", err=True)
 
 
 @main.command()

@@ -139,14 +139,25 @@ class ReceiverSection(_Section):
     database_url: str = "sqlite:////var/lib/azfed-receiver/state.db"
     secrets_dir: FsPath
     policy_file: FsPath | None = None
+    # TOML arrays arrive as lists, hence strict=False
+    sinks: Annotated[tuple[Literal["gnocchi", "nova", "null"], ...], Field(strict=False)] = (
+        "gnocchi",
+        "nova",
+    )
+    max_inflight: Annotated[int, Field(ge=1, le=1024)] = 16
+    write_timeout_s: PositiveFloat = 60.0
+    dedupe_retention_s: Annotated[float, Field(ge=3600)] = 8 * 86400.0
+    shutdown_timeout_s: PositiveFloat = 30.0
 
 
 class NovaSection(_Section):
     """`[nova]`: the local cloud, by its name in clouds.yaml (or OS_* variables if empty)."""
 
     cloud: str | None = None
-    public_azs: tuple[str, ...] = ()
+    public_azs: Annotated[tuple[str, ...], Field(strict=False)] = ()
     timeout_s: PositiveFloat = 30.0
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+    last_seen_interval_s: Annotated[float, Field(ge=0)] = 300.0
 
 
 class GnocchiSection(_Section):
@@ -157,6 +168,7 @@ class GnocchiSection(_Section):
     basic_user: str = "admin"
     archive_policy: str = "ceilometer-low"
     timeout_s: PositiveFloat = 30.0
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 8
 
 
 class ReconcileSection(_Section):

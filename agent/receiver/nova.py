@@ -1,0 +1,135 @@
+"""A small async face on openstacksdk for the receiver: its calls block, so each runs in a
+worker thread, and a semaphore bounds how many hit Nova at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What the receiver needs to know of a Nova server (Gnocchi attributes, reconciliation)."""
+
+    uuid: str
+    name: str
+    flavor_id: str
+    flavor_name: str
+    host: str
+    image_ref: str
+    az: str
+    project_id: str
+    user_id: str
+    status: str
+    created_at: str
+    metadata: dict[str, str]
+
+
+def _facts(server: Any) -> ServerFacts:
+    flavor = server.flavor or {}
+    image = server.image or {}
+    return ServerFacts(
+        uuid=server.id,
+        name=server.name or "",
+        flavor_id=str(flavor.get("id") or flavor.get("original_name") or ""),
+        flavor_name=str(flavor.get("original_name") or flavor.get("name") or ""),
+        host=server.compute_host or server.hypervisor_hostname or "",
+        image_ref=str(image.get("id") or ""),
+        az=server.availability_zone or "",
+        project_id=server.project_id or "",
+        user_id=server.user_id or "",
+        status=server.status or "",
+        created_at=server.created_at or "",
+        metadata=dict(server.metadata or {}),
+    )
+
+
+class NovaClient:
+    """Nova calls the receiver makes. `connect` builds an openstacksdk Connection; it is
+    called lazily, in a worker thread, because it may authenticate against Keystone."""
+
+    def __init__(
+        self, connect: Callable[[], Any], *, concurrency: int = 8, cache_ttl_s: float = 300.0
+    ) -> None:
+        self._connect = connect
+        self._conn: Any = None
+        self._sem = asyncio.Semaphore(concurrency)
+        self._ttl = cache_ttl_s
+        self._cache: dict[str, tuple[float, ServerFacts | None]] = {}
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        async with self._sem:
+            return await asyncio.to_thread(self._in_thread, fn, *args, **kwargs)
+
+    def _in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._conn is None:
+            self._conn = self._connect()
+        return fn(self._conn, *args, **kwargs)
+
+    async def ping(self) -> None:
+        """Raise if Nova does not answer (one cheap authenticated call)."""
+        await self._call(lambda c: next(iter(c.compute.flavors(limit=1)), None))
+
+    async def token(self) -> str:
+        """A valid Keystone token of the receiver's session."""
+        token: str = await self._call(lambda c: c.session.get_token())
+        return token
+
+    async def server(self, uuid: str, *, fresh: bool = False) -> ServerFacts | None:
+        """The server's facts, or None if Nova has no such server; cached for a while."""
+        hit = self._cache.get(uuid)
+        if hit is not None and not fresh and time.monotonic() - hit[0] < self._ttl:
+            return hit[1]
+        facts = await self._call(_get_server, uuid)
+        self._cache[uuid] = (time.monotonic(), facts)
+        return facts
+
+    async def set_metadata(self, uuid: str, changed: dict[str, str]) -> None:
+        """Set (merge) these metadata keys on the server."""
+        await self._call(lambda c: c.compute.set_server_metadata(uuid, **changed))
+        hit = self._cache.get(uuid)
+        if hit is not None and hit[1] is not None:
+            merged = {**hit[1].metadata, **changed}
+            facts = ServerFacts(**{**hit[1].__dict__, "metadata": merged})
+            self._cache[uuid] = (hit[0], facts)
+
+    async def servers_in(self, azs: tuple[str, ...]) -> list[ServerFacts]:
+        """Every server (all projects) whose availability zone is one of `azs`."""
+        servers = await self._call(
+            lambda c: list(c.compute.servers(details=True, all_projects=True))
+        )
+        return [f for f in map(_facts, servers) if f.az in azs]
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await asyncio.to_thread(self._conn.close)
+            self._conn = None
+
+
+def _get_server(conn: Any, uuid: str) -> ServerFacts | None:
+    from openstack import exceptions
+
+    try:
+        server = conn.compute.get_server(uuid)
+    except exceptions.NotFoundException:
+        return None
+    return _facts(server)
+
+
+def connector(cloud: str | None, timeout_s: float) -> Callable[[], Any]:
+    """A Connection factory: a clouds.yaml entry by name, or the OS_* variables if None."""
+
+    def connect() -> Any:
+        import openstack
+
+        if cloud:
+            return openstack.connect(cloud=cloud, api_timeout=timeout_s)
+        return openstack.connect(api_timeout=timeout_s)
+
+    return connect

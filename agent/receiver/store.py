@@ -1,0 +1,340 @@
+"""The receiver's state: dedupe keys, agents' sequence numbers, the instance state cache,
+orphans found by reconciliation and the audit trail of what the receiver decided.
+
+SQLite by default; any SQLAlchemy async URL (MySQL, PostgreSQL) when several receivers share
+the load behind a balancer: the dedupe key's primary key is what makes a report's effect
+happen once across all of them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    delete,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+metadata = MetaData()
+
+reports = Table(
+    "azfed_reports",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("agent_id", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("body_sha256", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # inflight | done
+    Column("answer", JSON),
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float),
+)
+
+agents = Table(
+    "azfed_agents",
+    metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("last_report_at", Float, nullable=False),
+)
+
+instances = Table(
+    "azfed_instances",
+    metadata,
+    Column("instance_uuid", String(36), primary_key=True),
+    Column("agent_id", String(64), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("remote_id", String(255), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("ips", JSON, nullable=False),
+    Column("observed_at", String(40), nullable=False),
+    Column("received_at", Float, nullable=False),
+)
+
+orphans = Table(
+    "azfed_orphans",
+    metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("subject", String(255), primary_key=True),
+    Column("detail", JSON, nullable=False),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+)
+
+audit = Table(
+    "azfed_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("subject", String(255), nullable=False),
+    Column("detail", JSON, nullable=False),
+)
+
+# IN lists are chunked: SQLite allows 32,766 bound parameters, older builds 999.
+_CHUNK = 500
+
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "mysql": "mysql+aiomysql",
+    "mariadb": "mysql+aiomysql",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+
+
+def async_url(url: str) -> str:
+    """The async-driver form of a plain SQLAlchemy URL (`sqlite:///x` -> `sqlite+aiosqlite`)."""
+    scheme, sep, rest = url.partition("://")
+    return f"{_ASYNC_DRIVERS.get(scheme, scheme)}{sep}{rest}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What the store says about a report key: do the work, or answer without doing it."""
+
+    kind: Literal["new", "done", "inflight", "conflict"]
+    answer: dict[str, Any] | None = None
+
+
+def _instance_row(agent_id: str, inst: dict[str, Any], now: float) -> dict[str, Any]:
+    return {
+        "instance_uuid": inst["instance_uuid"].lower(),
+        "agent_id": agent_id,
+        "provider": inst["provider"],
+        "remote_id": inst["remote_id"],
+        "state": inst["state"],
+        "ips": inst["ips"],
+        "observed_at": inst["observed_at"],
+        "received_at": now,
+    }
+
+
+class Store:
+    """Async access to the receiver's tables. `open()` before use, `close()` after."""
+
+    def __init__(self, url: str) -> None:
+        self.url = async_url(url)
+        self._engine: AsyncEngine | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("Store.open() has not been called")
+        return self._engine
+
+    async def open(self) -> None:
+        """Connect and create the tables that are missing (never alters existing ones)."""
+        args: dict[str, Any] = {}
+        if self.url.startswith("sqlite"):
+            # Writers wait for each other instead of failing at once with "database is locked".
+            args["connect_args"] = {"timeout": 30}
+        self._engine = create_async_engine(self.url, **args)
+        async with self._engine.begin() as conn:
+            if self.url.startswith("sqlite") and ":memory:" not in self.url:
+                await conn.execute(text("PRAGMA journal_mode=WAL"))
+            await conn.run_sync(metadata.create_all)
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    async def ping(self) -> None:
+        """Raise if the database cannot answer a trivial query."""
+        async with self.engine.connect() as conn:
+            await conn.execute(select(1))
+
+    # --- dedupe -------------------------------------------------------------------------------
+
+    async def claim(  # noqa: PLR0917 - one report's identity, read as one line
+        self, key: str, agent_id: str, seq: int, body_sha256: str, now: float, stale_after: float
+    ) -> Claim:
+        """Take `key` for this body, or say why not. An in-flight claim older than
+        `stale_after` was left by a receiver that died mid-write, and is taken over."""
+        row = {
+            "key": key,
+            "agent_id": agent_id,
+            "seq": seq,
+            "body_sha256": body_sha256,
+            "status": "inflight",
+            "created_at": now,
+        }
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(reports).values(**row))
+        except IntegrityError:
+            return await self._existing_claim(key, body_sha256, now, stale_after)
+        return Claim("new")
+
+    async def _existing_claim(
+        self, key: str, body_sha256: str, now: float, stale_after: float
+    ) -> Claim:
+        async with self.engine.begin() as conn:
+            found = (await conn.execute(select(reports).where(reports.c.key == key))).first()
+            if found is None:  # released between our insert and this read: let the agent retry
+                return Claim("inflight")
+            if found.body_sha256 != body_sha256:
+                return Claim("conflict")
+            if found.status == "done":
+                return Claim("done", found.answer)
+            if found.created_at >= now - stale_after:
+                return Claim("inflight")
+            took = await conn.execute(
+                update(reports)
+                .where(and_(reports.c.key == key, reports.c.created_at == found.created_at))
+                .values(created_at=now)
+            )
+            return Claim("new" if took.rowcount == 1 else "inflight")
+
+    async def release(self, key: str) -> None:
+        """Give up an in-flight claim (the write failed), so the agent's retry can run."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                delete(reports).where(and_(reports.c.key == key, reports.c.status == "inflight"))
+            )
+
+    async def finish(
+        self, key: str, answer: dict[str, Any], report: dict[str, Any], now: float
+    ) -> None:
+        """Record the answer, the agent's sequence and the instances' state in one transaction."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(reports)
+                .where(reports.c.key == key)
+                .values(status="done", answer=answer, finished_at=now)
+            )
+            await self._bump_agent(conn, report["agent_id"], report["seq"], now)
+            rows = [_instance_row(report["agent_id"], i, now) for i in report["instances"]]
+            await self._upsert_instances(conn, rows)
+
+    async def _bump_agent(self, conn: AsyncConnection, agent_id: str, seq: int, now: float) -> None:
+        found = (await conn.execute(select(agents).where(agents.c.agent_id == agent_id))).first()
+        if found is None:
+            await conn.execute(
+                insert(agents).values(agent_id=agent_id, last_seq=seq, last_report_at=now)
+            )
+            return
+        # Reports may land out of order (spool replay): last_seq only ever grows.
+        await conn.execute(
+            update(agents)
+            .where(agents.c.agent_id == agent_id)
+            .values(last_seq=max(seq, found.last_seq), last_report_at=now)
+        )
+
+    async def _upsert_instances(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        for i in range(0, len(rows), _CHUNK):
+            chunk = {r["instance_uuid"]: r for r in rows[i : i + _CHUNK]}
+            query = select(instances.c.instance_uuid, instances.c.observed_at).where(
+                instances.c.instance_uuid.in_(chunk)
+            )
+            have = {r.instance_uuid: r.observed_at for r in await conn.execute(query)}
+            new = [r for u, r in chunk.items() if u not in have]
+            # An older observation arriving late (a replay) must not undo a newer one.
+            newer = [r for u, r in chunk.items() if u in have and _later(r["observed_at"], have[u])]
+            if new:
+                await conn.execute(insert(instances), new)
+            for r in newer:
+                await conn.execute(
+                    update(instances)
+                    .where(instances.c.instance_uuid == r["instance_uuid"])
+                    .values(**r)
+                )
+
+    async def prune(self, before: float) -> int:
+        """Forget finished reports older than `before`; returns how many."""
+        async with self.engine.begin() as conn:
+            res = await conn.execute(
+                delete(reports).where(
+                    and_(reports.c.status == "done", reports.c.finished_at < before)
+                )
+            )
+        return int(res.rowcount)
+
+    # --- state cache, orphans, audit ----------------------------------------------------------
+
+    async def instance(self, uuid: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            query = select(instances).where(instances.c.instance_uuid == uuid.lower())
+            row = (await conn.execute(query)).first()
+        return dict(row._mapping) if row is not None else None
+
+    async def all_instances(self) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(select(instances))]
+
+    async def agents(self) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(select(agents))]
+
+    async def count_reports(self) -> int:
+        async with self.engine.connect() as conn:
+            return len((await conn.execute(select(reports.c.key))).all())
+
+    async def set_orphans(
+        self, found: Iterable[tuple[str, str, dict[str, Any]]], now: float
+    ) -> None:
+        """Replace the orphan list with `found` (kind, subject, detail), keeping first_seen."""
+        found = list(found)
+        async with self.engine.begin() as conn:
+            old = {(r.kind, r.subject): r.first_seen for r in await conn.execute(select(orphans))}
+            await conn.execute(delete(orphans))
+            rows = [
+                {
+                    "kind": k,
+                    "subject": s,
+                    "detail": d,
+                    "first_seen": old.get((k, s), now),
+                    "last_seen": now,
+                }
+                for k, s, d in found
+            ]
+            if rows:
+                await conn.execute(insert(orphans), rows)
+
+    async def orphans(self) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(select(orphans))]
+
+    async def record(self, kind: str, subject: str, detail: dict[str, Any], now: float) -> None:
+        """Append one decision to the audit trail."""
+        row = {"at": now, "kind": kind, "subject": subject[:255], "detail": _jsonable(detail)}
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(audit).values(**row))
+
+    async def audit_trail(
+        self, kind: str | None = None, limit: int = 100
+    ) -> Sequence[dict[str, Any]]:
+        query = select(audit).order_by(audit.c.id.desc()).limit(limit)
+        if kind is not None:
+            query = query.where(audit.c.kind == kind)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+def _later(a: str, b: str) -> bool:
+    from datetime import datetime
+
+    return datetime.fromisoformat(a.upper()) > datetime.fromisoformat(b.upper())
+
+
+def _jsonable(detail: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(json.dumps(detail, default=str))
+    return out

@@ -129,21 +129,71 @@ def policy() -> None:
 
 @policy.command("check")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def policy_check(file: Path) -> None:
-    """Validate a policy.json file and list every error."""
-    _unavailable("azfed policy check")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def policy_check(file: Path, as_json: bool) -> None:
+    """Validate a policy.json file and list every error (exit 3 if invalid)."""
+    from agent.policy import commands
+
+    try:
+        summary = commands.check_summary(commands.check(file))
+    except InputError as err:
+        _fail_input(err, as_json)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"{file}: valid (local {summary['local_az']}, public {summary['public_azs']})")
 
 
 @policy.command("explain")
-def policy_explain() -> None:
-    """Show the local load, thresholds and what the next boot would get, and why."""
-    _unavailable("azfed policy explain")
+@click.option("--policy", "policy_file", required=True, type=click.Path(path_type=Path))
+@click.option("--flavor", default="m1.small", show_default=True, help="Flavor of the next boot.")
+@click.option("--cloud", default=None, help="Cloud name in clouds.yaml (default: OS_* vars).")
+@click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The filter's [azfed_filter] state_file: its mode and cooldown clocks.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+def policy_explain(
+    policy_file: Path, flavor: str, cloud: str | None, state_file: Path | None, as_json: bool
+) -> None:
+    """Show the local load, thresholds, caps used and what the next boot would get, and why."""
+    import openstack
+
+    from agent.policy import commands
+
+    try:
+        pol = commands.check(policy_file)
+        conn = openstack.connect(cloud=cloud)
+        try:
+            doc = commands.explain_cloud(pol, conn, flavor, state_file)
+        finally:
+            conn.close()
+    except InputError as err:
+        _fail_input(err, as_json)
+    click.echo(json.dumps(doc, indent=2) if as_json else commands.render_explain(doc))
 
 
 @policy.command("simulate")
-def policy_simulate() -> None:
-    """Replay a load/request trace through the policy."""
-    _unavailable("azfed policy simulate")
+@click.option("--policy", "policy_file", required=True, type=click.Path(path_type=Path))
+@click.option("--trace", "trace_file", required=True, type=click.Path(path_type=Path))
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary and steps as JSON.")
+def policy_simulate(policy_file: Path, trace_file: Path, plot: Path | None, as_json: bool) -> None:
+    """Replay a load/request trace (CSV) through the policy: bursts, cost, flapping."""
+    from agent.policy import commands, simulate
+
+    try:
+        result = simulate.run(commands.check(policy_file), simulate.read_trace(trace_file))
+    except InputError as err:
+        _fail_input(err, as_json)
+    if plot is not None:
+        try:
+            simulate.plot(result, plot)
+        except simulate.PlotUnavailableError as err:
+            click.echo(f"azfed: {err}", err=True)
+            sys.exit(1)
+    click.echo(json.dumps(result.as_dict()) if as_json else simulate.render(result))
 
 
 @main.group("cloud-init")
@@ -193,9 +243,35 @@ def cloud_init_fetch_secret(parameter: str, region: str, out: Path) -> None:
 
 
 @main.command()
-def quota() -> None:
-    """Show and raise a project's Nova quotas by the burst allowance."""
-    _unavailable("azfed quota")
+@click.argument("project")
+@click.option("--instances", type=click.IntRange(min=0), default=0, help="Extra instances.")
+@click.option("--cores", type=click.IntRange(min=0), default=0, help="Extra vCPUs.")
+@click.option("--ram-mb", type=click.IntRange(min=0), default=0, help="Extra RAM (MiB).")
+@click.option("--cloud", envvar="OS_CLOUD", help="clouds.yaml entry (default: OS_* variables).")
+@click.option("--json", "as_json", is_flag=True, help="Print before/after as JSON.")
+def quota(  # noqa: PLR0917 - click passes one argument per option
+    project: str, instances: int, cores: int, ram_mb: int, cloud: str | None, as_json: bool
+) -> None:
+    """Show and raise PROJECT's Nova quotas by the burst allowance (none given: only show)."""
+    import openstack
+
+    from agent.nova import quota as q
+
+    conn = openstack.connect(cloud=cloud) if cloud else openstack.connect()
+    try:
+        try:
+            proj = q.find_project(conn, project)
+        except LookupError as err:
+            raise click.ClickException(str(err)) from None
+        allowance = {"instances": instances, "cores": cores, "ram_mb": ram_mb}
+        changes = q.apply(conn, proj.id, allowance)
+    finally:
+        conn.close()
+    if as_json:
+        rows = [{"resource": c.resource, "before": c.before, "after": c.after} for c in changes]
+        click.echo(json.dumps({"project": proj.name, "project_id": proj.id, "quotas": rows}))
+    else:
+        click.echo(q.table(proj.name, changes))
 
 
 @main.command()

@@ -109,7 +109,10 @@ def _ini(sections: Mapping[str, Mapping[str, object]]) -> str:
     out = []
     for name, opts in sections.items():
         out.append(f"[{name}]")
-        out.extend(f"{k} = {v}" for k, v in opts.items())
+        for k, v in opts.items():
+            # oslo.config's multi-valued options (MultiStrOpt) repeat the key, once per value;
+            # indented continuation lines would join the values into one string instead
+            out.extend(f"{k} = {x}" for x in (v if isinstance(v, list | tuple) else [v]))
         out.append("")
     return "\n".join(out)
 
@@ -344,9 +347,10 @@ class OpenStackBed:
             nova.setdefault(section, {}).update(opts)
         custom = [f for f in self.filters if "." in f]
         if custom:  # out-of-tree filters must be listed as available by their dotted path
-            nova["filter_scheduler"]["available_filters"] = "\n    ".join(
-                ["nova.scheduler.filters.all_filters", *custom]
-            )
+            nova["filter_scheduler"]["available_filters"] = [
+                "nova.scheduler.filters.all_filters",
+                *custom,
+            ]
             nova["filter_scheduler"]["enabled_filters"] = ",".join(
                 f.rsplit(".", 1)[-1] for f in self.filters
             )

@@ -119,7 +119,34 @@ def receiver() -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path))
 def receiver_run(config_file: Path | None) -> None:
     """Run the receiver in the foreground (systemd Type=notify)."""
-    _unavailable("azfed receiver run")
+    import asyncio
+
+    from agent.config import load_config
+
+    if config_file is None:
+        raise click.UsageError("--config FILE is required")
+    try:
+        cfg = load_config(config_file)
+        cfg.require("receiver")
+    except InputError as err:
+        _fail_input(err, False)
+    logs.configure(cfg.logging.level, cfg.logging.format)
+    asyncio.run(_serve_receiver(cfg))
+
+
+async def _serve_receiver(cfg: object) -> None:
+    import asyncio
+    import signal
+
+    from agent.config import AzfedConfig
+    from agent.receiver.run import serve
+
+    assert isinstance(cfg, AzfedConfig)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(cfg, stop)
 
 
 @main.group()
@@ -275,9 +302,24 @@ def quota(  # noqa: PLR0917 - click passes one argument per option
 
 
 @main.command()
-def status() -> None:
-    """Show the federation's state: AZ load, burst instances, orphans, agent freshness."""
-    _unavailable("azfed status")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(config_file: Path | None, as_json: bool) -> None:
+    """Show the federation's state: burst instances, orphans, agent freshness."""
+    import asyncio
+
+    from agent.config import load_config
+    from agent.receiver import status as receiver_status
+
+    if config_file is None:
+        raise click.UsageError("--config FILE (the receiver's) is required")
+    try:
+        cfg = load_config(config_file)
+        cfg.require("receiver")
+    except InputError as err:
+        _fail_input(err, as_json)
+    result = asyncio.run(receiver_status.collect(cfg))
+    click.echo(json.dumps(result) if as_json else receiver_status.render(result))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -206,8 +206,23 @@ def _path_of(error_path: Any) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error_path).lstrip(".")
 
 
+def _size_problems(obj: Any) -> list[Problem]:
+    # Checked before the schema: jsonschema would validate every item of an oversized array
+    # before reporting maxItems, seconds of CPU an attacker could make us spend per request.
+    if not isinstance(obj, dict):
+        return []
+    bounds = (("instances", MAX_INSTANCES), ("samples", MAX_SAMPLES))
+    return [
+        Problem(key, f"{len(obj[key])} items", f"at most {bound} items per report")
+        for key, bound in bounds
+        if isinstance(obj.get(key), list) and len(obj[key]) > bound
+    ]
+
+
 def _schema_problems(obj: Any) -> list[Problem]:
-    problems = []
+    problems = _size_problems(obj)
+    if problems:
+        return problems
     for err in _VALIDATOR.iter_errors(obj):
         problems.append(
             Problem(_path_of(err.absolute_path) or "<report>", err.instance, err.message)

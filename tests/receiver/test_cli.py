@@ -1,0 +1,91 @@
+"""`azfed receiver run` as systemd runs it: READY=1 on the notify socket, reports accepted,
+SIGTERM stops it cleanly; `azfed status` then reads what it stored."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from agent import wire
+from tests.receiver.conftest import AGENT, SECRET, example
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _write_config(tmp_path: Path, port: int) -> Path:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / AGENT).write_bytes(SECRET)
+    cfg = tmp_path / "receiver.toml"
+    cfg.write_text(
+        f"""
+[receiver]
+host = "127.0.0.1"
+port = {port}
+secrets_dir = "{secrets}"
+database_url = "sqlite:///{tmp_path / "state.db"}"
+sinks = ["null"]
+"""
+    )
+    return cfg
+
+
+def _azfed(*args: str, **kw: object) -> list[str]:
+    return [sys.executable, "-m", "agent.cli", *args]
+
+
+def test_receiver_run_notifies_systemd_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """The service says READY=1, accepts a signed report, and exits 0 on SIGTERM after
+    STOPPING=1; `azfed status --json` then shows the agent and its instances."""
+    port = _free_port()
+    cfg = _write_config(tmp_path, port)
+    notify_path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(notify_path)
+        notify.settimeout(60)
+        env = {**os.environ, "NOTIFY_SOCKET": notify_path, "AZFED_LOG_FORMAT": "json"}
+        proc = subprocess.Popen(
+            _azfed("receiver", "run", "--config", str(cfg)),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            ready = notify.recv(4096).decode()
+            assert "READY=1" in ready
+            report = example()
+            body, headers = wire.encode_report(
+                report, secret=SECRET, agent_id=AGENT, seq=42, now=time.time(), gzip=True
+            )
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}{wire.REPORTS_PATH}", data=body, headers=headers
+            )
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                assert json.load(resp)["samples"] == 9
+            proc.send_signal(signal.SIGTERM)
+            assert "STOPPING=1" in notify.recv(4096).decode()
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    out = subprocess.run(
+        _azfed("status", "--config", str(cfg), "--json"), capture_output=True, check=True
+    )
+    status = json.loads(out.stdout)
+    assert status["agents"][0]["agent_id"] == AGENT
+    assert status["agents"][0]["last_seq"] == 42
+    assert status["instances"] == {"running": 1, "stopped": 1}
+    assert status["orphans"] == []

@@ -26,7 +26,7 @@ from pydantic import AnyUrl, BaseModel, ConfigDict, Field, UrlConstraints, Valid
 
 from agent import __version__
 from agent.config import AzfedConfig, load_config, problems_from
-from agent.errors import AzfedError, ConfigError, InputError, Problem
+from agent.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
     import jinja2
@@ -54,10 +54,6 @@ ParameterName = Annotated[str, Field(pattern=r"^/[A-Za-z0-9_./-]{1,1010}$")]
 DebPackage = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]*$")]
 Version = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)*([a-z0-9.+-]*)$")]
 WHEEL_NAME = re.compile(r"^azfed-[0-9][A-Za-z0-9.+_-]*-py3-none-any\.whl$")
-
-
-class BootstrapError(AzfedError):
-    """The instance cannot be bootstrapped as it is; the message says what to change."""
 
 
 class BootstrapSettings(BaseModel):
@@ -251,15 +247,6 @@ def write_output(text: str, out: Path | None) -> None:
         sys.stdout.write(text)
         return
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # the mode above applies only to a file that did not exist yet
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
-
-
-__all__ = [
-    "BootstrapError",
-    "BootstrapSettings",
-    "InputError",
-    "load_settings",
-    "render",
-    "render_file",
-]

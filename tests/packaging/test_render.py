@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -76,6 +77,51 @@ def test_boot_script_is_valid_posix_shell(
     assert result.returncode == 0, result.stderr
     assert script.startswith("#!/bin/sh\n")
     assert "set -eu" in script
+
+
+@pytest.mark.parametrize(("target", "install"), COMBINATIONS)
+def test_boot_script_passes_shellcheck(
+    write_settings: WriteSettings, tmp_path: Path, target: str, install: str
+) -> None:
+    exe = shutil.which("shellcheck")
+    assert exe, "shellcheck is not installed: run `make setup` (Debian package shellcheck)"
+    script = tmp_path / "azfed-bootstrap"
+    files = files_of(render_file(write_settings(target, install)))
+    script.write_text(files["/usr/local/sbin/azfed-bootstrap"])
+    result = subprocess.run(
+        [exe, "-s", "sh", str(script)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_a_setting_reaches_the_boot_script_as_one_shell_word(
+    write_settings: WriteSettings, tmp_path: Path
+) -> None:
+    """Shell syntax inside a value stays data: the script runs pip with it as one argument."""
+    hostile = "https://pypi.example.org/simple?a=$(touch%20pwned)&b=`id`;c=$HOME"
+    settings = write_settings("ec2", "index")
+    text = settings.read_text().replace(
+        'index_url = "https://pypi.org/simple"', f'index_url = "{hostile}"'
+    )
+    settings.write_text(text)
+    script = files_of(render_file(settings))["/usr/local/sbin/azfed-bootstrap"]
+    # run the install step alone with a stand-in pip that prints the arguments it was given
+    start = script.index('"$prefix/bin/pip"')
+    step = script[start : script.index("\n", script.index("--index-url", start))]
+    bindir = tmp_path / "prefix" / "bin"
+    bindir.mkdir(parents=True)
+    (bindir / "pip").write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
+    (bindir / "pip").chmod(0o755)
+    result = subprocess.run(
+        ["sh", "-c", f"prefix={tmp_path / 'prefix'}\n{step}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    args = result.stdout.splitlines()
+    assert args[args.index("--index-url") + 1] == hostile
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_agent_config_and_unit_reach_the_instance_byte_for_byte(
@@ -225,6 +271,8 @@ def test_cli_writes_user_data_readable_only_by_its_owner(
 ) -> None:
     settings = write_settings("ec2", "wheel")
     out = tmp_path / "user-data"
+    out.write_text("an older render, once world-readable")
+    out.chmod(0o644)
     result = CliRunner().invoke(
         main, ["cloud-init", "render", "--settings", str(settings), "-o", str(out)]
     )

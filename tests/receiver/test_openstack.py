@@ -1,0 +1,164 @@
+"""The receiver against the REAL Gnocchi and Nova of the test bed: a signed report's
+measures are readable through gnocchiclient under the right `instance` resource and meter,
+the Nova server's metadata through openstacksdk, and a replay changes nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from agent import wire
+from agent.receiver.app import RUNNER_KWARGS, create_app
+from agent.receiver.nova import NovaClient
+from agent.receiver.sinks.gnocchi import GnocchiSink, basic_auth
+from agent.receiver.sinks.nova import NovaSink
+from tests.receiver.conftest import AGENT, NOW, SECRET, make_config
+from tests.testbed.openstack import OpenStackBed
+
+GNOCCHI = "http://127.0.0.1:8041"
+
+
+@pytest.fixture
+def server(openstack_bed: OpenStackBed) -> Iterator[Any]:
+    """Our own server in local-az (deleted afterwards; never anyone else's)."""
+    conn = openstack_bed.connect()
+    created = conn.compute.create_server(
+        name=f"azfed-receiver-{uuid.uuid4().hex[:8]}",
+        flavor_id=conn.compute.find_flavor("m1.tiny").id,
+        image_id=conn.image.find_image("fake-img").id,
+        networks="none",
+        availability_zone="local-az",
+    )
+    try:
+        yield conn.compute.wait_for_server(created, status="ACTIVE", wait=180, interval=0.5)
+    finally:
+        conn.compute.delete_server(created, force=True)
+        conn.compute.wait_for_delete(created, wait=120)
+        conn.close()
+
+
+@pytest.fixture
+async def live(
+    openstack_bed: OpenStackBed, tmp_path: Path
+) -> AsyncIterator[tuple[TestClient[Any, Any], GnocchiSink, NovaSink]]:
+    nova = NovaClient(openstack_bed.connect, concurrency=4)
+    gnocchi = GnocchiSink(GNOCCHI, basic_auth("admin"), facts=nova.server)
+    nova_sink = NovaSink(nova, last_seen_interval_s=300)
+    app = create_app(
+        make_config(tmp_path), sinks=[gnocchi, nova_sink], nova=nova, clock=lambda: NOW
+    )
+    server = TestServer(app)
+    await server.start_server(**RUNNER_KWARGS)
+    client = TestClient(server)
+    await client.start_server()
+    yield client, gnocchi, nova_sink
+    await client.close()
+
+
+def _gnocchi() -> Any:
+    from gnocchiclient import auth, client
+
+    plugin = auth.GnocchiBasicPlugin(user="admin", endpoint=GNOCCHI)
+    return client.Client("1", session_options={"auth": plugin})
+
+
+def _report(server_id: str, seq: int, cpu: float) -> dict[str, Any]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    t1 = (now - timedelta(minutes=10)).isoformat().replace("+00:00", "Z")
+    t2 = (now - timedelta(minutes=4)).isoformat().replace("+00:00", "Z")
+    return {
+        "version": 1,
+        "agent_id": AGENT,
+        "seq": seq,
+        "sent_at": t2,
+        "instances": [
+            {
+                "instance_uuid": server_id,
+                "provider": "ec2",
+                "remote_id": "i-0feedfacecafe0001",
+                "state": "running",
+                "ips": {"private": ["10.0.1.9"], "public": ["198.51.100.7"]},
+                "instance_type": "t3.micro",
+                "az": "us-east-1a",
+                "launched_at": t1,
+                "status_checks": "ok",
+                "observed_at": t2,
+            }
+        ],
+        "samples": [
+            {
+                "resource_id": server_id,
+                "meter": "cpu_util",
+                "unit": "%",
+                "type": "gauge",
+                "volume": cpu,
+                "timestamp": t1,
+            },
+            {
+                "resource_id": server_id,
+                "meter": "network.incoming.bytes",
+                "unit": "B",
+                "type": "cumulative",
+                "volume": 4096,
+                "timestamp": t1,
+            },
+        ],
+    }
+
+
+async def _post(client: TestClient[Any, Any], report: dict[str, Any]) -> tuple[int, Any]:
+    body, headers = wire.encode_report(
+        report, secret=SECRET, agent_id=AGENT, seq=report["seq"], now=NOW, gzip=True
+    )
+    resp = await client.post(wire.REPORTS_PATH, data=body, headers=headers)
+    return resp.status, await resp.json()
+
+
+def _measures(gn: Any, server_id: str, meter: str) -> list[float]:
+    rows = gn.metric.get_measures(meter, resource_id=server_id, refresh=True)
+    return [value for _ts, _granularity, value in rows]
+
+
+async def test_a_signed_report_lands_in_real_gnocchi_and_nova_and_a_replay_changes_nothing(
+    live: tuple[TestClient[Any, Any], GnocchiSink, NovaSink],
+    server: Any,
+    openstack_bed: OpenStackBed,
+) -> None:
+    """Measures under the instance resource and meter; metadata on the Nova server; the same
+    key again is answered from the store (no new write); another body under it is refused."""
+    client, gnocchi, nova_sink = live
+    report = _report(server.id, seq=int(NOW) % 1_000_000, cpu=37.5)
+    status, answer = await _post(client, report)
+    assert status == 200, answer
+
+    gn = _gnocchi()
+    resource = gn.resource.get("instance", server.id)
+    assert resource["display_name"] == server.name
+    assert resource["flavor_name"] == "m1.tiny"
+    assert _measures(gn, server.id, "cpu_util") == [37.5]
+    assert _measures(gn, server.id, "network.incoming.bytes") == [4096.0]
+    metric = gn.metric.get("cpu_util", resource_id=server.id)
+    assert metric["unit"] == "%"
+    assert metric["archive_policy"]["name"] == "ceilometer-low"
+
+    conn = openstack_bed.connect()
+    meta = conn.compute.get_server_metadata(server.id).metadata
+    conn.close()
+    assert meta["azfed_remote_id"] == "i-0feedfacecafe0001"
+    assert meta["azfed_public_ip"] == "198.51.100.7"
+    assert meta["azfed_remote_state"] == "running"
+    assert meta["azfed_last_seen"] == report["instances"][0]["observed_at"]
+
+    posts, writes = gnocchi.posts, nova_sink.writes
+    assert await _post(client, report) == (200, answer)
+    changed = dict(report, samples=[dict(report["samples"][0], volume=99.0)])
+    status, refused = await _post(client, changed)
+    assert (status, refused["error"]) == (409, "key_conflict")
+    assert (gnocchi.posts, nova_sink.writes) == (posts, writes)
+    assert _measures(gn, server.id, "cpu_util") == [37.5]

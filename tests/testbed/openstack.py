@@ -792,8 +792,40 @@ class OpenStackBed:
     ) -> None:
         """Change the proxy host's driver or the scheduler's filters; restart what uses them.
 
-        `extra_nova` and `extra_env` are merged into what the bed already has.
+        `extra_nova` and `extra_env` are merged into what the bed already has. Several test
+        sessions share one bed: the change is made under a file lock and on top of the settings
+        the last reconfigure saved, so two sessions never both restart a service (orphaning one
+        copy) and one session's filters never revert another's driver.
         """
+        with self._reconfigure_lock():
+            self._load_saved_settings()
+            self._reconfigure(aws_driver, filters, extra_nova, extra_env)
+
+    @contextlib.contextmanager
+    def _reconfigure_lock(self) -> Iterator[None]:
+        import fcntl
+
+        self.run.mkdir(parents=True, exist_ok=True)
+        with open(self.run / "reconfigure.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _load_saved_settings(self) -> None:
+        if self.state_file.exists():
+            st = json.loads(self.state_file.read_text())
+            self.aws_driver, self.filters = st["aws_driver"], tuple(st["filters"])
+            self.extra_nova, self.extra_env = st["extra_nova"], st["extra_env"]
+
+    def _reconfigure(
+        self,
+        aws_driver: str | None,
+        filters: Sequence[str] | None,
+        extra_nova: Mapping[str, Mapping[str, object]] | None,
+        extra_env: Mapping[str, str] | None,
+    ) -> None:
         if aws_driver is not None:
             self.aws_driver = aws_driver
         if filters is not None:

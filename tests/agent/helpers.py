@@ -1,0 +1,92 @@
+"""Helpers shared by the agent tests: federated instances in moto and seeded CloudWatch data."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid as uuidlib
+from typing import Any
+
+from agent.config import AzfedConfig, parse_config
+from tests.testbed.aws import MotoServer
+
+TAG = "azfed:instance-uuid"
+# moto answers CloudWatch with whatever was seeded; these are the AWS/EC2 metrics we read
+EC2_METRICS = {
+    "cpu_util": ("CPUUtilization", "Percent"),
+    "network.incoming.bytes": ("NetworkIn", "Bytes"),
+    "network.outgoing.bytes": ("NetworkOut", "Bytes"),
+    "disk.read.bytes": ("EBSReadBytes", "Bytes"),
+    "disk.write.bytes": ("EBSWriteBytes", "Bytes"),
+    "disk.read.requests": ("EBSReadOps", "Count"),
+    "disk.write.requests": ("EBSWriteOps", "Count"),
+}
+
+
+async def launch(ec2: Any, n: int, *, per_reservation: int = 100) -> dict[str, str]:
+    """Start n tagged instances (each its own reservation when per_reservation == 1);
+    answer {instance id: Nova uuid}."""
+    out: dict[str, str] = {}
+    sem = asyncio.Semaphore(8)
+
+    async def one(count: int) -> None:
+        async with sem:
+            resp = await ec2.run_instances(
+                ImageId="ami-760aaa0f", InstanceType="m5.large", MinCount=count, MaxCount=count
+            )
+            ids = [i["InstanceId"] for i in resp["Instances"]]
+            uuids = [str(uuidlib.uuid4()) for _ in ids]
+            for iid, u in zip(ids, uuids, strict=True):
+                await ec2.create_tags(Resources=[iid], Tags=[{"Key": TAG, "Value": u}])
+                out[iid] = u
+
+    sizes = [min(per_reservation, n - k) for k in range(0, n, per_reservation)]
+    async with asyncio.TaskGroup() as tg:
+        for size in sizes:
+            tg.create_task(one(size))
+    return dict(sorted(out.items()))
+
+
+def seed(
+    moto: MotoServer, ids: list[str], meters: list[str], points: int, period_s: int
+) -> dt.datetime:
+    """`points` datapoints per instance and meter, one per period, ending at the current period."""
+    now = dt.datetime.now(dt.timezone.utc)
+    base = int(now.timestamp()) // period_s * period_s
+    data = [
+        {
+            "name": EC2_METRICS[m][0],
+            "dims": {"InstanceId": iid},
+            "ts": base - k * period_s + 1,
+            "value": float(k + 1),
+            "unit": EC2_METRICS[m][1],
+        }
+        for iid in ids
+        for m in meters
+        for k in range(points)
+    ]
+    moto.seed_metrics(data)
+    return now
+
+
+def agent_config(
+    moto: MotoServer, tmp: Any, *, meters: list[str], status: bool = False, **collect: Any
+) -> AzfedConfig:
+    secret = tmp / "secret"
+    secret.write_text("s3cret-for-tests")
+    return parse_config(
+        {
+            "agent": {"id": "agent-test", "provider": "ec2"},
+            "aws": {"region": "us-east-1", "endpoint_url": moto.endpoint, "max_attempts": 8},
+            "collect": {
+                "meters": meters,
+                "status_checks": status,
+                "interval_s": 1.0,
+                "jitter_s": 0.0,
+                **collect,
+            },
+            "push": {"url": "http://127.0.0.1:9/v1/reports", "secret_file": str(secret)},
+            "spool": {"path": str(tmp / "spool")},
+            "health": {"port": 0},
+        }
+    )

@@ -64,7 +64,7 @@ bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 dist: venv
-	$(BIN)/python -m pip wheel -q --no-deps -w dist .
+	$(BIN)/python -m build --no-isolation --outdir dist .
 
 clean:
 	rm -rf dist build .mypy_cache .ruff_cache .pytest_cache

@@ -21,10 +21,11 @@ OS_PKGS="nova openstack-placement keystone glance neutron python-openstackclient
  pydantic tenacity"
 GN_PKGS="gnocchi[mysql,file] gnocchiclient gunicorn"
 
-# cloud-init: its schema validator checks our rendered user data; systemd: systemd-analyze
-APT_PKGS="rabbitmq-server mariadb-server mariadb-client curl cloud-init systemd"
+# cloud-init: its schema validator checks our rendered user data; systemd: systemd-analyze;
+# shellcheck: lints the boot script the user data carries
+APT_PKGS="rabbitmq-server mariadb-server mariadb-client curl cloud-init systemd shellcheck"
 need_apt=""
-for b in mariadbd mariadb rabbitmq-server curl cloud-init systemd-analyze; do
+for b in mariadbd mariadb rabbitmq-server curl cloud-init systemd-analyze shellcheck; do
   command -v $b >/dev/null 2>&1 || [ -x /usr/sbin/$b ] || [ -x /usr/lib/rabbitmq/bin/$b ] || need_apt=1
 done
 if [ -n "$need_apt" ]; then

@@ -1,4 +1,4 @@
-"""`python -m tests.testbed {install,start,stop,status}`: the test bed's one entry point."""
+"""`python -m tests.testbed {install,start,stop,status,venv}`: the test bed's one entry point."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("stop", help="stop every process the bed started, by pid")
     t.add_argument("--wipe", action="store_true", help="also delete its state (logs are kept)")
     sub.add_parser("status", help="which processes run; the endpoints")
+    sub.add_parser("venv", help="print the OpenStack venv (its bin/ has the openstack CLI)")
     args = p.parse_args(argv)
     try:
         if args.cmd == "install":
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "stop":
             stopped = OpenStackBed().stop(wipe=args.wipe)
             print(f"stopped {len(stopped)} processes: {', '.join(stopped) or 'none running'}")
+        elif args.cmd == "venv":
+            print(install()[0])
         elif args.cmd == "status":
             bed = OpenStackBed()
             print(json.dumps({"base": str(bed.base), "running": bed.running()}, indent=2))

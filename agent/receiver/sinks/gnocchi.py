@@ -156,6 +156,16 @@ class GnocchiSink:
     async def _request(
         self, method: str, path: str, json: Any = None, params: dict[str, str] | None = None
     ) -> tuple[int, Any]:
+        try:
+            return await self._request_once(method, path, json, params)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            # A pooled keep-alive connection the server had closed (gunicorn's sync workers
+            # do): once more on a fresh one. The agent's own retry covers anything beyond.
+            return await self._request_once(method, path, json, params)
+
+    async def _request_once(
+        self, method: str, path: str, json: Any, params: dict[str, str] | None
+    ) -> tuple[int, Any]:
         headers = await self._auth()
         async with (
             self._sem,

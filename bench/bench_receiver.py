@@ -1,0 +1,176 @@
+"""Receiver throughput and latency.
+
+- samples/s per core through POST /v1/reports with the null sink (the receiver's own cost:
+  signature, gunzip, schema, dedupe store) and with the bed's real Gnocchi (if reachable);
+- p50/p99 latency of a 1,000-sample report (null sink).
+
+CPU per core = samples / process CPU seconds of this process (client and server share it, so
+the figure is conservative). Prints a table; writes bench/results/receiver.json.
+
+    .venv/bin/python bench/bench_receiver.py [--reports 40] [--gnocchi http://127.0.0.1:8041]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from agent import wire
+from agent.config import parse_config
+from agent.receiver.app import RUNNER_KWARGS, create_app
+from agent.receiver.sinks import Sink
+from agent.receiver.sinks.gnocchi import GnocchiSink, basic_auth
+from agent.receiver.sinks.null import NullSink
+
+AGENT, SECRET = "bench-agent", b"bench-secret"
+RESULTS = Path(__file__).parent / "results" / "receiver.json"
+
+
+def make_report(seq: int, n_samples: int, n_instances: int) -> dict[str, Any]:
+    uuids = [str(uuid.UUID(int=(seq << 20) + i)) for i in range(n_instances)]
+    ts = "2026-01-01T00:00:00Z"
+    instances = [
+        {
+            "instance_uuid": u,
+            "provider": "ec2",
+            "remote_id": f"i-{i:017x}",
+            "state": "running",
+            "ips": {"private": ["10.0.0.1"], "public": []},
+            "instance_type": "t3.micro",
+            "az": "us-east-1a",
+            "launched_at": ts,
+            "status_checks": "ok",
+            "observed_at": ts,
+        }
+        for i, u in enumerate(uuids)
+    ]
+    meters = list(wire.METERS.items())
+    samples = []
+    for i in range(n_samples):
+        meter, (unit, kind) = meters[i % len(meters)]
+        minute = (i // len(meters)) // len(uuids) % 60
+        samples.append(
+            {
+                "resource_id": uuids[i % len(uuids)],
+                "meter": meter,
+                "unit": unit,
+                "type": kind,
+                "volume": float(i % 100),
+                "timestamp": f"2026-01-01T00:{minute:02d}:00Z",
+            }
+        )
+    return {
+        "version": 1,
+        "agent_id": AGENT,
+        "seq": seq,
+        "sent_at": ts,
+        "instances": instances,
+        "samples": samples,
+    }
+
+
+def _secrets(tmp: str) -> Path:
+    secrets = Path(tmp, "secrets")
+    secrets.mkdir()
+    (secrets / AGENT).write_bytes(SECRET)
+    return secrets
+
+
+async def run(sink: Sink, reports: int, n_samples: int, n_instances: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        secrets = _secrets(tmp)
+        cfg = parse_config(
+            {
+                "receiver": {
+                    "secrets_dir": str(secrets),
+                    "database_url": f"sqlite:///{tmp}/state.db",
+                    "max_body_bytes": 64 * 1024 * 1024,
+                    "sinks": ["null"],
+                    "max_inflight": 64,
+                }
+            }
+        )
+        runner = web.AppRunner(create_app(cfg, sinks=[sink]), **RUNNER_KWARGS)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        bodies = [
+            wire.encode_report(
+                make_report(s, n_samples, n_instances),
+                secret=SECRET,
+                agent_id=AGENT,
+                seq=s,
+                now=time.time(),
+                gzip=True,
+            )
+            for s in range(reports)
+        ]
+        latencies = []
+        async with aiohttp.ClientSession() as session:
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            for body, headers in bodies:  # one at a time: latency without queueing
+                t0 = time.perf_counter()
+                async with session.post(
+                    f"http://127.0.0.1:{port}{wire.REPORTS_PATH}", data=body, headers=headers
+                ) as resp:
+                    assert resp.status == 200, await resp.text()
+                latencies.append(time.perf_counter() - t0)
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        await runner.cleanup()
+    total = reports * n_samples
+    latencies.sort()
+    return {
+        "reports": reports,
+        "samples_per_report": n_samples,
+        "instances_per_report": n_instances,
+        "samples_per_cpu_s": round(total / cpu),
+        "samples_per_wall_s": round(total / wall),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, 2),
+    }
+
+
+def gnocchi_up(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reports", type=int, default=40)
+    ap.add_argument("--gnocchi", default="http://127.0.0.1:8041")
+    args = ap.parse_args()
+    rows = {
+        "null, 1000 samples/report": await run(NullSink(), args.reports, 1000, 50),
+        "null, 10000 samples/report": await run(NullSink(), max(5, args.reports // 4), 10_000, 500),
+    }
+    if gnocchi_up(args.gnocchi):
+        sink = GnocchiSink(args.gnocchi, basic_auth("admin"))
+        rows["gnocchi, 1000 samples/report"] = await run(sink, max(5, args.reports // 4), 1000, 50)
+    print(f"{'case':32} {'samples/cpu-s':>14} {'samples/wall-s':>15} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, r in rows.items():
+        print(
+            f"{name:32} {r['samples_per_cpu_s']:>14} {r['samples_per_wall_s']:>15} "
+            f"{r['p50_ms']:>8} {r['p99_ms']:>8}"
+        )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"when": time.time(), "results": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

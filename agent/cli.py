@@ -104,10 +104,40 @@ def agent() -> None:
 
 
 @agent.command("run")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path))
-def agent_run(config_file: Path | None) -> None:
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("/etc/azfed/agent.toml"),
+    show_default=True,
+)
+def agent_run(config_file: Path) -> None:
     """Run the agent in the foreground (systemd Type=notify)."""
-    _unavailable("azfed agent run")
+    import asyncio
+    import signal
+
+    from agent.agent_app import Agent
+    from agent.config import load_config
+
+    try:
+        cfg = load_config(config_file)
+        cfg.require("agent", "push", "spool")
+        agent_proc = Agent(cfg)
+    except InputError as err:
+        _fail_input(err, as_json=False)
+    except OSError as err:  # the secret file: unreadable is an operator's fix, say which
+        click.echo(f"azfed: cannot read {err.filename}: {err.strerror}", err=True)
+        sys.exit(EXIT_INVALID)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        # signals can only be handled in the main thread: here, not in the agent
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await agent_proc.run(stop)
+
+    asyncio.run(run())
 
 
 @main.group()

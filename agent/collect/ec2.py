@@ -21,7 +21,7 @@ import structlog
 
 from agent.collect.gate import ApiGate
 from agent.collect.sample import Instance, MeterType, Observation, Sample, StatusChecks
-from agent.config import AwsSection, CollectSection, MeterName
+from agent.config import AwsSection, AzfedConfig, CollectSection, MeterName
 from agent.health import AgentMetrics
 from agent.wire import METERS
 
@@ -129,6 +129,12 @@ class Ec2Collector:
         self._stack = AsyncExitStack()
         self._ec2: Any = None
         self._cw: Any = None
+
+    @classmethod
+    def from_config(cls, cfg: AzfedConfig, metrics: AgentMetrics) -> Ec2Collector:
+        cfg.require("aws")
+        assert cfg.aws is not None
+        return cls(cfg.aws, cfg.collect, metrics)
 
     # --- lifecycle ------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Push: batcher -> spool -> pusher. Nothing leaves the spool before the receiver has it."""

@@ -138,6 +138,8 @@ class ReceiverSection(_Section):
     replay_window_s: Annotated[float, Field(ge=10, le=3600)] = 300.0
     database_url: str = "sqlite:////var/lib/azfed-receiver/state.db"
     secrets_dir: FsPath
+    # systemd's LoadCredential= of a directory names each file "<credential>_<file name>"
+    secrets_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]*$")] = ""
     policy_file: FsPath | None = None
     # TOML arrays arrive as lists, hence strict=False
     sinks: Annotated[tuple[Literal["gnocchi", "nova", "null"], ...], Field(strict=False)] = (

@@ -110,7 +110,10 @@ async def post_report(request: web.Request) -> web.Response:
 async def _ingest(request: web.Request) -> dict[str, Any]:
     app = request.app
     cfg = app[CONFIG]
-    auth = check_auth_headers(request.headers, cfg.secrets_dir, app[CLOCK](), cfg.replay_window_s)
+    now = app[CLOCK]()
+    auth = check_auth_headers(
+        request.headers, cfg.secrets_dir, now, cfg.replay_window_s, cfg.secrets_prefix
+    )
     if request.content_length is not None and request.content_length > cfg.max_body_bytes:
         raise Reject(413, "too_large", f"the body is larger than {cfg.max_body_bytes} bytes")
     with app[GATE].enter():

@@ -63,25 +63,27 @@ def _header(headers: Any, name: str, status: int) -> str:
     return str(value)
 
 
-def read_secret(secrets_dir: Path, agent_id: str) -> bytes | None:
+def read_secret(secrets_dir: Path, agent_id: str, prefix: str = "") -> bytes | None:
     """The agent's shared secret, or None for an agent this receiver does not know."""
     # The pattern keeps agent_id a plain file name: no "..", no "/".
     if not _AGENT_ID.match(agent_id) or agent_id in {".", ".."}:
         return None
     try:
-        secret = (secrets_dir / agent_id).read_bytes().strip()
+        secret = (secrets_dir / f"{prefix}{agent_id}").read_bytes().strip()
     except OSError:
         return None
     return secret or None
 
 
-def check_auth_headers(headers: Any, secrets_dir: Path, now: float, window: float) -> Auth:
+def check_auth_headers(
+    headers: Any, secrets_dir: Path, now: float, window: float, prefix: str = ""
+) -> Auth:
     """Refuse a request with no or bad credentials, an unknown agent or a stale timestamp."""
     agent_id = _header(headers, wire.HEADER_AGENT, 401)
     raw_ts = _header(headers, wire.HEADER_TIMESTAMP, 401)
     signature = _header(headers, wire.HEADER_SIGNATURE, 401)
     key = _header(headers, wire.HEADER_KEY, 400)
-    secret = read_secret(secrets_dir, agent_id)
+    secret = read_secret(secrets_dir, agent_id, prefix)
     if secret is None:
         raise Reject(401, "unknown_agent", f"agent {agent_id[:64]!r} has no secret here")
     if not raw_ts.isascii() or not raw_ts.isdigit() or len(raw_ts) > 12:

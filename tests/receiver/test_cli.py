@@ -89,3 +89,16 @@ def test_receiver_run_notifies_systemd_serves_and_stops_on_sigterm(tmp_path: Pat
     assert status["agents"][0]["last_seq"] == 42
     assert status["instances"] == {"running": 1, "stopped": 1}
     assert status["orphans"] == []
+
+
+def test_the_shipped_sample_config_is_valid_and_sets_every_receiver_key() -> None:
+    """packaging/examples/receiver.toml passes `azfed config check` and explains every
+    [receiver] key the code knows (a new key must be added to the sample)."""
+    from agent.config import ReceiverSection, load_config
+
+    sample = Path(__file__).resolve().parents[2] / "packaging" / "examples" / "receiver.toml"
+    cfg = load_config(sample)
+    assert cfg.receiver is not None
+    text = sample.read_text()
+    missing = [k for k in ReceiverSection.model_fields if f"{k} =" not in text]
+    assert missing == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 from agent import wire
 from agent.receiver import openapi
@@ -149,3 +150,12 @@ async def test_the_served_openapi_document_is_the_shipped_one_built_from_the_con
     (regenerate with `python -m agent.receiver.openapi` after a contract change)."""
     served = await (await receiver.client.get("/openapi.json")).json()
     assert served == openapi.document() == openapi.build()
+
+
+async def test_secrets_named_by_systemd_credentials_are_found_with_the_prefix(
+    make_receiver: ReceiverFactory, tmp_path: Path
+) -> None:
+    """With secrets_prefix = "agents_" the secret of agent X is read from agents_X."""
+    rcv = await make_receiver(secrets_prefix="agents_")
+    (tmp_path / "secrets" / "agents_aws-vpc-1").write_bytes(b"prefixed-secret")
+    assert (await rcv.post(example(), secret=b"prefixed-secret"))[0] == 200

@@ -51,11 +51,7 @@ testbed-down: venv
 	$(BIN)/python -m tests.testbed stop
 
 demo: setup
-	$(BIN)/python -m tests.testbed start --boot
-	@echo
-	@echo "The OpenStack test bed is up. The whole-federation demo lands with issue 8;"
-	@echo "for now: source tests/testbed/admin-openrc && $(BIN)/openstack server list --long"
-	@echo "Stop everything with: make demo-down"
+	$(BIN)/python -m tests.testbed.demo
 
 demo-down: venv
 	$(BIN)/python -m tests.testbed stop

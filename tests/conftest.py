@@ -88,15 +88,27 @@ def openstack_bed(moto: MotoServer) -> Iterator[OpenStackBed]:
 
 @pytest.fixture
 def os_conn(openstack_bed: OpenStackBed) -> Iterator[Any]:
-    """An admin openstacksdk connection; servers the test created are deleted afterwards."""
+    """An admin openstacksdk connection; the servers created through it are deleted afterwards.
+
+    Only servers this connection created are touched, so tests sharing a running bed
+    (AZFED_TESTBED_REUSE) never delete each other's servers.
+    """
     conn = openstack_bed.connect()
-    before = {s.id for s in conn.compute.servers(all_projects=True)}
+    created: list[str] = []
+    create = conn.compute.create_server
+
+    def create_and_remember(**attrs: Any) -> Any:
+        server = create(**attrs)
+        created.append(server.id)
+        return server
+
+    conn.compute.create_server = create_and_remember
     yield conn
-    for server in conn.compute.servers(all_projects=True):
-        if server.id not in before:
-            conn.compute.delete_server(server, force=True)
-    for server in conn.compute.servers(all_projects=True):
-        if server.id not in before:
+    for server_id in created:
+        conn.compute.delete_server(server_id, ignore_missing=True, force=True)
+    for server_id in created:
+        server = conn.compute.find_server(server_id, all_projects=True)
+        if server is not None:
             conn.compute.wait_for_delete(server, wait=120)
     conn.close()
 

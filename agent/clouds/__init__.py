@@ -44,7 +44,7 @@ class SpawnRequest:
     """What the proxy host asks a backend to create, already mapped to provider terms.
 
     `instance_type` is the provider's type or flavor name, `image` an AMI id or a public
-    image name; `user_data` is the plain text (the backend encodes it as its API wants).
+    image name; `user_data` is the plain content (the backend encodes it as its API wants).
     """
 
     instance_uuid: str
@@ -52,7 +52,7 @@ class SpawnRequest:
     name: str
     instance_type: str
     image: str
-    user_data: str | None = None
+    user_data: str | bytes | None = None
     extra_tags: dict[str, str] = field(default_factory=dict)
 
 

@@ -290,7 +290,8 @@ class OpenStackBackend:
         if s.availability_zone:
             attrs["availability_zone"] = s.availability_zone
         if req.user_data:
-            attrs["user_data"] = base64.b64encode(req.user_data.encode()).decode()
+            raw = req.user_data.encode() if isinstance(req.user_data, str) else req.user_data
+            attrs["user_data"] = base64.b64encode(raw).decode()
         return conn.compute.create_server(**attrs)
 
     async def spawn(self, request: SpawnRequest) -> RemoteInstance:

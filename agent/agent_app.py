@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from agent.config import AzfedConfig, CollectSection
 from agent.health import AgentMetrics, Readiness, bound_port, create_health_app, start_health
 from agent.push.batcher import Batcher
 from agent.push.pusher import Pusher
-from agent.push.spool import Spool
+from agent.push.spool import Spool, write_atomic
 from agent.receiver import systemd
 
 log = structlog.get_logger(__name__)
@@ -60,6 +61,24 @@ class Scheduler:
         self.batcher = batcher
         self.metrics = metrics
         self.state = CycleState()
+        self.checkpoint_path = batcher.spool.dir / f"{collector.name}.checkpoint.json"
+
+    def restore(self) -> None:
+        """Give the collector its last checkpoint, if any (blocking: call in a thread)."""
+        try:
+            data = json.loads(self.checkpoint_path.read_bytes())
+        except FileNotFoundError:
+            return
+        except ValueError as err:
+            # written atomically, so only tampering gets here; re-reading is the safe side
+            log.warning("collector checkpoint unreadable; starting afresh",
+                        path=str(self.checkpoint_path), reason=str(err))  # fmt: skip
+            return
+        self.collector.restore(data)
+
+    def _save_checkpoint(self) -> None:
+        data = json.dumps(self.collector.checkpoint(), separators=(",", ":")).encode()
+        write_atomic(self.checkpoint_path, data)
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -88,6 +107,9 @@ class Scheduler:
         try:
             obs = await self.collector.collect()
             await self.batcher.add(obs)
+            await self.batcher.flush()
+            # only now that the findings are durable may the collector forget them
+            await asyncio.to_thread(self._save_checkpoint)
         except Exception:
             # the plugin boundary: one bad cycle must not stop the agent; the next tick retries
             self.state.last_ok = False
@@ -148,6 +170,7 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> None:
         assert self.cfg.agent is not None
         await asyncio.to_thread(self.spool.open)
+        await asyncio.to_thread(self.scheduler.restore)
         await self.collector.open()
         runner = await start_health(
             create_health_app(self.metrics, self.readiness()),

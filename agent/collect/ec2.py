@@ -136,6 +136,22 @@ class Ec2Collector:
         assert cfg.aws is not None
         return cls(cfg.aws, cfg.collect, metrics)
 
+    def checkpoint(self) -> dict[str, Any]:
+        """What must survive a restart: the newest datapoint emitted and the running total of
+        each series. Saved by the agent only after the cycle's reports are in the spool."""
+        series = {
+            f"{u}|{m}": [ts.timestamp(), self._totals.get((u, m))]
+            for (u, m), ts in self._watermark.items()
+        }
+        return {"version": 1, "series": series}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for key, (ts, total) in state.get("series", {}).items():
+            uuid, _, meter = key.partition("|")
+            self._watermark[(uuid, meter)] = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+            if total is not None:
+                self._totals[(uuid, meter)] = float(total)
+
     # --- lifecycle ------------------------------------------------------------------------
 
     async def open(self) -> None:

@@ -7,7 +7,6 @@ renders exactly the JSON the receiver validates (see `agent.wire`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -94,10 +93,6 @@ class Observation:
     samples: list[Sample] = field(default_factory=list)
 
 
-# Where a collector hands its findings: the agent's batcher. Awaiting it is the back-pressure.
-Emit = Callable[[Observation], Awaitable[None]]
-
-
 class Collector(Protocol):
     """A source of observations.
 
@@ -113,3 +108,11 @@ class Collector(Protocol):
     async def collect(self) -> Observation: ...
 
     async def close(self) -> None: ...
+
+    def checkpoint(self) -> dict[str, Any]:
+        """State to persist once a cycle's findings are spooled (e.g. what was emitted)."""
+        ...
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back a checkpoint at start, before `open()`."""
+        ...

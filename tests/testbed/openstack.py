@@ -81,6 +81,10 @@ AUTH = {
 }
 
 
+# Popen handles of the processes this Python process started, by pid (see _spawn / _stop_one)
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
 class TestbedError(RuntimeError):
     """The test bed could not be installed, started or stopped; the message says where to look."""
 
@@ -322,6 +326,8 @@ class OpenStackBed:
                 "state_path": b / "data/nova",
                 "my_ip": HOST,
                 "debug": "false",
+                # the proxy host is its AZ's only host: resize happens in place on it
+                "allow_resize_to_same_host": "true",
                 "log_dir": self.logs,
             },
             "wsgi": {"api_paste_config": e / "nova/api-paste.ini"},
@@ -378,6 +384,8 @@ class OpenStackBed:
                 start_new_session=True,
             )
         (self.run / f"{name}.pid").write_text(f"{proc.pid}\n")
+        # kept so that stop() reaps it: no zombie, no "subprocess still running" warning
+        _CHILDREN[proc.pid] = proc
         return proc.pid
 
     def _gunicorn(self, name: str, port: int, module: str, venv: Path | None = None) -> None:
@@ -868,6 +876,10 @@ class OpenStackBed:
         # also any group member that outlived its leader (gunicorn workers)
         if pid is not None:
             _signal_group(pid, signal.SIGKILL)
+            child = _CHILDREN.pop(pid, None)
+            if child is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.wait(5)
         pidfile.unlink(missing_ok=True)
 
     def stop(self, wipe: bool = False) -> list[str]:

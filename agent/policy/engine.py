@@ -17,8 +17,9 @@ import os
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,7 +27,7 @@ import structlog
 
 from agent.errors import PolicyError
 from agent.policy.decide import Decision, History, Request, decide
-from agent.policy.load import HostLike, Load, host_az, load_from_hosts
+from agent.policy.load import HostLike, Load, LocalLoad, group_by_az, host_az, load_from_hosts
 from agent.policy.model import Policy, load_policy
 
 H = TypeVar("H", bound=HostLike)
@@ -34,6 +35,9 @@ H = TypeVar("H", bound=HostLike)
 # A uuid we sent public is priced from our own record until Nova reports it on the host, and
 # forgotten once it has been gone from every public host this long.
 PRICE_GRACE_S = 600.0
+RECENT_DECISIONS = 200
+# how long the local load seen in one request stands in for requests that cannot see it
+LOCAL_SEEN_MAX_AGE_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,9 @@ class PolicyEngine:
         self._stamp: _Stamp | None = _NEVER_READ
         self._history = History()
         self._prices: dict[str, tuple[float, float]] = {}  # uuid -> (hourly price, seen at)
+        # the last decisions, for audit and for `explain`; bounded, like everything kept here
+        self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_DECISIONS)
+        self._local_seen: tuple[LocalLoad, float] | None = None
         self._restore()
 
     # --- policy file -----------------------------------------------------------------------
@@ -121,18 +128,28 @@ class PolicyEngine:
             data = json.loads(self.state_file.read_text("utf-8"))
             self._history = History.from_dict(data["history"])
             self._prices = {u: (float(p), float(t)) for u, (p, t) in data["prices"].items()}
+            if data.get("local_seen"):
+                local, at = data["local_seen"]
+                self._local_seen = (LocalLoad(**local), float(at))
         except (OSError, ValueError, KeyError, TypeError) as err:
             self.log.error(  # noqa: TRY400 - start with a fresh history; the error says why
                 "state_unreadable", state_file=str(self.state_file), error=str(err)
             )
 
-    def _save(self, decision: Decision | None, load: Load | None) -> None:
+    def _save(
+        self, decision: Decision | None, load: Load | None, request: Request | None = None
+    ) -> None:
         if self.state_file is None:
             return
         doc = {
             "history": self._history.as_dict(),
+            "last_request": _request_dict(request) if request else None,
             "prices": {u: list(v) for u, v in self._prices.items()},
             "last_decision": decision.as_dict() if decision else None,
+            "recent": list(self._recent),
+            "local_seen": (
+                [asdict(self._local_seen[0]), self._local_seen[1]] if self._local_seen else None
+            ),
             "last_load": _load_dict(load) if load else None,
             "saved_at": self.clock(),
         }
@@ -155,23 +172,27 @@ class PolicyEngine:
     def filter(self, hosts: Iterable[H], request: Request) -> tuple[list[H], Decision | None]:
         """The hosts this request may use, and the decision that chose them."""
         hs = list(hosts)
+        by_az = group_by_az(hs)  # once: the AZ lookup is most of the per-host cost
         with self._lock:
             policy = self.current()
             if policy is not None:
-                decision, load = self._decide(hs, request, policy)
+                decision, load = self._decide(by_az, request, policy)
         if policy is None:
             kept = [h for h in hs if host_az(h) not in self.public_azs]
             self.log.error("placement_decision", rule="no_valid_policy", hosts_out=len(kept))
             return kept, None
-        kept = [h for h in hs if decision.az is not None and host_az(h) == decision.az]
+        kept = by_az.get(decision.az, []) if decision.az is not None else []
         self._log(decision, load, request, len(hs), len(kept))
         return kept, decision
 
-    def _decide(self, hosts: list[H], request: Request, policy: Policy) -> tuple[Decision, Load]:
+    def _decide(
+        self, by_az: dict[str, list[H]], request: Request, policy: Policy
+    ) -> tuple[Decision, Load]:
         now = self.clock()
-        public_hosts = [h for h in hosts if host_az(h) != policy.local_az]
+        public_hosts = [h for az in policy.public_azs for h in by_az.get(az.name, ())]
         self._prune_prices({u for h in public_hosts for u in (h.instances or ())}, now)
-        load = load_from_hosts(hosts, policy, {u: p for u, (p, _) in self._prices.items()})
+        load = load_from_hosts(by_az, policy, {u: p for u, (p, _) in self._prices.items()})
+        load = self._with_local_seen(load, request, now)
         decision = decide(request, load, policy, self._history, now)
         self._history = self._history.after(decision, now)
         az = policy.public(decision.az) if decision.az else None
@@ -181,8 +202,22 @@ class PolicyEngine:
                 az.max_price if price is None else price,
                 now,
             )
-        self._save(decision, load)
+        self._recent.append(
+            {"at": now, **_request_dict(request), **decision.as_dict(), "load": _load_dict(load)}
+        )
+        self._save(decision, load, request)
         return decision, load
+
+    def _with_local_seen(self, load: Load, request: Request, now: float) -> Load:
+        """For a request that asked for an AZ, Placement offers only that AZ's hosts: judge it
+        against the local load last seen (if recent) rather than as if local were full."""
+        if load.local.hosts:
+            self._local_seen = (load.local, now)
+            return load
+        seen = self._local_seen
+        if request.requested_az and seen and now - seen[1] <= LOCAL_SEEN_MAX_AGE_S:
+            return replace(load, local=seen[0])
+        return load
 
     def _log(self, decision: Decision, load: Load, request: Request, seen: int, kept: int) -> None:
         local = load.local
@@ -204,9 +239,15 @@ class PolicyEngine:
         )
 
 
-def _load_dict(load: Load) -> dict[str, Any]:
-    from dataclasses import asdict
+def _request_dict(request: Request) -> dict[str, Any]:
+    return {
+        "instance_uuid": request.instance_uuid,
+        "flavor": request.flavor.name,
+        "requested_az": request.requested_az,
+    }
 
+
+def _load_dict(load: Load) -> dict[str, Any]:
     return {
         "local": {
             **asdict(load.local),

@@ -12,9 +12,10 @@ the parts, so it is summed the same way: used = usage + reserved.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from agent.policy.model import Policy, PublicAz
 
@@ -108,6 +109,9 @@ class HostLike(Protocol):
     instances: Any
 
 
+H = TypeVar("H", bound=HostLike)
+
+
 def host_az(host: HostLike) -> str:
     """The AZ of a host, from its aggregates' metadata, as Nova computes it."""
     for agg in host.aggregates:
@@ -128,28 +132,40 @@ def _vcpus(h: HostLike) -> tuple[float, float]:
 
 
 def local_from_hosts(az: str, hosts: Iterable[HostLike]) -> LocalLoad:
-    """Sum the local AZ's hosts (already selected by AZ)."""
-    hs = list(hosts)
-    rams, cpus = [_ram(h) for h in hs], [_vcpus(h) for h in hs]
+    """Sum the local AZ's hosts (already selected by AZ). One pass: it runs per request."""
+    n = instances = 0
+    ram_used = ram_cap = cpu_used = cpu_cap = 0.0
+    free_ram = free_cpu = -math.inf
+    for h in hosts:
+        (ru, rc), (cu, cc) = _ram(h), _vcpus(h)
+        n += 1
+        instances += int(h.num_instances)
+        ram_used, ram_cap, cpu_used, cpu_cap = (
+            ram_used + ru,
+            ram_cap + rc,
+            cpu_used + cu,
+            cpu_cap + cc,
+        )
+        free_ram, free_cpu = max(free_ram, rc - ru), max(free_cpu, cc - cu)
     return LocalLoad(
         az=az,
-        hosts=len(hs),
-        instances=sum(int(h.num_instances) for h in hs),
-        ram_used_mb=sum(u for u, _ in rams),
-        ram_capacity_mb=sum(c for _, c in rams),
-        vcpus_used=sum(u for u, _ in cpus),
-        vcpus_capacity=sum(c for _, c in cpus),
-        largest_free_ram_mb=max((c - u for u, c in rams), default=0.0),
-        largest_free_vcpus=max((c - u for u, c in cpus), default=0.0),
+        hosts=n,
+        instances=instances,
+        ram_used_mb=ram_used,
+        ram_capacity_mb=ram_cap,
+        vcpus_used=cpu_used,
+        vcpus_capacity=cpu_cap,
+        largest_free_ram_mb=free_ram if n else 0.0,
+        largest_free_vcpus=free_cpu if n else 0.0,
     )
 
 
 def _host_cost(h: HostLike, az: PublicAz, prices: Mapping[str, float]) -> float:
     """Hourly cost of a public host's instances: known prices, the dearest for the unknown."""
-    uuids = list(h.instances or ())
-    known = sum(prices.get(u, az.max_price) for u in uuids)
+    uuids, dearest = h.instances or (), az.max_price
+    known = sum(prices.get(u, dearest) for u in uuids)
     untracked = max(0, int(h.num_instances) - len(uuids))  # just scheduled, not reported yet
-    return known + untracked * az.max_price
+    return known + untracked * dearest
 
 
 def public_from_hosts(
@@ -167,13 +183,22 @@ def public_from_hosts(
     )
 
 
-def load_from_hosts(
-    hosts: Iterable[HostLike], policy: Policy, prices: Mapping[str, float] | None = None
-) -> Load:
-    """The load from the host states nova-scheduler hands a filter. No I/O."""
-    by_az: dict[str, list[HostLike]] = {}
+def group_by_az(hosts: Iterable[H]) -> dict[str, list[H]]:
+    """Hosts by AZ, each list in the order given (Nova's weighers see them unchanged)."""
+    by_az: dict[str, list[H]] = {}
     for h in hosts:
         by_az.setdefault(host_az(h), []).append(h)
+    return by_az
+
+
+def load_from_hosts(
+    hosts: Iterable[HostLike] | Mapping[str, Sequence[HostLike]],
+    policy: Policy,
+    prices: Mapping[str, float] | None = None,
+) -> Load:
+    """The load from the host states nova-scheduler hands a filter (or from them already
+    grouped by `group_by_az`). No I/O."""
+    by_az = hosts if isinstance(hosts, Mapping) else group_by_az(hosts)
     public = {
         az.name: public_from_hosts(az, by_az.get(az.name, ()), prices or {})
         for az in policy.public_azs

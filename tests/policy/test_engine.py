@@ -182,3 +182,30 @@ def test_a_recorded_capacity_failure_sends_the_next_burst_to_the_fallback_az(
     assert [h.host for h in kept] == ["p2"]
     assert decision is not None
     assert decision.skipped[0][0] == "aws"
+
+
+def test_an_explicit_az_request_is_judged_on_the_local_load_last_seen(
+    tmp_path: Path, hosts: list[Host]
+) -> None:
+    # Placement offers only the asked AZ's hosts: the local AZ is unseen, not full
+    clock = Clock()
+    engine = PolicyEngine(write(tmp_path / "p.json", explicit_az="apply-policy"), clock=clock)
+    engine.filter(hosts, Request(SMALL))
+    kept, decision = engine.filter(hosts[2:3], Request(SMALL, requested_az="aws"))
+    assert kept == []
+    assert decision is not None
+    assert decision.rule == "explicit_az_against_policy"
+    clock.t += 121  # too old to stand in: judged as unseen (no local host to place on)
+    _, decision = engine.filter(hosts[2:3], Request(SMALL, requested_az="aws"))
+    assert decision is not None
+    assert decision.rule == "local_full"
+
+
+def test_the_local_load_last_seen_survives_a_restart(tmp_path: Path, hosts: list[Host]) -> None:
+    clock, state = Clock(), tmp_path / "s.json"
+    policy = write(tmp_path / "p.json", explicit_az="apply-policy")
+    PolicyEngine(policy, state_file=state, clock=clock).filter(hosts, Request(SMALL))
+    restarted = PolicyEngine(policy, state_file=state, clock=clock)
+    _, decision = restarted.filter(hosts[2:3], Request(SMALL, requested_az="aws"))
+    assert decision is not None
+    assert decision.rule == "explicit_az_against_policy"

@@ -141,6 +141,9 @@ class ReceiverSection(_Section):
     # systemd's LoadCredential= of a directory names each file "<credential>_<file name>"
     secrets_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]*$")] = ""
     policy_file: FsPath | None = None
+    # the scheduler filter's [azfed_filter] state_file, when this host can read it: GET
+    # /v1/placement then accounts for the filter's current mode and cooldowns
+    policy_state_file: FsPath | None = None
     # TOML arrays arrive as lists, hence strict=False
     sinks: Annotated[tuple[Literal["gnocchi", "nova", "null"], ...], Field(strict=False)] = (
         "gnocchi",

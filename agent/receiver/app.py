@@ -22,10 +22,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agent import wire
 from agent.config import AzfedConfig, ReceiverSection
+from agent.errors import PolicyError
 from agent.receiver import openapi
 from agent.receiver.aio import bounded_each
 from agent.receiver.metrics import Metrics
 from agent.receiver.nova import NovaClient, connector
+from agent.receiver.placement import Placement, UnknownFlavorError, policy_placement
 from agent.receiver.reconcile import Cleaner, Reconciler
 from agent.receiver.sinks import Batch, Sink, SinkError, make_sink
 from agent.receiver.store import Store
@@ -44,7 +46,6 @@ log = structlog.get_logger(__name__)
 RUNNER_KWARGS: dict[str, Any] = {"auto_decompress": False}
 
 Clock = Callable[[], float]
-Placement = Callable[[], Awaitable[dict[str, Any]]]
 
 CONFIG = web.AppKey("config", ReceiverSection)
 STORE = web.AppKey("store", Store)
@@ -223,7 +224,16 @@ async def get_placement(request: web.Request) -> web.Response:
         return _error(
             503, "policy_not_configured", "set [receiver] policy_file to enable placement"
         )
-    return web.json_response(await placement())
+    flavor = request.query.get("flavor", "")
+    if not flavor:
+        return _error(400, "flavor_required", "ask about a flavor: /v1/placement?flavor=NAME")
+    try:
+        return web.json_response(await placement(flavor))
+    except UnknownFlavorError as err:
+        return _error(404, "unknown_flavor", str(err))
+    except PolicyError as err:
+        # the file on disk is broken: say which key; the scheduler keeps its last good policy
+        return _error(503, "policy_invalid", str(err))
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -336,6 +346,12 @@ def create_app(
     app[GATE] = Gate(rcfg.max_inflight, metrics)
     if nova is not None:
         app[NOVA] = nova
+    if placement is None and rcfg.policy_file is not None:
+        placement = policy_placement(
+            rcfg.policy_file,
+            rcfg.policy_state_file,
+            connector(config.nova.cloud, config.nova.timeout_s),
+        )
     if placement is not None:
         app[PLACEMENT] = placement
     app.cleanup_ctx.append(_resources(store, sinks, nova))

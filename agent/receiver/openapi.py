@@ -164,12 +164,26 @@ def build() -> dict[str, Any]:
             wire.REPORTS_PATH: {"post": _post_reports()},
             wire.INSTANCES_PATH + "/{uuid}": {"get": instance},
             "/v1/placement": {
-                "get": _get(
-                    "What the next boot would get, and why",
-                    "getPlacement",
-                    _json_ok("the explanation", obj),
-                    {"503": "policy not configured"},
-                )
+                "get": {
+                    **_get(
+                        "What the next boot of a flavor would get, and why",
+                        "getPlacement",
+                        _json_ok("the explanation", obj),
+                        {
+                            "400": "no flavor given",
+                            "404": "no such flavor in the local cloud",
+                            "503": "policy not configured, or the policy file is invalid",
+                        },
+                    ),
+                    "parameters": [
+                        {
+                            "name": "flavor",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "minLength": 1},
+                        }
+                    ],
+                }
             },
             "/healthz": {"get": _get("Alive", "healthz", _json_ok("alive", obj), {})},
             "/readyz": {

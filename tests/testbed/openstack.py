@@ -746,6 +746,11 @@ class OpenStackBed:
                 visibility="public",
                 data=b"\0" * 1024,
             )
+            # Nova's default project quota (10 instances) is smaller than one test session's
+            # boots; a real cloud's admin sets its own. `azfed quota` tests work on their own
+            # projects and compare before/after.
+            admin = conn.identity.find_project("admin", domain_id="default")
+            conn.compute.update_quota_set(admin, instances=200, cores=400, ram=1024 * 1024)
         finally:
             conn.close()
 

@@ -71,6 +71,18 @@ def floor_time(now: dt.datetime, period_s: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
 
 
+def fast_timestamp(value: str) -> dt.datetime:
+    """An AWS timestamp as an aware datetime; botocore's own parser for anything unusual."""
+    try:
+        ts = dt.datetime.fromisoformat(value)
+    except ValueError:
+        from botocore.utils import parse_timestamp
+
+        parsed: dt.datetime = parse_timestamp(value)
+        return parsed
+    return ts if ts.tzinfo else ts.replace(tzinfo=dt.timezone.utc)
+
+
 def combine_status(status: dict[str, Any]) -> StatusChecks:
     """Instance and system checks folded into one answer: the worse of the two."""
     both = {
@@ -157,6 +169,7 @@ class Ec2Collector:
     async def open(self) -> None:
         import aioboto3
         from aiobotocore.config import AioConfig
+        from aiobotocore.session import get_session
 
         config = AioConfig(
             connect_timeout=self.aws.connect_timeout_s,
@@ -165,7 +178,13 @@ class Ec2Collector:
             retries={"mode": "standard", "total_max_attempts": self.aws.max_attempts},
             max_pool_connections=self.cfg.concurrency * 2,
         )
-        session = aioboto3.Session(region_name=self.aws.region)
+        core = get_session()
+        # botocore parses every timestamp through dateutil: at 10k instances x 4 meters that
+        # was half the cycle's CPU. AWS sends ISO 8601, which fromisoformat reads far faster.
+        core.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=fast_timestamp
+        )
+        session = aioboto3.Session(botocore_session=core, region_name=self.aws.region)
         kwargs: dict[str, Any] = {"config": config}
         if self.aws.endpoint_url is not None:
             kwargs["endpoint_url"] = str(self.aws.endpoint_url).rstrip("/")

@@ -50,6 +50,7 @@ class Pipeline:
         self.spool = Spool(cfg.spool, self.metrics)
         self.spool.open()
         self.batcher = Batcher(cfg.push, "agent-test", SECRET, self.spool, self.metrics)
+        self.batcher.check = True  # every report through the contract check as well
         self.pusher = Pusher(
             cfg.push, "agent-test", SECRET, self.spool, metrics=self.metrics,
             wakeup=self.batcher.spooled,

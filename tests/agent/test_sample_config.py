@@ -1,0 +1,17 @@
+"""The annotated sample config the package ships is valid and builds an agent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.config import ALL_METERS, load_config
+
+SAMPLE = Path(__file__).resolve().parents[2] / "packaging" / "examples" / "agent.toml"
+
+
+def test_the_shipped_agent_toml_is_valid_and_names_every_meter() -> None:
+    cfg = load_config(SAMPLE)
+    cfg.require("agent", "aws", "push", "spool")
+    assert cfg.collect.meters == ALL_METERS
+    assert cfg.agent is not None
+    assert cfg.agent.provider == "ec2"

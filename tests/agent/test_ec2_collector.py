@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +138,23 @@ async def test_throttling_slows_the_cycle_but_loses_nothing(
     assert value(name, {"api": "ec2", "action": "DescribeInstances"}) == 2
     assert value(name, {"api": "cloudwatch", "action": "GetMetricData"}) == 2
     assert aws.stats()["injected"] == {"DescribeInstances": 2, "GetMetricData": 2}
+
+
+async def test_memory_comes_from_the_cloudwatch_agent_in_megabytes(
+    aws: MotoServer, ec2: Any, tmp_path: Path
+) -> None:
+    """CWAgent's mem_used (bytes) becomes Ceilometer's memory.usage (MB); an instance whose
+    CloudWatch agent publishes nothing simply has no memory sample."""
+    ids = await launch(ec2, 2)
+    with_agent, without = list(ids)
+    now = int(time.time()) // 300 * 300
+    aws.seed_metrics(
+        [{"name": "mem_used", "dims": {"InstanceId": with_agent}, "ts": now + 1,
+          "value": 512 * 1048576.0, "unit": "Bytes"}],
+        namespace="CWAgent",
+    )  # fmt: skip
+    obs, _ = await collect_once(aws, tmp_path, ["memory.usage"])
+    assert [(s.resource_id, s.meter, s.unit, s.volume) for s in obs.samples] == [
+        (ids[with_agent], "memory.usage", "MB", 512.0)
+    ]
+    assert without in {i.remote_id for i in obs.instances}

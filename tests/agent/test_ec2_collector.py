@@ -101,7 +101,10 @@ async def test_status_checks_are_joined_onto_running_instances(
     ids = await launch(ec2, 3)
     stopped = next(iter(ids))
     await ec2.stop_instances(InstanceIds=[stopped])
+    before = aws.stats()["hits"].get("DescribeInstanceStatus", 0)
     obs, _ = await collect_once(aws, tmp_path, ["cpu_util"], status=True)
+    # ceil(running / 1000) pages: one here
+    assert aws.stats()["hits"]["DescribeInstanceStatus"] - before == 1
     states = {i.remote_id: (i.state, i.status_checks) for i in obs.instances}
     assert states[stopped] == ("stopped", None)
     assert {v for k, v in states.items() if k != stopped} == {("running", "ok")}

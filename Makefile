@@ -57,7 +57,7 @@ demo-down: venv
 	$(BIN)/python -m tests.testbed stop
 
 bench: setup
-	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python bench/run_all.py
 
 dist: venv
 	$(BIN)/python -m build --no-isolation --outdir dist .

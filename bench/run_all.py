@@ -1,0 +1,161 @@
+"""Run every azfed benchmark and print one table with the targets beside the figures.
+
+    .venv/bin/python bench/run_all.py [--skip-run] [--no-gnocchi]
+
+Runs bench_policy.py, bench_receiver.py and bench_agent.py (each writes its own JSON in
+bench/results/), then gathers them into bench/results/summary.json. With --skip-run it only
+gathers the JSON already there. The receiver's Gnocchi row needs the OpenStack test bed running
+(`make testbed-up`); without it bench_receiver skips that row rather than guess it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+Row = tuple[str, str, str, str]  # what, figure, target, verdict
+
+
+def run(no_gnocchi: bool) -> None:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    receiver = [sys.executable, "bench/bench_receiver.py"]
+    if no_gnocchi:
+        # bench_receiver skips its Gnocchi row when nothing answers at --gnocchi
+        print("(--no-gnocchi: the receiver runs with the null sink only)")
+        receiver += ["--gnocchi", "http://127.0.0.1:9"]
+    for argv in (
+        [sys.executable, "bench/bench_policy.py"],
+        receiver,
+        [sys.executable, "bench/bench_agent.py"],
+    ):
+        print(f"$ {' '.join(argv[1:])}", flush=True)
+        subprocess.run(argv, cwd=ROOT, env=env, check=True)
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _ok(good: bool) -> str:
+    return "meets" if good else "MISSES"
+
+
+def policy_rows(doc: dict[str, Any]) -> list[Row]:
+    r = doc["results"]
+    return [
+        (
+            f"policy: decide() p99 ({doc['hosts']} hosts)",
+            f"{r['decide']['p99_ms']:.3f} ms",
+            "< 1 ms",
+            _ok(r["decide"]["p99_ms"] < 1.0),
+        ),
+        (
+            f"policy: filter p99 ({doc['hosts']} hosts)",
+            f"{r['filter']['p99_ms']:.2f} ms",
+            "< 5 ms",
+            _ok(r["filter"]["p99_ms"] < 5.0),
+        ),
+    ]
+
+
+def receiver_rows(doc: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    for name, r in doc["results"].items():
+        sink = name.split(",")[0]
+        rows.append(
+            (f"receiver: {name}, samples/s per core", f"{r['samples_per_cpu_s']:,}", "report", "-")
+        )
+        if r["samples_per_report"] == 1000:
+            rows.append(
+                (
+                    f"receiver: {sink} sink, p99 of a 1,000-sample report",
+                    f"{r['p99_ms']:.0f} ms",
+                    "report",
+                    "-",
+                )
+            )
+    return rows
+
+
+def agent_rows(doc: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    by = {(r["endpoint"], r["instances"], r["contender"]): r for r in doc["rows"]}
+    for (endpoint, n, who), r in sorted(by.items()):
+        if who != "agent":
+            continue
+        calls = r["describe_calls"] + r["gmd_calls"]
+        rows.append(
+            (
+                f"agent: API calls per cycle, {n:,} instances ({endpoint})",
+                f"{calls} (min {r['minimum_calls']})",
+                "= minimum",
+                _ok(calls == r["minimum_calls"]),
+            )
+        )
+        base = by.get((endpoint, n, "boto3"))
+        if base:
+            rows.append(
+                (
+                    f"agent: cycle CPU, {n:,} instances ({endpoint})",
+                    f"{r['cycle_cpu_s']:.2f} s vs boto3 {base['cycle_cpu_s']:.2f} s",
+                    "<= boto3 script",
+                    _ok(r["cycle_cpu_s"] <= base["cycle_cpu_s"]),
+                )
+            )
+            rows.append(
+                (
+                    f"agent: peak RSS, {n:,} instances ({endpoint})",
+                    f"{r['peak_rss_mb']:.0f} MB vs boto3 {base['peak_rss_mb']:.0f} MB",
+                    "report",
+                    "-",
+                )
+            )
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    head: Row = ("benchmark", "figure", "target", "")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
+    return "\n".join([fmt(head), fmt(tuple("-" * w for w in widths)), *map(fmt, rows)])  # type: ignore[arg-type]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--skip-run", action="store_true", help="only gather the JSON already there")
+    ap.add_argument("--no-gnocchi", action="store_true")
+    args = ap.parse_args()
+    if not args.skip_run:
+        run(args.no_gnocchi)
+    rows: list[Row] = []
+    for name, fn in (("policy", policy_rows), ("receiver", receiver_rows), ("agent", agent_rows)):
+        doc = _load(name)
+        if doc is None:
+            print(f"(no bench/results/{name}.json: run bench/bench_{name}.py)")
+            continue
+        rows += fn(doc)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    print(f"\nazfed benchmarks, {dt.date.today()}, {machine}\n")
+    print(table(rows))
+    summary = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "machine": machine,
+        "rows": [dict(zip(("what", "figure", "target", "verdict"), r, strict=True)) for r in rows],
+    }
+    (RESULTS / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -219,9 +219,20 @@ class Ec2Collector:
     # --- one cycle --------------------------------------------------------------------------
 
     async def collect(self) -> Observation:
+        # a failed cycle's samples are thrown away, so what it marked as emitted must be too
+        saved = dict(self._watermark), dict(self._totals)
+        try:
+            return await self._collect()
+        except BaseException:
+            self._watermark, self._totals = saved
+            raise
+
+    async def _collect(self) -> Observation:
         now = dt.datetime.now(dt.timezone.utc)
         obs = Observation()
-        pending: list[tuple[str, str, MeterName]] = []  # (query id owner, instance id, meter)
+        pending: list[tuple[str, str, MeterName]] = []  # (nova uuid, instance id, meter)
+        # one task per 500-query chunk (80 at 10k x 4 meters); the metrics gate bounds how many
+        # are in flight, so the task count is not the fan-out
         async with asyncio.TaskGroup() as tg:
             status_task = tg.create_task(self._statuses()) if self.cfg.status_checks else None
             async for page in self._describe(now):

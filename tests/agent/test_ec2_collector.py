@@ -161,3 +161,28 @@ async def test_memory_comes_from_the_cloudwatch_agent_in_megabytes(
         (ids[with_agent], "memory.usage", "MB", 512.0)
     ]
     assert without in {i.remote_id for i in obs.instances}
+
+
+async def test_a_failed_cycle_does_not_mark_its_datapoints_as_sent(
+    aws: MotoServer, ec2: Any, tmp_path: Path
+) -> None:
+    """When one GetMetricData call fails for good, the cycle fails, and the next cycle still
+    emits every datapoint, including those the failed cycle had already read."""
+    ids = await launch(ec2, 80)
+    seed(aws, list(ids), METERS7, points=1, period_s=300)  # 560 queries: 2 calls
+    cfg = agent_config(aws, tmp_path, meters=METERS7)
+    assert cfg.aws is not None
+    col = Ec2Collector(cfg.aws, cfg.collect.model_copy(update={"concurrency": 1}), AgentMetrics())
+    await col.open()
+    try:
+        # the first call goes through (a latency-only rule), the second fails for good
+        aws.fault("GetMetricData", delay_s=0.01, times=1)
+        aws.fault("GetMetricData", "InvalidParameterValue", status=400, times=1)
+        # an ExceptionGroup (3.11+; ruff targets 3.10, hence the base class)
+        with pytest.raises(Exception, match="TaskGroup"):
+            await col.collect()
+        assert aws.stats()["injected"] == {"GetMetricData": 1}
+        again = await col.collect()
+    finally:
+        await col.close()
+    assert len(again.samples) == 80 * 7

@@ -88,7 +88,7 @@ def config_check(file: Path, as_json: bool) -> None:
         cfg = load_config(file)
     except InputError as err:
         _fail_input(err, as_json)
-    tables = sorted(k for k, v in cfg if v is not None and k in cfg.model_fields_set)
+    tables = sorted(k for k in cfg.model_fields_set if k != "source")
     if as_json:
         click.echo(json.dumps({"source": str(file), "valid": True, "tables": tables}))
     else:

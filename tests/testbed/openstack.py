@@ -908,7 +908,7 @@ class OpenStackBed:
     def _stop_epmd(self) -> None:
         """rabbitmq's Erlang port mapper daemonizes itself out of our process group."""
         if _port_busy(4369):
-            subprocess.run(["epmd", "-kill"], capture_output=True, check=False, env=self.env())
+            subprocess.run(["epmd", "-kill"], capture_output=True, check=False)
 
     # --- state -------------------------------------------------------------------------------
 

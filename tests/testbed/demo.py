@@ -41,7 +41,8 @@ from tests.testbed.openstack import (
 )
 
 FILTER = "agent.nova.filter.FederationFilter"
-DRIVER = "agent.nova.driver.FederationDriver"
+# nova.virt.azfed, the shim install.sh puts into the bed's Nova (Nova loads drivers only from there)
+DRIVER = "azfed.FederationDriver"
 AGENT_ID = "demo-vpc"
 RECEIVER_PORT = 8790
 AGENT_HEALTH_PORT = 9810

@@ -227,6 +227,17 @@ class Demo:
         load = load_from_cloud(conn, load_policy(self.home / "policy.json"))
         return load.local.memory_used_pct, int(load.local.instances)
 
+    def filter_reason(self, server_id: str) -> str:
+        """The rule FederationFilter applied to this boot, from its state file."""
+        try:
+            state = json.loads((self.home / "filter-state.json").read_text())
+        except (OSError, ValueError):
+            return "filter state not readable"
+        for d in reversed(state.get("recent", [])):
+            if d.get("instance_uuid") == server_id:
+                return f"{d['rule']}: {d['reason']}"
+        return "no decision recorded"
+
     def boot_all(self) -> None:
         conn = self.bed.connect()
         flavor = conn.compute.find_flavor(self.flavor)
@@ -256,6 +267,7 @@ class Demo:
                 say(
                     f"  {name}: local-az memory {pct:5.1f}% (burst at {BURST_MEMORY_PCT:.0f}%)"
                     f"  {arrow} {server.availability_zone} on {server.compute_host}"
+                    f"  [{self.filter_reason(server.id)}]"
                 )
             pct, n = self.local_memory_pct(conn)
             self.load_trace.append((time.monotonic() - self.t0, pct, n))
@@ -382,7 +394,8 @@ class Demo:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(9, 5), dpi=110)
-        ts = [t for t, _, _ in self.load_trace]
+        t0 = self.load_trace[0][0]
+        ts = [t - t0 for t, _, _ in self.load_trace]
         ax.step(
             ts,
             [pct for _, pct, _ in self.load_trace],
@@ -393,7 +406,7 @@ class Demo:
         ax.axhline(BURST_MEMORY_PCT, color="tab:red", ls="--", label="burst threshold")
         ax.axhline(RETURN_MEMORY_PCT, color="tab:green", ls=":", label="return threshold")
         for az, colour, marker in (("local-az", "tab:blue", "o"), ("aws-az", "tab:orange", "^")):
-            pts = [(p.t, p.local_mem_pct_before) for p in self.placements if p.az == az]
+            pts = [(p.t - t0, p.local_mem_pct_before) for p in self.placements if p.az == az]
             if pts:
                 ax.scatter(
                     *zip(*pts, strict=True),
@@ -403,7 +416,7 @@ class Demo:
                     zorder=3,
                     label=f"boot placed in {az} ({len(pts)})",
                 )
-        ax.set_xlabel("seconds since the demo started")
+        ax.set_xlabel("seconds since the first boot request")
         ax.set_ylabel("local-az memory used (%)")
         ax.set_ylim(0, 100)
         ax.set_title("azfed demo: boots land locally until the threshold, then burst to AWS")
@@ -447,6 +460,7 @@ port = {RECEIVER_PORT}
 database_url = "sqlite:///{home / "receiver.db"}"
 secrets_dir = "{secrets_dir}"
 policy_file = "{policy}"
+policy_state_file = "{home / "filter-state.json"}"
 
 [nova]
 cloud = "local"
@@ -459,7 +473,7 @@ auth_mode = "basic"
 [reconcile]
 interval_s = 30
 action = "report"
-grace_s = 0
+grace_s = 120
 """
 
 
@@ -500,7 +514,8 @@ Look around (everything runs on 127.0.0.1):
   {venv}/azfed status --config .testbed/demo/receiver.toml
   curl -s http://127.0.0.1:{RECEIVER_PORT}/metrics | grep azfed_
   curl -s http://127.0.0.1:{AGENT_HEALTH_PORT}/readyz
-  curl -s http://127.0.0.1:{RECEIVER_PORT}/v1/placement
+  curl -s 'http://127.0.0.1:{RECEIVER_PORT}/v1/placement?flavor=m1.small' """
+    """| python3 -m json.tool
 Logs: .testbed/logs/ (azfed-receiver.log, azfed-agent.log, nova-scheduler.log ...)
 Stop everything: make demo-down"""
 

@@ -507,17 +507,20 @@ port = {AGENT_HEALTH_PORT}
 
 def _look_around() -> str:
     venv = Path(sys.executable).parent
-    return f"""
-Look around (everything runs on 127.0.0.1):
-  source tests/testbed/admin-openrc
-  $(python -m tests.testbed venv)/bin/openstack server list --long
-  {venv}/azfed status --config .testbed/demo/receiver.toml
-  curl -s http://127.0.0.1:{RECEIVER_PORT}/metrics | grep azfed_
-  curl -s http://127.0.0.1:{AGENT_HEALTH_PORT}/readyz
-  curl -s 'http://127.0.0.1:{RECEIVER_PORT}/v1/placement?flavor=m1.small' """
-    """| python3 -m json.tool
-Logs: .testbed/logs/ (azfed-receiver.log, azfed-agent.log, nova-scheduler.log ...)
-Stop everything: make demo-down"""
+    placement = f"http://127.0.0.1:{RECEIVER_PORT}/v1/placement?flavor=m1.small"
+    lines = [
+        "",
+        "Look around (everything runs on 127.0.0.1):",
+        "  source tests/testbed/admin-openrc",
+        f"  $({venv}/python -m tests.testbed venv)/bin/openstack server list --long",
+        f"  {venv}/azfed status --config .testbed/demo/receiver.toml",
+        f"  curl -s http://127.0.0.1:{RECEIVER_PORT}/metrics | grep azfed_",
+        f"  curl -s http://127.0.0.1:{AGENT_HEALTH_PORT}/readyz",
+        f"  curl -s '{placement}' | python3 -m json.tool",
+        "Logs: .testbed/logs/ (azfed-receiver.log, azfed-agent.log, nova-scheduler.log ...)",
+        "Stop everything: make demo-down",
+    ]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,8 @@
   launched it by hand with our tag). It costs money: report it, and clean it if configured.
 - `nova_without_public`: a Nova instance in a public AZ that no agent has reported for longer
   than the grace period (the public instance is gone, or the agent is).
+- `public_gone`: a live Nova instance whose public instance an agent reports terminated (someone
+  terminated it in the public cloud's console): the Nova instance is a husk; delete or rebuild it.
 
 Found orphans go to the log (one line each, per run), the `azfed_receiver_orphans` gauge and
 the store (for `azfed status`). Cleaning is a pluggable callable: the receiver does not talk to
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-KINDS = ("public_without_nova", "nova_without_public")
+KINDS = ("public_without_nova", "nova_without_public", "public_gone")
 # A public instance in these states is not running up a bill, or is about to stop doing so.
 _GONE = {"terminated", "shutting-down"}
 # Nova instances in these statuses are expected to have no public instance (yet, or any more).
@@ -77,7 +79,13 @@ def find_orphans(
         and r["instance_uuid"] not in in_nova
         and r["instance_uuid"] in fresh
     ]
+    latest = {r["instance_uuid"]: r for r in reported}
     for s in servers:
+        gone = latest.get(s.uuid)
+        if gone is not None and gone["state"] in _GONE and s.status not in _NO_PUBLIC_EXPECTED:
+            reason = f"Nova has it {s.status} in {s.az}; the agent reports it {gone['state']}"
+            out.append(Orphan("public_gone", s.uuid, gone["provider"], gone["remote_id"], reason))
+            continue
         if s.uuid in fresh or s.status in _NO_PUBLIC_EXPECTED or now - _ts(s.created_at) < grace_s:
             continue
         reason = f"Nova has it {s.status} in {s.az}; no agent reported it in {grace_s:.0f}s"

@@ -64,3 +64,21 @@ def test_young_failed_or_reported_nova_instances_are_not_orphans() -> None:
     young = "2023-11-14T22:10:00Z"  # NOW is 22:13:20Z: younger than the grace period
     servers = [_server("b", created=young), _server("e", "ERROR"), _server("r")]
     assert _kinds([_reported("r")], servers) == set()
+
+
+def test_a_live_nova_instance_whose_public_instance_was_terminated_is_reported() -> None:
+    """Terminated behind Nova's back (the public cloud's console): Nova's instance is a husk."""
+    found = find_orphans([_reported("t", "terminated")], [_server("t")], NOW, GRACE)
+    assert [(o.kind, o.instance_uuid, o.remote_id) for o in found] == [("public_gone", "t", "i-t")]
+    assert "terminated" in found[0].reason
+
+
+def test_a_stopped_nova_instance_whose_public_instance_is_gone_is_still_reported() -> None:
+    """SHUTOFF in Nova does not make a terminated public instance come back."""
+    assert _kinds([_reported("t", "shutting-down")], [_server("t", "SHUTOFF")]) == {
+        ("public_gone", "t")
+    }
+
+
+def test_a_deleted_nova_instance_with_a_terminated_public_instance_is_consistent() -> None:
+    assert _kinds([_reported("d", "terminated")], [_server("d", "DELETED")]) == set()

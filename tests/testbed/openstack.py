@@ -302,7 +302,7 @@ class OpenStackBed:
                     "incoming": {"driver": "file", "file_basepath": b / "data/gnocchi"},
                     # Gnocchi would otherwise pick up a stray api-paste.ini from a shared folder
                     "api": {"auth_mode": "basic", "paste_config": self._gnocchi_paste()},
-                    # readers ask with refresh=True, so a slow pace costs no freshness and spares a core
+                    # readers ask with refresh=True: a slow pace costs no freshness, spares a core
                     "metricd": {"workers": 1, "metric_processing_delay": 10},
                 }
             )

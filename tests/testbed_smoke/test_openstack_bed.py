@@ -1,4 +1,5 @@
-"""The OpenStack test bed is real: Nova schedules into both AZs, Placement counts, Gnocchi stores."""
+"""The OpenStack test bed is real: Nova schedules into both AZs, Placement counts, Gnocchi stores
+measures."""
 
 from __future__ import annotations
 
@@ -9,7 +10,22 @@ from typing import Any
 
 import pytest
 
-from tests.testbed.openstack import COMPUTES, IMAGE, PORTS, OpenStackBed
+from tests.testbed.openstack import (
+    COMPUTES,
+    DEFAULT_FILTERS,
+    FAKE_DRIVER,
+    IMAGE,
+    PORTS,
+    OpenStackBed,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _plain_nova(openstack_bed: OpenStackBed) -> None:
+    """These tests are about the bed itself: Nova's own fake driver and filters, whatever
+    an earlier module configured."""
+    if openstack_bed.aws_driver != FAKE_DRIVER or tuple(openstack_bed.filters) != DEFAULT_FILTERS:
+        openstack_bed.reconfigure(aws_driver=FAKE_DRIVER, filters=list(DEFAULT_FILTERS))
 
 
 @pytest.mark.parametrize(("az", "host"), [("local-az", "compute-local"), ("aws-az", "compute-aws")])
@@ -85,7 +101,9 @@ def test_a_gnocchi_measure_round_trips(openstack_bed: OpenStackBed) -> None:
         }
     )
     rid = str(uuid.uuid4())
-    gnocchi.resource.create("generic", {"id": rid, "metrics": {"cpu_util": {"archive_policy_name": policy}}})
+    gnocchi.resource.create(
+        "generic", {"id": rid, "metrics": {"cpu_util": {"archive_policy_name": policy}}}
+    )
     now = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0)
     sent = {(now - dt.timedelta(minutes=i)).isoformat(): 10.0 * i for i in range(3)}
     gnocchi.metric.add_measures(

@@ -49,6 +49,8 @@ AGENT_HEALTH_PORT = 9810
 FLAVOR_MAP = "m1.tiny:t3.micro,m1.small:t3.small,m1.medium:t3.medium"
 BURST_MEMORY_PCT = 50.0
 RETURN_MEMORY_PCT = 30.0
+PUBLIC_VCPUS = 512
+PUBLIC_MEMORY_MB = 256 * 1024
 
 
 def say(msg: str) -> None:
@@ -90,6 +92,10 @@ class Demo:
     def start_clouds(self) -> dict[str, str]:
         self.bed.start()
         self.home.mkdir(parents=True, exist_ok=True)
+        self.moto_endpoint = self._start_moto()
+        return self.make_vpc()
+
+    def _start_moto(self) -> str:
         port_file = self.bed.run / "moto.port"
         self.bed._spawn(
             "moto",
@@ -101,9 +107,9 @@ class Demo:
             if time.monotonic() > deadline:
                 raise TestbedError(f"moto did not start:\n{self.bed.tail('moto')}")
             time.sleep(0.2)
-        self.moto_endpoint = f"http://127.0.0.1:{int(port_file.read_text())}"
-        _wait_http(self.moto_endpoint + "/moto-api/data.json")
-        return self._make_vpc()
+        endpoint = f"http://127.0.0.1:{int(port_file.read_text())}"
+        _wait_http(endpoint + "/moto-api/data.json")
+        return endpoint
 
     def _ec2(self) -> Any:
         import boto3
@@ -116,7 +122,7 @@ class Demo:
             aws_secret_access_key="testing",
         )
 
-    def _make_vpc(self) -> dict[str, str]:
+    def make_vpc(self) -> dict[str, str]:
         ec2 = self._ec2()
         vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
         ec2.create_tags(Resources=[vpc], Tags=[{"Key": "Name", "Value": "azfed-demo"}])
@@ -132,10 +138,15 @@ class Demo:
 
     # --- 2. azfed in Nova ------------------------------------------------------------------------
 
-    def write_policy(self) -> Path:
+    def write_policy(
+        self,
+        burst_pct: float = BURST_MEMORY_PCT,
+        return_pct: float = RETURN_MEMORY_PCT,
+        cooldown_s: float = 60,
+    ) -> Path:
         policy = {
             "$comment": "The demo's policy: burst to aws-az when local-az's memory use reaches "
-            f"{BURST_MEMORY_PCT:.0f}%, come back below {RETURN_MEMORY_PCT:.0f}%.",
+            f"{burst_pct:.0f}%, come back below {return_pct:.0f}%.",
             "version": 1,
             "local_az": "local-az",
             "public_azs": [
@@ -147,9 +158,9 @@ class Demo:
                     "prices": {"m1.tiny": 0.0104, "m1.small": 0.0208, "m1.medium": 0.0416},
                 }
             ],
-            "burst": {"memory_used_pct": BURST_MEMORY_PCT, "instances": 50},
-            "return": {"memory_used_pct": RETURN_MEMORY_PCT, "instances": 40},
-            "cooldown": {"return_after_s": 60, "burst_after_s": 30},
+            "burst": {"memory_used_pct": burst_pct, "instances": 50},
+            "return": {"memory_used_pct": return_pct, "instances": 40},
+            "cooldown": {"return_after_s": cooldown_s, "burst_after_s": cooldown_s / 2},
             "flavors": {"allow": ["m1.*"], "deny": []},
             "explicit_az": "honour",
             "fallback": {"capacity_failure_backoff_s": 300, "when_public_unavailable": "local"},
@@ -174,6 +185,11 @@ class Demo:
                     "flavor_map": FLAVOR_MAP,
                     "default_image": vpc["ami"],
                     "receiver_url": f"http://127.0.0.1:{RECEIVER_PORT}",
+                    # the burst allowance the proxy host offers Placement: the blueprint's
+                    # "quota of this host is increased"
+                    "vcpus": PUBLIC_VCPUS,
+                    "memory_mb": PUBLIC_MEMORY_MB,
+                    "max_instances": 100,
                 },
                 "azfed_filter": {
                     "policy_file": policy,
@@ -209,6 +225,10 @@ class Demo:
             "azfed-agent", [azfed, "agent", "run", "--config", str(agent_toml)], env_agent
         )
         _wait_http(f"http://127.0.0.1:{AGENT_HEALTH_PORT}/healthz")
+
+    def stop_receiver_and_agent(self) -> None:
+        for name in ("azfed-agent", "azfed-receiver"):
+            self.bed._stop_one(name)
 
     def _spawn_with_env(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         saved = self.bed.extra_env

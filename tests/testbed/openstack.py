@@ -472,7 +472,7 @@ class OpenStackBed:
         return self
 
     def _fresh_dirs(self) -> None:
-        for d in ("data", "mysql", "rabbit", "run", "logs"):
+        for d in ("data", "mysql", "rabbit", "run", "logs", "demo"):
             shutil.rmtree(self.base / d, ignore_errors=True)
         for d in (
             "fernet-keys",

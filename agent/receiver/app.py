@@ -355,6 +355,10 @@ def create_app(
     if placement is not None:
         app[PLACEMENT] = placement
     app.cleanup_ctx.append(_resources(store, sinks, nova))
+    if cleaner is None:
+        from agent.receiver.cleaner import cloud_cleaner
+
+        cleaner = cloud_cleaner(config)
     if reconcile and nova is not None and config.nova.public_azs:
         app[RECONCILER] = Reconciler(config, store, nova, metrics, clock=clock, cleaner=cleaner)
         app.cleanup_ctx.append(_reconcile_loop(app))

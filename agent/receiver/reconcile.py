@@ -9,8 +9,8 @@
   terminated it in the public cloud's console): the Nova instance is a husk; delete or rebuild it.
 
 Found orphans go to the log (one line each, per run), the `azfed_receiver_orphans` gauge and
-the store (for `azfed status`). Cleaning is a pluggable callable: the receiver does not talk to
-public clouds itself.
+the store (for `azfed status`). Cleaning is a pluggable callable (agent/receiver/cleaner.py
+makes one from the config's `[aws]` table) and only ever applies to `public_without_nova`.
 """
 
 from __future__ import annotations

@@ -102,7 +102,14 @@ def test_a_process_refuses_a_file_without_the_tables_it_needs() -> None:
 
 
 def test_the_packaged_example_configs_are_valid() -> None:
-    """Every sample config we ship must load (their owners add them under packaging/examples)."""
+    """Every sample we ship loads with the loader its kind is read with: process configs with
+    load_config, cloud-init settings (bootstrap-*.toml) with the bootstrap loader."""
+    from agent.bootstrap import BootstrapSettings, load_settings
+
     examples = sorted((Path(__file__).parents[2] / "packaging" / "examples").glob("*.toml"))
+    assert {p.name for p in examples} >= {"agent.toml", "receiver.toml"}
     for path in examples:
-        assert isinstance(load_config(path), AzfedConfig), path
+        if path.name.startswith("bootstrap-"):
+            assert isinstance(load_settings(path), BootstrapSettings), path
+        else:
+            assert isinstance(load_config(path), AzfedConfig), path

@@ -368,7 +368,8 @@ class FederationDriver(driver.ComputeDriver):  # type: ignore[misc]
         timeout: int = 0,
         retry_interval: int = 0,
     ) -> str:
-        if dest != self._host:
+        # Nova passes the destination's address (its my_ip), not its host name
+        if dest not in (self._host, self.get_host_ip_addr()):
             raise exception.MigrationPreCheckError(
                 reason="burst instances can only be resized in place on the proxy host"
             )

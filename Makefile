@@ -36,7 +36,7 @@ lint: venv
 	$(BIN)/mypy
 
 test: setup lint
-	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
 
 test-fast: venv
 	$(BIN)/pytest -p no:cacheprovider -m "not aws and not openstack and not e2e" $(PYTEST_ARGS)

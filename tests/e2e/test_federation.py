@@ -1,0 +1,223 @@
+"""The blueprint's workflow end to end, on real parts: the real Nova with FederationFilter in its
+scheduler and FederationDriver on the proxy host, moto as the AWS VPC, and the real azfed
+receiver and agent processes feeding the real Gnocchi and Nova.
+
+One test per workflow step, in the blueprint's order; they share one federation (module scope)
+and build on each other, as the steps do.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+import pytest
+
+from tests.testbed.aws import MotoServer
+from tests.testbed.demo import PUBLIC_MEMORY_MB, PUBLIC_VCPUS, Demo
+from tests.testbed.openstack import DEFAULT_FILTERS, IMAGE, OpenStackBed
+
+pytestmark = pytest.mark.e2e
+
+T = TypeVar("T")
+FLAVOR = "m1.small"  # 1024 MB: 12.5% of compute-local's 8192 MB
+STEP_PCT = 12.5
+
+
+def eventually(probe: Callable[[], T | None], what: str, timeout: float = 180) -> T:
+    """Poll `probe` until it returns something; fail saying what never happened."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = probe()
+        if got is not None:
+            return got
+        if time.monotonic() > deadline:
+            pytest.fail(f"after {timeout:.0f}s: {what}")
+        time.sleep(2)
+
+
+@dataclass
+class Federation:
+    demo: Demo
+    vpc: dict[str, str]
+    conn: Any
+    ec2: Any
+    start_pct: float
+    servers: dict[str, Any] = field(default_factory=dict)
+
+    def boot(self, name: str) -> Any:
+        server = self.conn.compute.create_server(
+            name=f"e2e-{name}-{uuid.uuid4().hex[:6]}",
+            flavor_id=self.conn.compute.find_flavor(FLAVOR).id,
+            image_id=self.conn.image.find_image(IMAGE).id,
+            networks="none",
+        )
+        server = self.conn.compute.wait_for_server(
+            server, status="ACTIVE", failures=["ERROR"], wait=300, interval=1
+        )
+        self.servers[name] = server
+        return server
+
+    def ec2_instances_for(self, server_id: str) -> list[dict[str, Any]]:
+        pages = self.ec2.get_paginator("describe_instances").paginate(
+            Filters=[{"Name": "tag:azfed:instance-uuid", "Values": [server_id]}]
+        )
+        return [i for p in pages for r in p["Reservations"] for i in r["Instances"]]
+
+    def metadata(self, server_id: str) -> dict[str, str]:
+        return dict(self.conn.compute.get_server_metadata(server_id).metadata)
+
+
+@pytest.fixture(scope="module")
+def federation(openstack_bed: OpenStackBed, moto: MotoServer) -> Iterator[Federation]:
+    """azfed switched on in the bed, with thresholds set from the local load found at start:
+    two m1.small boots stay local, the third crosses the burst threshold."""
+    demo = Demo(servers=0, flavor=FLAVOR, bed=openstack_bed)
+    demo.moto_endpoint = moto.endpoint
+    demo.home.mkdir(parents=True, exist_ok=True)
+    (demo.home / "filter-state.json").unlink(missing_ok=True)
+    vpc = demo.make_vpc()
+    conn = openstack_bed.connect()
+    demo.write_policy()  # provisional: load_from_cloud needs the AZ names
+    start_pct, _ = demo.local_memory_pct(conn)
+    policy = demo.write_policy(
+        burst_pct=start_pct + 1.5 * STEP_PCT, return_pct=start_pct + 0.5 * STEP_PCT, cooldown_s=2
+    )
+    demo.enable_azfed(vpc, policy)
+    demo.start_receiver_and_agent(vpc, policy)
+    ec2 = boto3.client("ec2", **moto.client_kwargs())
+    fed = Federation(demo, vpc, conn, ec2, start_pct)
+    yield fed
+    demo.stop_receiver_and_agent()
+    for server in fed.servers.values():
+        conn.compute.delete_server(server, ignore_missing=True, force=True)
+    for server in fed.servers.values():
+        conn.compute.wait_for_delete(server, wait=120)
+    openstack_bed.reconfigure(filters=list(DEFAULT_FILTERS))
+    conn.close()
+
+
+def _decision(fed: Federation, server_id: str) -> dict[str, Any]:
+    state = json.loads((fed.demo.home / "filter-state.json").read_text())
+    found = [d for d in state["recent"] if d["instance_uuid"] == server_id]
+    assert found, f"FederationFilter recorded no decision for {server_id}"
+    return dict(found[-1])
+
+
+def test_1_each_boot_under_the_threshold_is_checked_and_placed_locally(
+    federation: Federation,
+) -> None:
+    """Step 1 and the blueprint's last step: the scheduler checks the policy on every request,
+    and while the local AZ is under its threshold the native driver runs the VM locally."""
+    for name in ("local-1", "local-2"):
+        server = federation.boot(name)
+        assert (server.availability_zone, server.compute_host) == ("local-az", "compute-local")
+        decision = _decision(federation, server.id)
+        assert decision["az"] == "local-az"
+        assert decision["rule"] == "below_burst_threshold"
+        assert federation.ec2_instances_for(server.id) == []
+
+
+def test_2_over_the_threshold_the_driver_spawns_the_vm_in_the_aws_vpc(
+    federation: Federation,
+) -> None:
+    """Step 2: over the threshold the VM goes to the public AZ, whose proxy host's driver
+    spawns it on EC2 in the configured subnet, tagged with the Nova UUID."""
+    server = federation.boot("burst-1")
+    assert (server.availability_zone, server.compute_host) == ("aws-az", "compute-aws")
+    decision = _decision(federation, server.id)
+    assert decision["burst"] is True
+    assert (
+        decision["compared"]["memory_used_pct"]["value"]
+        >= (decision["compared"]["memory_used_pct"]["limit"])
+    )
+    [instance] = federation.ec2_instances_for(server.id)
+    assert instance["SubnetId"] == federation.vpc["subnet"]
+    assert instance["InstanceType"] == "t3.small"
+    assert instance["State"]["Name"] == "running"
+    meta = federation.metadata(server.id)
+    assert meta["azfed_remote_id"] == instance["InstanceId"]
+    assert meta["azfed_private_ip"] == instance["PrivateIpAddress"]
+
+
+def test_3_the_public_host_offers_placement_the_raised_capacity(federation: Federation) -> None:
+    """Step 3: the proxy host's inventory is the burst allowance from its config, far above
+    any local hypervisor's: the blueprint's raised quota of the public AZ's host."""
+    placement = federation.conn.placement
+    [rp] = [r for r in placement.resource_providers() if r.name == "compute-aws"]
+    inventory = {i.resource_class: i.total for i in placement.resource_provider_inventories(rp)}
+    assert inventory["MEMORY_MB"] == PUBLIC_MEMORY_MB
+    assert inventory["VCPU"] == PUBLIC_VCPUS
+
+
+def test_4_usage_is_monitored_in_aws_and_returned_to_gnocchi_and_nova(
+    federation: Federation,
+) -> None:
+    """Step 4: the agent collects the burst VM's usage from CloudWatch and pushes it home; the
+    receiver writes it to Gnocchi beside local VMs' meters, and its state into Nova."""
+    server = federation.servers["burst-1"]
+    [instance] = federation.ec2_instances_for(server.id)
+    federation.demo.seed_usage({server.id: instance})
+    gnocchi = federation.demo.gnocchi()
+
+    def cpu_util() -> float | None:
+        return federation.demo.last_cpu_util(gnocchi, server.id)
+
+    value = eventually(cpu_util, f"cpu_util of {server.id} in Gnocchi")
+    assert 0 <= value <= 100
+    # the same resource type, attributes and meter names Ceilometer gives local VMs
+    resource = gnocchi.resource.get("instance", server.id)
+    assert resource["display_name"] == server.name
+    assert resource["flavor_name"] == FLAVOR
+    assert "cpu_util" in resource["metrics"]
+
+    def seen_in_nova() -> dict[str, str] | None:
+        meta = federation.metadata(server.id)
+        return meta if "azfed_last_seen" in meta else None
+
+    meta = eventually(seen_in_nova, "azfed_last_seen in the Nova server's metadata")
+    assert meta["azfed_remote_state"] == "running"
+
+
+def test_5_a_vm_terminated_directly_on_ec2_shows_in_nova_and_is_reported(
+    federation: Federation,
+) -> None:
+    """Someone terminates the burst VM in the AWS console: after the agent's next cycle Nova
+    shows it terminated, and the receiver's reconciliation reports the husk."""
+    server = federation.servers["burst-1"]
+    [instance] = federation.ec2_instances_for(server.id)
+    federation.ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
+
+    def terminated_in_nova() -> dict[str, str] | None:
+        meta = federation.metadata(server.id)
+        return meta if meta.get("azfed_remote_state") == "terminated" else None
+
+    eventually(terminated_in_nova, "azfed_remote_state=terminated in Nova")
+    config = federation.demo.home / "receiver.toml"
+
+    def reported() -> list[dict[str, Any]] | None:
+        out = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "azfed"),
+                "status",
+                "--config",
+                str(config),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        orphans = [o for o in json.loads(out.stdout)["orphans"] if o["instance_uuid"] == server.id]
+        return orphans or None
+
+    [orphan] = eventually(reported, "reconciliation reporting the terminated VM", timeout=120)
+    assert orphan["kind"] == "public_gone"

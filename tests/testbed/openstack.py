@@ -18,6 +18,7 @@ azfed's own driver and filter run inside the real Nova.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import shutil
@@ -855,6 +856,7 @@ class OpenStackBed:
         self._write_nova_configs()
         for name in ("nova-scheduler", "nova-compute-aws"):
             self._stop_one(name)
+        restarted_at = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
         self._spawn(
             "nova-scheduler",
             [self._bin("nova-scheduler"), "--config-file", str(self.etc / "nova/nova.conf")],
@@ -862,10 +864,31 @@ class OpenStackBed:
         self._start_compute("compute-aws")
         conn = self.connect()
         try:
+            self._wait_reported_since(conn, restarted_at)
             self.wait_computes(conn, ["compute-aws"])
         finally:
             conn.close()
         self._save_state()
+
+    def _wait_reported_since(self, conn: Any, since: datetime.datetime) -> None:
+        """Wait until the new scheduler and compute-aws have each reported in.
+
+        Their old service records still say "up" for a minute after the restart. A boot sent
+        before the new scheduler listens fails, and so does one whose compute host publishes
+        to the scheduler's fanout exchange before the new scheduler has declared it.
+        """
+
+        def fresh() -> bool:
+            seen = {
+                (svc.binary, svc.host)
+                for svc in conn.compute.services()
+                if svc.updated_at
+                and datetime.datetime.fromisoformat(svc.updated_at.rstrip("Z")) > since
+            }
+            scheduler = any(binary == "nova-scheduler" for binary, _ in seen)
+            return scheduler and ("nova-compute", "compute-aws") in seen
+
+        _wait(fresh, 120, "nova-scheduler and compute-aws to report in after the restart")
 
     # --- stop --------------------------------------------------------------------------------
 

@@ -221,3 +221,75 @@ def test_5_a_vm_terminated_directly_on_ec2_shows_in_nova_and_is_reported(
 
     [orphan] = eventually(reported, "reconciliation reporting the terminated VM", timeout=120)
     assert orphan["kind"] == "public_gone"
+
+
+@pytest.fixture
+def public_openstack(federation: Federation, openstack_bed: OpenStackBed) -> Iterator[Any]:
+    """The proxy host switched to the public-OpenStack provider. The "public" cloud is the
+    bed's own Nova, in a project of its own, its servers booted in local-az (a real Nova
+    scheduling a real boot); afterwards the proxy host goes back to EC2."""
+    conn = federation.conn
+    project = conn.identity.create_project(
+        name=f"azfed-public-{uuid.uuid4().hex[:6]}", domain_id="default"
+    )
+    admin = conn.identity.find_user("admin", domain_id="default")
+    conn.identity.assign_project_role_to_user(project, admin, conn.identity.find_role("admin"))
+    # the [azfed] key_name the operator configured must exist in the public cloud too
+    keypair = conn.compute.create_keypair(name=federation.vpc["key"])
+    clouds = federation.demo.home / "public-clouds.yaml"
+    clouds.write_text(
+        federation.demo.home.joinpath("clouds.yaml")
+        .read_text()
+        .replace("  local:", "  public:")
+        .replace("project_name: admin", f"project_name: {project.name}")
+    )
+    ec2_opts = {"provider": "ec2", "flavor_map": "m1.tiny:t3.micro,m1.small:t3.small"}
+    openstack_bed.reconfigure(
+        extra_nova={
+            "azfed": {
+                "provider": "openstack",
+                "cloud": "public",
+                "public_az": "local-az",
+                "flavor_map": "m1.tiny:m1.tiny,m1.small:m1.tiny",
+                "default_image": IMAGE,
+            }
+        },
+        extra_env={"OS_CLIENT_CONFIG_FILE": str(clouds)},
+    )
+    yield project
+    openstack_bed.reconfigure(extra_nova={"azfed": ec2_opts})
+    for server in conn.compute.servers(all_projects=True, project_id=project.id):
+        conn.compute.delete_server(server, force=True)
+        conn.compute.wait_for_delete(server, wait=120)
+    conn.identity.delete_project(project)
+    conn.compute.delete_keypair(keypair)
+
+
+def test_6_the_driver_spawns_the_vm_on_a_public_openstack_too(
+    federation: Federation, public_openstack: Any
+) -> None:
+    """Step 2, the blueprint's other provider: the same proxy host, driven by openstacksdk,
+    boots the VM on a public OpenStack and keeps it in step with Nova."""
+    conn = federation.conn
+    server = conn.compute.create_server(
+        name=f"e2e-public-os-{uuid.uuid4().hex[:6]}",
+        flavor_id=conn.compute.find_flavor(FLAVOR).id,
+        image_id=conn.image.find_image(IMAGE).id,
+        networks="none",
+        availability_zone="aws-az",  # asked for: the policy honours an explicit AZ
+    )
+    server = conn.compute.wait_for_server(
+        server, status="ACTIVE", failures=["ERROR"], wait=300, interval=1
+    )
+    federation.servers["public-os"] = server
+    assert server.compute_host == "compute-aws"
+    [remote] = list(conn.compute.servers(all_projects=True, project_id=public_openstack.id))
+    assert remote.name == f"azfed-{server.id}"
+    assert remote.status == "ACTIVE"
+    assert remote.flavor.original_name == "m1.tiny"
+    meta = federation.metadata(server.id)
+    assert (meta["azfed_provider"], meta["azfed_remote_id"]) == ("openstack", remote.id)
+
+    conn.compute.delete_server(server)
+    conn.compute.wait_for_delete(server, wait=180)
+    assert list(conn.compute.servers(all_projects=True, project_id=public_openstack.id)) == []

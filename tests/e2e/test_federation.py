@@ -98,7 +98,7 @@ def federation(openstack_bed: OpenStackBed, moto: MotoServer) -> Iterator[Federa
     yield fed
     demo.stop_receiver_and_agent()
     for server in fed.servers.values():
-        conn.compute.delete_server(server, ignore_missing=True, force=True)
+        conn.compute.delete_server(server, ignore_missing=True)
     for server in fed.servers.values():
         conn.compute.wait_for_delete(server, wait=120)
     openstack_bed.reconfigure(filters=list(DEFAULT_FILTERS))
@@ -290,6 +290,6 @@ def test_6_the_driver_spawns_the_vm_on_a_public_openstack_too(
     meta = federation.metadata(server.id)
     assert (meta["azfed_provider"], meta["azfed_remote_id"]) == ("openstack", remote.id)
 
-    conn.compute.delete_server(server)
+    conn.compute.delete_server(federation.servers.pop("public-os"))
     conn.compute.wait_for_delete(server, wait=180)
     assert list(conn.compute.servers(all_projects=True, project_id=public_openstack.id)) == []

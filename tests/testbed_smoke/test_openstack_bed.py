@@ -10,22 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.testbed.openstack import (
-    COMPUTES,
-    DEFAULT_FILTERS,
-    FAKE_DRIVER,
-    IMAGE,
-    PORTS,
-    OpenStackBed,
-)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _plain_nova(openstack_bed: OpenStackBed) -> None:
-    """These tests are about the bed itself: Nova's own fake driver and filters, whatever
-    an earlier module configured."""
-    if openstack_bed.aws_driver != FAKE_DRIVER or tuple(openstack_bed.filters) != DEFAULT_FILTERS:
-        openstack_bed.reconfigure(aws_driver=FAKE_DRIVER, filters=list(DEFAULT_FILTERS))
+from tests.testbed.openstack import COMPUTES, IMAGE, PORTS, OpenStackBed
 
 
 @pytest.mark.parametrize(("az", "host"), [("local-az", "compute-local"), ("aws-az", "compute-aws")])

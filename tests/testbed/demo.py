@@ -216,12 +216,12 @@ class Demo:
         agent_toml.write_text(_agent_toml(self.home, self.moto_endpoint, vpc))
         azfed = str(Path(sys.executable).parent / "azfed")
         env = {"OS_CLIENT_CONFIG_FILE": str(clouds), **FAKE_CREDENTIALS}
-        self._spawn_with_env(
+        self._spawn_logged(
             "azfed-receiver", [azfed, "receiver", "run", "--config", str(receiver_toml)], env
         )
         _wait_http(f"http://127.0.0.1:{RECEIVER_PORT}/healthz")
         env_agent = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.moto_endpoint}
-        self._spawn_with_env(
+        self._spawn_logged(
             "azfed-agent", [azfed, "agent", "run", "--config", str(agent_toml)], env_agent
         )
         _wait_http(f"http://127.0.0.1:{AGENT_HEALTH_PORT}/healthz")
@@ -230,13 +230,9 @@ class Demo:
         for name in ("azfed-agent", "azfed-receiver"):
             self.bed._stop_one(name)
 
-    def _spawn_with_env(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        saved = self.bed.extra_env
-        self.bed.extra_env = {**saved, **env, "AZFED_LOG_FORMAT": "json"}
-        try:
-            self.bed._spawn(name, argv, cwd=CHECKOUT)
-        finally:
-            self.bed.extra_env = saved
+    def _spawn_logged(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        # JSON lines in the bed's logs/, whatever the terminal
+        self.bed._spawn(name, argv, cwd=CHECKOUT, env={**env, "AZFED_LOG_FORMAT": "json"})
 
     # --- 4. boots ---
 

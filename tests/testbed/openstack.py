@@ -371,7 +371,14 @@ class OpenStackBed:
 
     # --- process management ------------------------------------------------------------------
 
-    def _spawn(self, name: str, argv: Sequence[str], cwd: Path | None = None) -> int:
+    def _spawn(
+        self,
+        name: str,
+        argv: Sequence[str],
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> int:
+        """Start NAME detached in its own session; `env` adds to the bed's environment."""
         self.logs.mkdir(parents=True, exist_ok=True)
         self.run.mkdir(parents=True, exist_ok=True)
         with open(self.logs / f"{name}.log", "ab") as log:
@@ -380,7 +387,7 @@ class OpenStackBed:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self.env(),
+                env={**self.env(), **(env or {})},
                 cwd=cwd or self.base,
                 # its own session: stop() signals the whole group (gunicorn master + workers)
                 start_new_session=True,
@@ -1010,17 +1017,3 @@ def _wait(
             extra = f"\n{details()}" if details else ""
             raise TestbedError(f"timed out after {timeout:.0f}s waiting for {what}{extra}")
         time.sleep(interval)
-
-
-@contextlib.contextmanager
-def running_bed(**kwargs: Any) -> Iterator[OpenStackBed]:
-    """Start a bed for the duration of a block (or reuse one already running, and leave it)."""
-    bed = OpenStackBed.attach()
-    if bed is not None:
-        yield bed
-        return
-    bed = OpenStackBed(**kwargs).start()
-    try:
-        yield bed
-    finally:
-        bed.stop()

@@ -206,16 +206,7 @@ async def get_instance(request: web.Request) -> web.Response:
     row = await request.app[STORE].instance(uuid)
     if row is None:
         return _error(404, "not_found", f"no agent has reported instance {uuid}")
-    fields = (
-        "instance_uuid",
-        "provider",
-        "remote_id",
-        "state",
-        "ips",
-        "observed_at",
-        "received_at",
-    )
-    return web.json_response({k: row[k] for k in fields})
+    return web.json_response({k: row[k] for k in openapi.INSTANCE_FIELDS})
 
 
 async def get_placement(request: web.Request) -> web.Response:

@@ -76,17 +76,20 @@ _ACCEPTED = {
     },
 }
 
+# what GET /v1/instances/{uuid} answers; the handler serves exactly these fields
+INSTANCE_FIELDS = (
+    "instance_uuid",
+    "provider",
+    "remote_id",
+    "state",
+    "ips",
+    "observed_at",
+    "received_at",
+)
+
 _INSTANCE_STATE = {
     "type": "object",
-    "required": [
-        "instance_uuid",
-        "provider",
-        "remote_id",
-        "state",
-        "ips",
-        "observed_at",
-        "received_at",
-    ],
+    "required": list(INSTANCE_FIELDS),
     "properties": {
         "instance_uuid": {"type": "string"},
         "provider": {"enum": list(wire.PROVIDERS)},

@@ -20,7 +20,7 @@ setup: system venv
 
 # Debian packages (MariaDB, RabbitMQ, cloud-init's schema validator) and the cached OpenStack venvs
 system:
-	bash tests/testbed/install.sh >/dev/null
+	bash testbed/install.sh >/dev/null
 
 venv: $(VENV)/.installed
 
@@ -31,8 +31,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 lint: venv
-	$(BIN)/ruff format --check agent tests bench
-	$(BIN)/ruff check agent tests bench
+	$(BIN)/ruff format --check agent tests testbed bench
+	$(BIN)/ruff check agent tests testbed bench
 	$(BIN)/mypy
 
 test: setup lint
@@ -45,16 +45,16 @@ test-cov: setup
 	$(BIN)/pytest -p no:cacheprovider --cov --cov-report=term-missing $(PYTEST_ARGS)
 
 testbed-up: setup
-	$(BIN)/python -m tests.testbed start --boot
+	$(BIN)/python -m testbed start --boot
 
 testbed-down: venv
-	$(BIN)/python -m tests.testbed stop
+	$(BIN)/python -m testbed stop
 
 demo: setup
-	$(BIN)/python -m tests.testbed.demo
+	$(BIN)/python -m testbed.demo
 
 demo-down: venv
-	$(BIN)/python -m tests.testbed stop
+	$(BIN)/python -m testbed stop
 
 bench: setup
 	$(BIN)/python bench/run_all.py

@@ -1,3 +1,3 @@
-"""azfed: burst a private OpenStack into a public cloud through an extra availability zone."""
+"""`agent/` is the source folder of the `azfed` package (src layout), not a package itself."""
 
-__version__ = "0.1.0"
+raise ImportError("'agent' is azfed's source folder, not a package: import azfed")

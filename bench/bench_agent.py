@@ -148,11 +148,11 @@ def serve_canned(n: int) -> None:
 
 
 async def agent_cycle(endpoint: str) -> dict[str, Any]:
-    from agent.collect.ec2 import Ec2Collector
-    from agent.config import parse_config
-    from agent.health import AgentMetrics
-    from agent.push.batcher import Batcher
-    from agent.push.spool import Spool
+    from azfed.agent.collect.ec2 import Ec2Collector
+    from azfed.agent.health import AgentMetrics
+    from azfed.agent.push.batcher import Batcher
+    from azfed.agent.push.spool import Spool
+    from azfed.config import parse_config
 
     tmp = Path(tempfile.mkdtemp(prefix="azfed-bench-"))
     (tmp / "secret").write_text("bench")
@@ -264,7 +264,7 @@ def measure(endpoint: str, stats: Any, reset: Any, n: int, where: str) -> list[d
 def on_moto(n: int) -> list[dict[str, Any]]:
     import boto3
 
-    from tests.testbed.aws import MotoServer
+    from testbed.aws import MotoServer
 
     os.environ.update(CREDS)
     with MotoServer() as moto:

@@ -23,9 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.policy import Flavor, History, Request, decide, load_from_hosts  # noqa: E402
-from agent.policy.engine import PolicyEngine  # noqa: E402
-from tests.policy.helpers import Host, make_policy, policy_doc  # noqa: E402
+from azfed.policy import Flavor, History, Request, decide, load_from_hosts  # noqa: E402
+from azfed.policy.engine import PolicyEngine  # noqa: E402
+
+from testbed.policies import Host, make_policy, policy_doc  # noqa: E402
 
 TARGETS_MS = {"decide": 1.0, "filter": 5.0}
 

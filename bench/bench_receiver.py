@@ -25,13 +25,12 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-
-from agent import wire
-from agent.config import parse_config
-from agent.receiver.app import RUNNER_KWARGS, create_app
-from agent.receiver.sinks import Sink
-from agent.receiver.sinks.gnocchi import GnocchiSink, basic_auth
-from agent.receiver.sinks.null import NullSink
+from azfed import wire
+from azfed.config import parse_config
+from azfed.receiver.app import RUNNER_KWARGS, create_app
+from azfed.receiver.sinks import Sink
+from azfed.receiver.sinks.gnocchi import GnocchiSink, basic_auth
+from azfed.receiver.sinks.null import NullSink
 
 AGENT, SECRET = "bench-agent", b"bench-secret"
 RESULTS = Path(__file__).parent / "results" / "receiver.json"

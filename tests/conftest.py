@@ -5,7 +5,7 @@ Tests that use them are marked automatically (`aws`, `openstack`), so the fast t
 with `pytest -m "not aws and not openstack"` (`make test-fast`).
 
 Set AZFED_TESTBED_REUSE=1 to use an OpenStack bed already started with
-`python -m tests.testbed start` and leave it running afterwards (quick iterations).
+`python -m testbed start` and leave it running afterwards (quick iterations).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.testbed.aws import FAKE_CREDENTIALS, MotoServer
-from tests.testbed.openstack import OpenStackBed
+from testbed.aws import FAKE_CREDENTIALS, MotoServer
+from testbed.openstack import OpenStackBed
 
 ROOT = Path(__file__).resolve().parents[1]
 LOGS = ROOT / ".testbed" / "logs"

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from agent import wire
-from agent.errors import InputError
+from azfed import wire
+from azfed.errors import InputError
 
 DATA = Path(__file__).parent / "data" / "wire"
 GOOD = sorted(DATA.glob("report-*.json"))

@@ -7,8 +7,9 @@ import datetime as dt
 import uuid as uuidlib
 from typing import Any
 
-from agent.config import AzfedConfig, parse_config
-from tests.testbed.aws import MotoServer
+from azfed.config import AzfedConfig, parse_config
+
+from testbed.aws import MotoServer
 
 TAG = "azfed:instance-uuid"
 # moto answers CloudWatch with whatever was seeded; these are the AWS/EC2 metrics we read

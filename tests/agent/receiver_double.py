@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-
-from agent import wire
+from azfed import wire
 
 SECRET = b"s3cret-for-tests"
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from azfed.agent.app import Agent
+from azfed.config import AzfedConfig, parse_config
 
-from agent.agent_app import Agent
-from agent.config import AzfedConfig, parse_config
+from testbed.aws import MotoServer
 from tests.agent.helpers import launch, seed
 from tests.agent.receiver_double import SECRET, Double, serve
-from tests.testbed.aws import MotoServer
 
 ROOT = Path(__file__).resolve().parents[2]
 METERS = ["cpu_util", "network.incoming.bytes"]
@@ -152,7 +152,7 @@ async def test_health_endpoints_tell_liveness_readiness_and_metrics(
 def start_agent(cfg_file: Path) -> subprocess.Popen[bytes]:
     with open(cfg_file.with_suffix(".log"), "ab") as log:  # the child keeps its own copy
         return subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "--log-format", "json", "agent", "run",
+            [sys.executable, "-m", "azfed.cli", "--log-format", "json", "agent", "run",
              "--config", str(cfg_file)],
             cwd=ROOT, env={**os.environ}, stdout=subprocess.DEVNULL, stderr=log,
         )  # fmt: skip

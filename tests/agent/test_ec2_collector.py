@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azfed.agent.collect.ec2 import MAX_QUERIES, Ec2Collector
+from azfed.agent.health import AgentMetrics
 
-from agent.collect.ec2 import MAX_QUERIES, Ec2Collector
-from agent.health import AgentMetrics
+from testbed.aws import MotoServer
 from tests.agent.helpers import agent_config, launch, seed
-from tests.testbed.aws import MotoServer
 
 METERS7 = [
     "cpu_util", "network.incoming.bytes", "network.outgoing.bytes", "disk.read.bytes",

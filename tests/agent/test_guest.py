@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from agent.collect.guest import GuestCollector, parse_cpu, parse_diskstats, parse_netdev
-from agent.config import ALL_METERS
-from agent.wire import METERS
+from azfed.agent.collect.guest import GuestCollector, parse_cpu, parse_diskstats, parse_netdev
+from azfed.config import ALL_METERS
+from azfed.wire import METERS
 
 # /proc/net/dev's layout (columns squeezed): two header lines, then name: 8 rx and 8 tx fields
 NETDEV = """Inter-|   Receive  |  Transmit

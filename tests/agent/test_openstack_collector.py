@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from agent.collect.openstack import OpenStackCollector
-from agent.config import OpenStackSection
-from agent.health import AgentMetrics
-from tests.testbed.openstack import IMAGE
+from azfed.agent.collect.openstack import OpenStackCollector
+from azfed.agent.health import AgentMetrics
+from azfed.config import OpenStackSection
+
+from testbed.openstack import IMAGE
 
 
 def boot(conn: Any, name: str, metadata: dict[str, str]) -> Any:

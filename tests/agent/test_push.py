@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azfed.agent.collect.sample import Instance, Observation, Sample
+from azfed.agent.health import AgentMetrics
+from azfed.agent.push.batcher import Batcher
+from azfed.agent.push.pusher import Pusher
+from azfed.agent.push.spool import Spool
+from azfed.config import parse_config
 
-from agent.collect.sample import Instance, Observation, Sample
-from agent.config import parse_config
-from agent.health import AgentMetrics
-from agent.push.batcher import Batcher
-from agent.push.pusher import Pusher
-from agent.push.spool import Spool
 from tests.agent.receiver_double import SECRET, Double, serve
 
 T0 = dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.timezone.utc)

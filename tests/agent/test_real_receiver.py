@@ -1,5 +1,5 @@
 """End to end on real parts: moto (seeded CloudWatch) -> the agent -> the REAL receiver
-(agent/receiver, with its Gnocchi and Nova sinks) -> the test bed's Gnocchi and Nova."""
+(azfed.receiver, with its Gnocchi and Nova sinks) -> the test bed's Gnocchi and Nova."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from azfed.agent.app import Agent
+from azfed.config import parse_config
+from azfed.receiver.app import RUNNER_KWARGS, create_app
+from azfed.receiver.nova import NovaClient
+from azfed.receiver.sinks.gnocchi import GnocchiSink, basic_auth
+from azfed.receiver.sinks.nova import NovaSink
 
-from agent.agent_app import Agent
-from agent.config import parse_config
-from agent.receiver.app import RUNNER_KWARGS, create_app
-from agent.receiver.nova import NovaClient
-from agent.receiver.sinks.gnocchi import GnocchiSink, basic_auth
-from agent.receiver.sinks.nova import NovaSink
+from testbed.aws import MotoServer
+from testbed.openstack import OpenStackBed
 from tests.agent.helpers import TAG, seed
-from tests.testbed.aws import MotoServer
-from tests.testbed.openstack import OpenStackBed
 
 GNOCCHI = "http://127.0.0.1:8041"
 METERS = ["cpu_util", "network.incoming.bytes"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.config import ALL_METERS, load_config
+from azfed.config import ALL_METERS, load_config
 
 SAMPLE = Path(__file__).resolve().parents[2] / "packaging" / "examples" / "agent.toml"
 

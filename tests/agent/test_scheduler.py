@@ -7,12 +7,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from agent.agent_app import Scheduler
-from agent.collect.sample import Observation
-from agent.config import CollectSection, parse_config
-from agent.health import AgentMetrics
-from agent.push.batcher import Batcher
-from agent.push.spool import Spool
+from azfed.agent.app import Scheduler
+from azfed.agent.collect.sample import Observation
+from azfed.agent.health import AgentMetrics
+from azfed.agent.push.batcher import Batcher
+from azfed.agent.push.spool import Spool
+from azfed.config import CollectSection, parse_config
 
 
 class Blocking:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from azfed.agent.health import AgentMetrics
+from azfed.agent.push.spool import HEADER, Spool
+from azfed.config import SpoolSection
 from structlog.testing import capture_logs
-
-from agent.config import SpoolSection
-from agent.health import AgentMetrics
-from agent.push.spool import HEADER, Spool
 
 
 def spool_at(path: Path, **kw: float) -> Spool:

@@ -9,9 +9,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from azfed.agent.app import Agent
+from azfed.config import parse_config
 
-from agent.agent_app import Agent
-from agent.config import parse_config
 from tests.agent.receiver_double import SECRET, Double, serve
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import aioboto3
 import pytest
+from azfed.clouds.ec2 import Ec2Backend, Ec2Settings
 
-from agent.clouds.ec2 import Ec2Backend, Ec2Settings
-from tests.testbed.aws import REGION, MotoServer
+from testbed.aws import REGION, MotoServer
 
 
 @dataclass(frozen=True)

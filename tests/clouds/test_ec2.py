@@ -6,18 +6,18 @@ import uuid
 from typing import Any
 
 import pytest
-
-from agent.clouds import PROJECT_TAG, UUID_TAG, RemoteState, SpawnRequest
-from agent.clouds.ec2 import Ec2Backend
-from agent.errors import (
+from azfed.clouds import PROJECT_TAG, UUID_TAG, RemoteState, SpawnRequest
+from azfed.clouds.ec2 import Ec2Backend
+from azfed.errors import (
     CapacityError,
     NotFoundError,
     PermanentError,
     QuotaError,
     ThrottledError,
 )
+
+from testbed.aws import MotoServer
 from tests.clouds.conftest import Network, settings_for
-from tests.testbed.aws import MotoServer
 
 
 def request(net: Network, itype: str = "t3.micro", **kw: Any) -> SpawnRequest:
@@ -206,7 +206,7 @@ async def test_an_unknown_instance_id_is_not_found(backend: Ec2Backend) -> None:
 async def test_an_unreachable_endpoint_is_a_retryable_cloud_error(
     moto: MotoServer, network: Network
 ) -> None:
-    from agent.clouds import CloudUnavailableError
+    from azfed.clouds import CloudUnavailableError
 
     dead = settings_for(moto, network, endpoint_url="http://127.0.0.1:9", max_attempts=1)
     b = Ec2Backend(dead)

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from azfed.clouds import PROJECT_TAG, UUID_TAG, RemoteState, SpawnRequest
+from azfed.clouds.openstack import OpenStackBackend, OpenStackSettings, remote_name
+from azfed.errors import NotFoundError, PermanentError, QuotaError
 
-from agent.clouds import PROJECT_TAG, UUID_TAG, RemoteState, SpawnRequest
-from agent.clouds.openstack import OpenStackBackend, OpenStackSettings, remote_name
-from agent.errors import NotFoundError, PermanentError, QuotaError
-from tests.testbed.openstack import AUTH, IMAGE, OpenStackBed
+from testbed.openstack import AUTH, IMAGE, OpenStackBed
 
 
 @pytest.fixture(scope="module")

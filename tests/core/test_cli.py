@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from azfed import __version__
+from azfed.cli import main
 from click.testing import CliRunner
-
-from agent import __version__
-from agent.cli import main
 
 
 def test_version_is_printed() -> None:

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pydantic
 import pytest
-
-from agent.config import AzfedConfig, load_config, parse_config
-from agent.errors import ConfigError
+from azfed.config import AzfedConfig, load_config, parse_config
+from azfed.errors import ConfigError
 
 GOOD = """
 [agent]
@@ -104,7 +103,7 @@ def test_a_process_refuses_a_file_without_the_tables_it_needs() -> None:
 def test_the_packaged_example_configs_are_valid() -> None:
     """Every sample we ship loads with the loader its kind is read with: process configs with
     load_config, cloud-init settings (bootstrap-*.toml) with the bootstrap loader."""
-    from agent.bootstrap import BootstrapSettings, load_settings
+    from azfed.bootstrap import BootstrapSettings, load_settings
 
     examples = sorted((Path(__file__).parents[2] / "packaging" / "examples").glob("*.toml"))
     assert {p.name for p in examples} >= {"agent.toml", "receiver.toml"}

@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 import boto3
 import pytest
 
-from tests.testbed.aws import MotoServer
-from tests.testbed.demo import PUBLIC_MEMORY_MB, PUBLIC_VCPUS, Demo
-from tests.testbed.openstack import DEFAULT_FILTERS, IMAGE, OpenStackBed
+from testbed.aws import MotoServer
+from testbed.demo import PUBLIC_MEMORY_MB, PUBLIC_VCPUS, Demo
+from testbed.openstack import DEFAULT_FILTERS, IMAGE, OpenStackBed
 
 pytestmark = pytest.mark.e2e
 

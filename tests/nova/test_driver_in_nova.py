@@ -17,14 +17,14 @@ from typing import Any
 
 import boto3
 import pytest
+from azfed.clouds import UUID_TAG
 
-from agent.clouds import UUID_TAG
-from tests.testbed.aws import FAKE_CREDENTIALS, REGION, MotoServer
-from tests.testbed.openstack import PORTS, OpenStackBed
+from testbed.aws import FAKE_CREDENTIALS, REGION, MotoServer
+from testbed.openstack import PORTS, OpenStackBed
 
 # Nova imports compute_driver from its own nova.virt package: the shim puts ours there
 DRIVER = "azfed.FederationDriver"
-SHIM = Path(__file__).resolve().parents[2] / "agent" / "nova" / "nova_virt_azfed.py"
+SHIM = Path(__file__).resolve().parents[2] / "agent" / "azfed" / "nova" / "nova_virt_azfed.py"
 
 # the bed's Popen handles of restarted services are dropped on purpose (they outlive us)
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from azfed.cli import main
+from azfed.nova.quota import QuotaChange, plan
 from click.testing import CliRunner
 
-from agent.cli import main
-from agent.nova.quota import QuotaChange, plan
-from tests.testbed.openstack import AUTH, OpenStackBed
+from testbed.openstack import AUTH, OpenStackBed
 
 
 def test_the_plan_adds_the_allowance_and_keeps_unlimited_quotas_unlimited() -> None:

@@ -10,14 +10,14 @@ from typing import Any
 
 import aioboto3
 import pytest
+from azfed.bootstrap import render_file
+from azfed.bootstrap_secret import SecretFetchError, fetch_secret, require_imdsv2
+from azfed.cli import main
 from click.testing import CliRunner
 
-from agent.bootstrap import render_file
-from agent.bootstrap_secret import SecretFetchError, fetch_secret, require_imdsv2
-from agent.cli import main
+from testbed.aws import ACCOUNT, MotoServer
 from tests.packaging.conftest import WriteSettings
 from tests.packaging.test_iam import policy_text
-from tests.testbed.aws import ACCOUNT, MotoServer
 
 PARAMETER = "/azfed/agent/push-secret"
 SECRET = "k3y-0f-the-agent-Zx81"

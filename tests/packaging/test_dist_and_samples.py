@@ -11,8 +11,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from azfed.bootstrap import render_file
 
-from agent.bootstrap import render_file
 from tests.packaging.conftest import AGENT_TOML, ROOT, cloud_init_schema
 
 NOVA = ROOT / "packaging" / "nova"
@@ -35,8 +35,8 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def shipped_data_files() -> list[str]:
     """Every non-Python file of the package (JSON schemas, an OpenAPI document...)."""
     return sorted(
-        p.relative_to(ROOT).as_posix()
-        for p in (ROOT / "agent").rglob("*")
+        p.relative_to(ROOT / "agent").as_posix()
+        for p in (ROOT / "agent" / "azfed").rglob("*")
         if p.is_file() and p.suffix not in {".py", ".pyc"} and "__pycache__" not in p.parts
     )
 
@@ -45,9 +45,9 @@ def test_wheel_carries_the_templates_units_and_every_package_data_file(dist: Pat
     (wheel,) = dist.glob("azfed-*-py3-none-any.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for template in (ROOT / "cloudinit").glob("*.j2"):
-        assert f"agent/_data/cloudinit/{template.name}" in names
+        assert f"azfed/_data/cloudinit/{template.name}" in names
     for unit in (ROOT / "packaging" / "systemd").iterdir():
-        assert f"agent/_data/systemd/{unit.name}" in names
+        assert f"azfed/_data/systemd/{unit.name}" in names
     missing = [f for f in shipped_data_files() if f not in names]
     assert not missing, f"data files left out of the wheel: {missing}"
 
@@ -77,7 +77,7 @@ def test_renderer_finds_its_templates_inside_the_installed_wheel(
     settings = tmp_path / "bootstrap.toml"
     shutil.copy(EXAMPLES / "bootstrap-ec2.toml", settings)
     code = (
-        "import sys; from pathlib import Path; import agent.bootstrap as b; "
+        "import sys; from pathlib import Path; import azfed.bootstrap as b; "
         "assert str(b.data_dir('cloudinit')).startswith(sys.argv[1]), b.data_dir('cloudinit'); "
         "sys.stdout.write(b.render_file(Path(sys.argv[2])))"
     )
@@ -152,22 +152,24 @@ def registered_options(module: Path) -> set[str]:
 
 def test_proxy_host_snippet_sets_only_options_the_driver_registers() -> None:
     conf = ini_keys(NOVA / "nova-compute-proxy.conf")
-    unknown = {k for k, _ in conf["azfed"]} - registered_options(ROOT / "agent/nova/driver.py")
+    unknown = {k for k, _ in conf["azfed"]} - registered_options(
+        ROOT / "agent/azfed/nova/driver.py"
+    )
     assert not unknown
     assert ("compute_driver", "azfed.FederationDriver") in conf["DEFAULT"]
-    shim = (ROOT / "agent/nova/nova_virt_azfed.py").read_text()
-    assert "from agent.nova.driver import FederationDriver" in shim
+    shim = (ROOT / "agent/azfed/nova/nova_virt_azfed.py").read_text()
+    assert "from azfed.nova.driver import FederationDriver" in shim
 
 
 def test_scheduler_snippet_enables_the_federation_filter_with_known_options() -> None:
     conf = ini_keys(NOVA / "nova-scheduler.conf")
     fs = conf["filter_scheduler"]
     assert ("available_filters", "nova.scheduler.filters.all_filters") in fs
-    assert ("available_filters", "agent.nova.filter.FederationFilter") in fs
+    assert ("available_filters", "azfed.nova.filter.FederationFilter") in fs
     enabled = dict(fs)["enabled_filters"].split(",")
     assert enabled[-1] == "FederationFilter"
-    assert "class FederationFilter" in (ROOT / "agent/nova/filter.py").read_text()
+    assert "class FederationFilter" in (ROOT / "agent/azfed/nova/filter.py").read_text()
     unknown = {k for k, _ in conf["azfed_filter"]} - registered_options(
-        ROOT / "agent/nova/filter.py"
+        ROOT / "agent/azfed/nova/filter.py"
     )
     assert not unknown

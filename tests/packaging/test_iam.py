@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azfed.clouds import UUID_TAG
 
-from agent.clouds import UUID_TAG
 from tests.packaging.awscalls import calls_in, calls_in_source, string_constants
 from tests.packaging.conftest import ROOT
 
@@ -27,7 +27,7 @@ with warnings.catch_warnings():
     from parliament import analyze_policy_string
 
 IAM = ROOT / "packaging" / "iam"
-AGENT_SIDE = ("agent/collect/", "agent/push/", "agent/bootstrap_secret.py")
+AGENT_SIDE = ("azfed/agent/", "azfed/bootstrap_secret.py")
 # what the agent needs beyond its own calls: SSM decrypts a SecureString with the KMS key,
 # on the role's behalf, when the parameter uses a customer-managed key
 AGENT_IMPLIED = {"kms:Decrypt"}
@@ -62,8 +62,8 @@ def allowed_actions(name: str) -> set[str]:
 def source_files() -> tuple[list[Path], list[Path]]:
     """(agent side, driver side) Python files under agent/."""
     agent, driver = [], []
-    for path in sorted((ROOT / "agent").rglob("*.py")):
-        rel = path.relative_to(ROOT).as_posix()
+    for path in sorted((ROOT / "agent" / "azfed").rglob("*.py")):
+        rel = path.relative_to(ROOT / "agent").as_posix()
         (agent if rel.startswith(AGENT_SIDE) else driver).append(path)
     return agent, driver
 

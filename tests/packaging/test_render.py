@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from azfed.bootstrap import render_file
+from azfed.cli import EXIT_INVALID, main
+from azfed.errors import ConfigError
 from click.testing import CliRunner
 
-from agent.bootstrap import render_file
-from agent.cli import EXIT_INVALID, main
-from agent.errors import ConfigError
 from tests.packaging.conftest import ROOT, WriteSettings, cloud_init_schema
 
 COMBINATIONS = [

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from azfed.cli import main
 from click.testing import CliRunner
 
-from agent.cli import main
-from tests.policy.helpers import policy_doc
+from testbed.policies import policy_doc
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "packaging" / "examples" / "policy.json"
 

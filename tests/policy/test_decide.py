@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from azfed.policy import Flavor, History, Load, PublicUsage, Request, decide
+from azfed.policy.decide import RULES
 
-from agent.policy import Flavor, History, Load, PublicUsage, Request, decide
-from agent.policy.decide import RULES
-from tests.policy.helpers import load, local, make_policy
+from testbed.policies import load, local, make_policy
 
 SMALL = Flavor("small", vcpus=1, ram_mb=512)
 NOW = 10_000.0

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from azfed.policy import Flavor, Request, load_from_hosts
+from azfed.policy.engine import PolicyEngine
 from structlog.testing import capture_logs
 
-from agent.policy import Flavor, Request, load_from_hosts
-from agent.policy.engine import PolicyEngine
-from tests.policy.helpers import Host, make_policy, policy_doc
+from testbed.policies import Host, make_policy, policy_doc
 
 SMALL = Flavor("small", 1, 512)
 # reserved memory alone (6.25%) is over this burst threshold

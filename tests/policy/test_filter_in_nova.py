@@ -16,17 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azfed.cli import main
+from azfed.policy import load_from_cloud, load_policy
 from click.testing import CliRunner
 
-from agent.cli import main
-from agent.policy import load_from_cloud, load_policy
-from tests.testbed.openstack import AUTH, DEFAULT_FILTERS, IMAGE, OpenStackBed
+from testbed.openstack import AUTH, DEFAULT_FILTERS, IMAGE, OpenStackBed
 
 # the bed's reconfigure() lets go of the Popen of each service it restarts, on purpose (they
 # outlive the test run); Python warns when those objects are collected
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
-FILTER = "agent.nova.filter.FederationFilter"
+FILTER = "azfed.nova.filter.FederationFilter"
 PREFIX = "azfed-pol-"
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azfed.errors import PolicyError
+from azfed.policy import load_policy, parse_policy
 
-from agent.errors import PolicyError
-from agent.policy import load_policy, parse_policy
-from tests.policy.helpers import policy_doc
+from testbed.policies import policy_doc
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "packaging" / "examples" / "policy.json"

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from azfed.policy import Flavor, History, Load, PublicUsage, Request, decide
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.policy import Flavor, History, Load, PublicUsage, Request, decide
-from tests.policy.helpers import local, make_policy
+from testbed.policies import local, make_policy
 
 POLICY = make_policy()
 FLAVORS = [Flavor("small", 1, 512), Flavor("big", 4, 4096), Flavor("other", 1, 512)]

@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-
-from agent import wire
-from agent.config import AzfedConfig, parse_config
-from agent.receiver.app import RUNNER_KWARGS, STORE, create_app
-from agent.receiver.sinks.memory import MemorySink
+from azfed import wire
+from azfed.config import AzfedConfig, parse_config
+from azfed.receiver.app import RUNNER_KWARGS, STORE, create_app
+from azfed.receiver.sinks.memory import MemorySink
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "wire"
 NOW = 1_700_000_000.0

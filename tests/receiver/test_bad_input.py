@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from azfed import wire
 
-from agent import wire
 from tests.receiver.conftest import NOW, OTHER_SECRET, Receiver, example
 
 Report = dict[str, Any]

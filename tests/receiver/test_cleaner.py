@@ -7,12 +7,12 @@ import uuid
 from typing import Any
 
 import pytest
+from azfed.config import parse_config
+from azfed.errors import PermanentError
+from azfed.receiver.cleaner import cloud_cleaner
+from azfed.receiver.reconcile import Cleaner, Orphan
 
-from agent.config import parse_config
-from agent.errors import PermanentError
-from agent.receiver.cleaner import cloud_cleaner
-from agent.receiver.reconcile import Cleaner, Orphan
-from tests.testbed.aws import REGION, MotoServer
+from testbed.aws import REGION, MotoServer
 
 
 def _cleaner(moto: MotoServer, action: str = "clean") -> Cleaner | None:

@@ -13,7 +13,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from agent import wire
+from azfed import wire
+
 from tests.receiver.conftest import AGENT, SECRET, example
 
 
@@ -42,7 +43,7 @@ sinks = ["null"]
 
 
 def _azfed(*args: str, **kw: object) -> list[str]:
-    return [sys.executable, "-m", "agent.cli", *args]
+    return [sys.executable, "-m", "azfed.cli", *args]
 
 
 def test_receiver_run_notifies_systemd_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -94,7 +95,7 @@ def test_receiver_run_notifies_systemd_serves_and_stops_on_sigterm(tmp_path: Pat
 def test_the_shipped_sample_config_is_valid_and_sets_every_receiver_key() -> None:
     """packaging/examples/receiver.toml passes `azfed config check` and explains every
     [receiver] key the code knows (a new key must be added to the sample)."""
-    from agent.config import ReceiverSection, load_config
+    from azfed.config import ReceiverSection, load_config
 
     sample = Path(__file__).resolve().parents[2] / "packaging" / "examples" / "receiver.toml"
     cfg = load_config(sample)

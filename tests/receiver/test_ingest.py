@@ -7,9 +7,10 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from agent import wire
-from agent.receiver import openapi
-from agent.receiver.app import GATE
+from azfed import wire
+from azfed.receiver import openapi
+from azfed.receiver.app import GATE
+
 from tests.receiver.conftest import AGENT, Receiver, ReceiverFactory, example
 
 
@@ -147,7 +148,7 @@ async def test_the_served_openapi_document_is_the_shipped_one_built_from_the_con
     receiver: Receiver,
 ) -> None:
     """/openapi.json serves the shipped file, and that file is what build() makes now
-    (regenerate with `python -m agent.receiver.openapi` after a contract change)."""
+    (regenerate with `python -m azfed.receiver.openapi` after a contract change)."""
     served = await (await receiver.client.get("/openapi.json")).json()
     assert served == openapi.document() == openapi.build()
 

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from azfed import wire
+from azfed.receiver.app import RUNNER_KWARGS, create_app
+from azfed.receiver.nova import NovaClient
+from azfed.receiver.sinks.gnocchi import GnocchiSink, basic_auth
+from azfed.receiver.sinks.nova import NovaSink
 
-from agent import wire
-from agent.receiver.app import RUNNER_KWARGS, create_app
-from agent.receiver.nova import NovaClient
-from agent.receiver.sinks.gnocchi import GnocchiSink, basic_auth
-from agent.receiver.sinks.nova import NovaSink
+from testbed.openstack import OpenStackBed
 from tests.receiver.conftest import AGENT, NOW, SECRET, make_config
-from tests.testbed.openstack import OpenStackBed
 
 GNOCCHI = "http://127.0.0.1:8041"
 

@@ -11,13 +11,13 @@ from typing import Any, NoReturn
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from azfed.policy.commands import explain_cloud
+from azfed.policy.model import load_policy
+from azfed.receiver.app import RUNNER_KWARGS, create_app
+from azfed.receiver.placement import policy_placement
 
-from agent.policy.commands import explain_cloud
-from agent.policy.model import load_policy
-from agent.receiver.app import RUNNER_KWARGS, create_app
-from agent.receiver.placement import policy_placement
+from testbed.openstack import OpenStackBed
 from tests.receiver.conftest import make_config
-from tests.testbed.openstack import OpenStackBed
 
 EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "packaging" / "examples" / "policy.json"
 

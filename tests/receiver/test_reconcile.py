@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.receiver.nova import ServerFacts
-from agent.receiver.reconcile import find_orphans
+from azfed.receiver.nova import ServerFacts
+from azfed.receiver.reconcile import find_orphans
 
 NOW = 1_700_000_000.0
 OLD = "2023-11-01T00:00:00Z"  # weeks before NOW: past any grace period

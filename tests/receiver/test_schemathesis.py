@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import schemathesis
+from azfed.receiver import openapi
 from hypothesis import HealthCheck, settings
 
-from agent.receiver import openapi
 from tests.receiver.test_cli import _free_port, _write_config
 
 schema = schemathesis.openapi.from_dict(openapi.document())
@@ -30,7 +30,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         notify.bind(notify_path)
         notify.settimeout(60)
         env = {**os.environ, "NOTIFY_SOCKET": notify_path, "AZFED_LOG_LEVEL": "error"}
-        cmd = [sys.executable, "-m", "agent.cli", "receiver", "run", "--config", str(cfg)]
+        cmd = [sys.executable, "-m", "azfed.cli", "receiver", "run", "--config", str(cfg)]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             assert "READY=1" in notify.recv(4096).decode()

@@ -9,7 +9,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.testbed.aws import MotoServer
+from testbed.aws import MotoServer
 
 
 async def _subnet(ec2: Any) -> str:

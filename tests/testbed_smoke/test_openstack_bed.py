@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.testbed.openstack import COMPUTES, IMAGE, PORTS, OpenStackBed
+from testbed.openstack import COMPUTES, IMAGE, PORTS, OpenStackBed
 
 
 @pytest.mark.parametrize(("az", "host"), [("local-az", "compute-local"), ("aws-az", "compute-aws")])

@@ -1,0 +1,353 @@
+"""The `azfed` command.
+
+This is the only module that configures logging and the only place signal handlers are
+installed (by the `run` subcommands). Subcommands import their implementation lazily, so
+`azfed config check` on a controller never imports aioboto3 and the agent never imports Nova.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import click
+from azfed import __version__, logs
+from azfed.errors import InputError
+
+# Exit codes: 0 ok, 1 runtime failure, 2 usage (click's own), 3 invalid input file,
+# 4 not available in this release.
+EXIT_INVALID = 3
+EXIT_UNAVAILABLE = 4
+
+
+def _unavailable(what: str) -> NoReturn:
+    click.echo(f"azfed: {what} is not yet available in azfed {__version__}", err=True)
+    sys.exit(EXIT_UNAVAILABLE)
+
+
+def _fail_input(err: InputError, as_json: bool) -> NoReturn:
+    if as_json:
+        problems = [
+            {"key": p.key, "value": _jsonable(p.value), "reason": p.reason} for p in err.problems
+        ]
+        click.echo(json.dumps({"source": err.source, "valid": False, "problems": problems}))
+    else:
+        click.echo(f"azfed: {err}", err=True)
+    sys.exit(EXIT_INVALID)
+
+
+def _jsonable(value: object) -> object:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="azfed")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    envvar="AZFED_LOG_LEVEL",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "console", "json"]),
+    default="auto",
+    show_default=True,
+    envvar="AZFED_LOG_FORMAT",
+    help="auto: console on a TTY, JSON lines otherwise.",
+)
+def main(log_level: str, log_format: logs.Format) -> None:
+    """azfed: burst a private OpenStack into a public cloud through an availability zone."""
+    logs.configure(log_level, log_format)
+
+
+# --- config -----------------------------------------------------------------------------------
+
+
+@main.group()
+def config() -> None:
+    """Validate azfed configuration files."""
+
+
+@config.command("check")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def config_check(file: Path, as_json: bool) -> None:
+    """Validate FILE without opening any connection; name every bad key."""
+    from azfed.config import load_config
+
+    try:
+        cfg = load_config(file)
+    except InputError as err:
+        _fail_input(err, as_json)
+    tables = sorted(k for k in cfg.model_fields_set if k != "source")
+    if as_json:
+        click.echo(json.dumps({"source": str(file), "valid": True, "tables": tables}))
+    else:
+        click.echo(f"{file}: valid ({', '.join(tables) or 'defaults only'})")
+
+
+# --- groups whose implementation lands in later releases ----------------------------------------
+
+
+@main.group()
+def agent() -> None:
+    """The public-cloud agent: collect instance state and usage, push it home."""
+
+
+@agent.command("run")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("/etc/azfed/agent.toml"),
+    show_default=True,
+)
+def agent_run(config_file: Path) -> None:
+    """Run the agent in the foreground (systemd Type=notify)."""
+    import asyncio
+    import signal
+
+    from azfed.agent.app import Agent
+    from azfed.config import load_config
+
+    try:
+        cfg = load_config(config_file)
+        cfg.require("agent", "push", "spool")
+        agent_proc = Agent(cfg)
+    except InputError as err:
+        _fail_input(err, as_json=False)
+    except OSError as err:  # the secret file: unreadable is an operator's fix, say which
+        click.echo(f"azfed: cannot read {err.filename}: {err.strerror}", err=True)
+        sys.exit(EXIT_INVALID)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        # signals can only be handled in the main thread: here, not in the agent
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await agent_proc.run(stop)
+
+    asyncio.run(run())
+
+
+@main.group()
+def receiver() -> None:
+    """The local receiver: ingest agent reports into Nova and Gnocchi."""
+
+
+@receiver.command("run")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path))
+def receiver_run(config_file: Path | None) -> None:
+    """Run the receiver in the foreground (systemd Type=notify)."""
+    import asyncio
+
+    from azfed.config import load_config
+
+    if config_file is None:
+        raise click.UsageError("--config FILE is required")
+    try:
+        cfg = load_config(config_file)
+        cfg.require("receiver")
+    except InputError as err:
+        _fail_input(err, False)
+    logs.configure(cfg.logging.level, cfg.logging.format)
+    asyncio.run(_serve_receiver(cfg))
+
+
+async def _serve_receiver(cfg: object) -> None:
+    import asyncio
+    import signal
+
+    from azfed.config import AzfedConfig
+    from azfed.receiver.run import serve
+
+    assert isinstance(cfg, AzfedConfig)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(cfg, stop)
+
+
+@main.group()
+def policy() -> None:
+    """Check, explain and simulate the placement policy (policy.json)."""
+
+
+@policy.command("check")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def policy_check(file: Path, as_json: bool) -> None:
+    """Validate a policy.json file and list every error (exit 3 if invalid)."""
+    from azfed.policy import commands
+
+    try:
+        summary = commands.check_summary(commands.check(file))
+    except InputError as err:
+        _fail_input(err, as_json)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"{file}: valid (local {summary['local_az']}, public {summary['public_azs']})")
+
+
+@policy.command("explain")
+@click.option("--policy", "policy_file", required=True, type=click.Path(path_type=Path))
+@click.option("--flavor", default="m1.small", show_default=True, help="Flavor of the next boot.")
+@click.option("--cloud", default=None, help="Cloud name in clouds.yaml (default: OS_* vars).")
+@click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The filter's [azfed_filter] state_file: its mode and cooldown clocks.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+def policy_explain(
+    policy_file: Path, flavor: str, cloud: str | None, state_file: Path | None, as_json: bool
+) -> None:
+    """Show the local load, thresholds, caps used and what the next boot would get, and why."""
+    import openstack
+    from azfed.policy import commands
+
+    try:
+        pol = commands.check(policy_file)
+        conn = openstack.connect(cloud=cloud)
+        try:
+            doc = commands.explain_cloud(pol, conn, flavor, state_file)
+        finally:
+            conn.close()
+    except InputError as err:
+        _fail_input(err, as_json)
+    click.echo(json.dumps(doc, indent=2) if as_json else commands.render_explain(doc))
+
+
+@policy.command("simulate")
+@click.option("--policy", "policy_file", required=True, type=click.Path(path_type=Path))
+@click.option("--trace", "trace_file", required=True, type=click.Path(path_type=Path))
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary and steps as JSON.")
+def policy_simulate(policy_file: Path, trace_file: Path, plot: Path | None, as_json: bool) -> None:
+    """Replay a load/request trace (CSV) through the policy: bursts, cost, flapping."""
+    from azfed.policy import commands, simulate
+
+    try:
+        result = simulate.run(commands.check(policy_file), simulate.read_trace(trace_file))
+    except InputError as err:
+        _fail_input(err, as_json)
+    if plot is not None:
+        try:
+            simulate.plot(result, plot)
+        except simulate.PlotUnavailableError as err:
+            click.echo(f"azfed: {err}", err=True)
+            sys.exit(1)
+    click.echo(json.dumps(result.as_dict()) if as_json else simulate.render(result))
+
+
+@main.group("cloud-init")
+def cloud_init() -> None:
+    """Bootstrap the agent on a public-cloud instance."""
+
+
+@cloud_init.command("render")
+@click.option(
+    "--settings",
+    "settings_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Bootstrap settings (TOML, a [bootstrap] table); see packaging/examples.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the user data here (mode 0600) instead of stdout.",
+)
+def cloud_init_render(settings_file: Path, output: Path | None) -> None:
+    """Render the agent's cloud-config user data. It never contains the secret."""
+    from azfed.bootstrap import render_file, write_output
+
+    try:
+        text = render_file(settings_file)
+    except InputError as err:
+        _fail_input(err, as_json=False)
+    write_output(text, output)
+
+
+@cloud_init.command("fetch-secret")
+@click.option("--parameter", required=True, help="SSM parameter name (a SecureString).")
+@click.option("--region", required=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def cloud_init_fetch_secret(parameter: str, region: str, out: Path) -> None:
+    """On the instance at boot: refuse IMDSv1, then write the secret from SSM to OUT (0600)."""
+    from azfed.bootstrap_secret import SecretFetchError, run
+
+    try:
+        size = run(parameter, region, out)
+    except SecretFetchError as err:
+        click.echo(f"azfed: {err}", err=True)
+        sys.exit(1)
+    click.echo(f"azfed: wrote {size} bytes from {parameter} to {out}", err=True)
+
+
+@main.command()
+@click.argument("project")
+@click.option("--instances", type=click.IntRange(min=0), default=0, help="Extra instances.")
+@click.option("--cores", type=click.IntRange(min=0), default=0, help="Extra vCPUs.")
+@click.option("--ram-mb", type=click.IntRange(min=0), default=0, help="Extra RAM (MiB).")
+@click.option("--cloud", envvar="OS_CLOUD", help="clouds.yaml entry (default: OS_* variables).")
+@click.option("--json", "as_json", is_flag=True, help="Print before/after as JSON.")
+def quota(  # noqa: PLR0917 - click passes one argument per option
+    project: str, instances: int, cores: int, ram_mb: int, cloud: str | None, as_json: bool
+) -> None:
+    """Show and raise PROJECT's Nova quotas by the burst allowance (none given: only show)."""
+    import openstack
+    from azfed.nova import quota as q
+
+    conn = openstack.connect(cloud=cloud) if cloud else openstack.connect()
+    try:
+        try:
+            proj = q.find_project(conn, project)
+        except LookupError as err:
+            raise click.ClickException(str(err)) from None
+        allowance = {"instances": instances, "cores": cores, "ram_mb": ram_mb}
+        changes = q.apply(conn, proj.id, allowance)
+    finally:
+        conn.close()
+    if as_json:
+        rows = [{"resource": c.resource, "before": c.before, "after": c.after} for c in changes]
+        click.echo(json.dumps({"project": proj.name, "project_id": proj.id, "quotas": rows}))
+    else:
+        click.echo(q.table(proj.name, changes))
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(config_file: Path | None, as_json: bool) -> None:
+    """Show the federation's state: burst instances, orphans, agent freshness."""
+    import asyncio
+
+    from azfed.config import load_config
+    from azfed.receiver import status as receiver_status
+
+    if config_file is None:
+        raise click.UsageError("--config FILE (the receiver's) is required")
+    try:
+        cfg = load_config(config_file)
+        cfg.require("receiver")
+    except InputError as err:
+        _fail_input(err, as_json)
+    result = asyncio.run(receiver_status.collect(cfg))
+    click.echo(json.dumps(result) if as_json else receiver_status.render(result))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

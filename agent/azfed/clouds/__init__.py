@@ -1,0 +1,114 @@
+"""Public-cloud backends behind one small Protocol, registered by name and imported lazily.
+
+The proxy compute host (`azfed.nova.driver`) and the tests pick a backend by its name in
+`BACKENDS`; only the chosen module is imported, so a host that bursts to EC2 never imports
+openstacksdk and the other way round.
+
+The clouds are the source of truth for which remote instance belongs to which Nova instance:
+every backend tags (EC2) or labels (OpenStack metadata) what it creates with the Nova UUID and
+finds it again by that tag. There is no private database to drift out of sync.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from azfed.errors import CloudError
+
+UUID_TAG = "azfed:instance-uuid"
+PROJECT_TAG = "azfed:project-id"
+
+BACKENDS: dict[str, str] = {
+    "ec2": "azfed.clouds.ec2:Ec2Backend",
+    "openstack": "azfed.clouds.openstack:OpenStackBackend",
+}
+
+
+class RemoteState(str, enum.Enum):
+    """A remote instance's state, in the words both providers share."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    TERMINATED = "terminated"
+    ERROR = "error"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class SpawnRequest:
+    """What the proxy host asks a backend to create, already mapped to provider terms.
+
+    `instance_type` is the provider's type or flavor name, `image` an AMI id or a public
+    image name; `user_data` is the plain content (the backend encodes it as its API wants).
+    """
+
+    instance_uuid: str
+    project_id: str
+    name: str
+    instance_type: str
+    image: str
+    user_data: str | bytes | None = None
+    extra_tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RemoteInstance:
+    """One instance in the public cloud, as its provider describes it."""
+
+    remote_id: str
+    instance_uuid: str | None
+    state: RemoteState
+    instance_type: str
+    image: str | None = None
+    private_ip: str | None = None
+    public_ip: str | None = None
+    zone: str | None = None
+    subnet_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class CloudUnavailableError(CloudError):
+    """The provider's endpoint did not answer (connection refused, timed out): try again."""
+
+    retryable = True
+
+
+class CloudBackend(Protocol):
+    """The lifecycle of burst instances on one public cloud.
+
+    Every method is idempotent and safe to retry: `spawn` with a UUID that already has a live
+    instance returns that instance instead of creating a second one; stopping a stopped or
+    terminating a gone instance succeeds. Methods raise only `azfed.errors.CloudError`
+    subclasses. `close()` is called once, after every other call has returned.
+    """
+
+    provider: str
+
+    async def spawn(self, request: SpawnRequest) -> RemoteInstance: ...
+    async def find(self, instance_uuid: str) -> RemoteInstance | None: ...
+    async def describe(self, remote_id: str) -> RemoteInstance: ...
+    async def list_all(self) -> list[RemoteInstance]: ...
+    async def stop(self, remote_id: str) -> None: ...
+    async def start(self, remote_id: str) -> None: ...
+    async def reboot(self, remote_id: str) -> None: ...
+    async def terminate(self, remote_id: str) -> None: ...
+    async def resize(self, remote_id: str, instance_type: str) -> None: ...
+    async def console_output(self, remote_id: str) -> str: ...
+    async def close(self) -> None: ...
+
+
+def backend_class(name: str) -> type[Any]:
+    """Import and return the backend class registered as `name`."""
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        known = ", ".join(sorted(BACKENDS))
+        raise ValueError(f"unknown cloud backend {name!r} (known: {known})") from None
+    module, _, attr = target.partition(":")
+    cls: type[Any] = getattr(importlib.import_module(module), attr)
+    return cls

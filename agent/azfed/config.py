@@ -1,0 +1,269 @@
+"""TOML configuration, validated at load into frozen typed objects.
+
+One file configures one process; it holds only the tables that process needs (`[agent]`,
+`[push]`... for the agent, `[receiver]`, `[gnocchi]`... for the receiver). Every table is
+optional at the file level, and each process asks for the tables it requires with
+`AzfedConfig.require`. Unknown keys are refused: a typo must not silently fall back to a default.
+
+Validation never opens a connection, so `azfed config check` is safe to run anywhere.
+Secrets never sit in the file: only the path of a file that holds them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+from azfed.errors import ConfigError, Problem
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+Port = Annotated[int, Field(ge=0, le=65535)]
+# TOML has no path type: paths arrive as strings, so these fields alone accept a str.
+FsPath = Annotated[Path, Field(strict=False)]
+# the Ceilometer meters the agent can produce (agent/collect maps them to each cloud's metrics)
+MeterName = Literal[
+    "cpu_util",
+    "network.incoming.bytes",
+    "network.outgoing.bytes",
+    "disk.read.bytes",
+    "disk.write.bytes",
+    "disk.read.requests",
+    "disk.write.requests",
+    "memory.usage",
+]
+UUID_RE = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+ALL_METERS: tuple[MeterName, ...] = get_args(MeterName)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class AgentSection(_Section):
+    """`[agent]`: who this agent is."""
+
+    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+    provider: Literal["ec2", "openstack", "guest"] = "ec2"
+    # guest mode reports the host it runs on: it must be told its own Nova instance UUID
+    instance_uuid: Annotated[str, Field(pattern=UUID_RE)] | None = None
+    # SIGTERM: stop collecting, then push what is left; what is not sent by then stays spooled
+    shutdown_deadline_s: Annotated[float, Field(gt=0, le=600)] = 20.0
+
+
+class AwsSection(_Section):
+    """`[aws]`: how to reach AWS. Credentials come from the instance role or the AWS chain."""
+
+    region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
+    endpoint_url: HttpUrl | None = None
+    vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]+$")] | None = None
+    tag_key: str = "azfed:instance-uuid"
+    connect_timeout_s: PositiveFloat = 5.0
+    read_timeout_s: PositiveFloat = 30.0
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 5
+
+
+class OpenStackSection(_Section):
+    """`[openstack]`: a public OpenStack cloud, by its name in clouds.yaml."""
+
+    cloud: Annotated[str, Field(min_length=1)]
+    region: str | None = None
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    timeout_s: PositiveFloat = 30.0
+
+
+class CollectSection(_Section):
+    """`[collect]`: how often and how hard the agent polls the cloud."""
+
+    # 1 s is allowed for tests and the guest collector; EC2 metrics do not change faster than 60 s
+    interval_s: Annotated[float, Field(ge=1)] = 60.0
+    jitter_s: Annotated[float, Field(ge=0)] = 5.0
+    metrics_period_s: Annotated[int, Field(ge=60, multiple_of=60)] = 300
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    # AWS meters requests per account and region in token buckets: EC2's non-mutating
+    # Describe* bucket holds 100 tokens and refills 20/s; GetMetricData allows 50/s.
+    describe_rate_per_s: PositiveFloat = 20.0
+    describe_burst: Annotated[int, Field(ge=1, le=1000)] = 100
+    metrics_rate_per_s: PositiveFloat = 10.0
+    metrics_burst: Annotated[int, Field(ge=1, le=1000)] = 50
+    # TOML arrays arrive as lists, hence strict=False
+    meters: Annotated[tuple[MeterName, ...], Field(min_length=1, strict=False)] = ALL_METERS
+    status_checks: bool = True
+    # how many metric periods each cycle reads back (late CloudWatch datapoints)
+    lookback_periods: Annotated[int, Field(ge=1, le=24)] = 2
+
+
+class PushSection(_Section):
+    """`[push]`: where and how reports go to the receiver."""
+
+    url: HttpUrl
+    secret_file: FsPath
+    batch_max_samples: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    batch_max_bytes: Annotated[int, Field(ge=1024)] = 1_000_000
+    flush_interval_s: PositiveFloat = 10.0
+    timeout_s: PositiveFloat = 15.0
+    max_backoff_s: PositiveFloat = 300.0
+    gzip: bool = True
+
+
+class SpoolSection(_Section):
+    """`[spool]`: the durable disk queue used while the receiver is unreachable."""
+
+    path: FsPath
+    max_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024 * 1024
+    max_age_s: PositiveFloat = 7 * 86400.0
+
+
+class HealthSection(_Section):
+    """`[health]`: the agent's /healthz, /readyz and /metrics listener."""
+
+    host: str = "127.0.0.1"
+    port: Port = 9810
+
+
+class ReceiverSection(_Section):
+    """`[receiver]`: the local receiver's listener, limits and state store."""
+
+    host: str = "127.0.0.1"
+    port: Port = 8790
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 8 * 1024 * 1024
+    replay_window_s: Annotated[float, Field(ge=10, le=3600)] = 300.0
+    database_url: str = "sqlite:////var/lib/azfed-receiver/state.db"
+    secrets_dir: FsPath
+    # systemd's LoadCredential= of a directory names each file "<credential>_<file name>"
+    secrets_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]*$")] = ""
+    policy_file: FsPath | None = None
+    # the scheduler filter's [azfed_filter] state_file, when this host can read it: GET
+    # /v1/placement then accounts for the filter's current mode and cooldowns
+    policy_state_file: FsPath | None = None
+    # TOML arrays arrive as lists, hence strict=False
+    sinks: Annotated[tuple[Literal["gnocchi", "nova", "null"], ...], Field(strict=False)] = (
+        "gnocchi",
+        "nova",
+    )
+    max_inflight: Annotated[int, Field(ge=1, le=1024)] = 16
+    write_timeout_s: PositiveFloat = 60.0
+    dedupe_retention_s: Annotated[float, Field(ge=3600)] = 8 * 86400.0
+    shutdown_timeout_s: PositiveFloat = 30.0
+
+
+class NovaSection(_Section):
+    """`[nova]`: the local cloud, by its name in clouds.yaml (or OS_* variables if empty)."""
+
+    cloud: str | None = None
+    public_azs: Annotated[tuple[str, ...], Field(strict=False)] = ()
+    timeout_s: PositiveFloat = 30.0
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+    last_seen_interval_s: Annotated[float, Field(ge=0)] = 300.0
+
+
+class GnocchiSection(_Section):
+    """`[gnocchi]`: where measures go. Keystone auth comes from `[nova]` unless basic."""
+
+    endpoint: HttpUrl | None = None
+    auth_mode: Literal["keystone", "basic"] = "keystone"
+    basic_user: str = "admin"
+    archive_policy: str = "ceilometer-low"
+    timeout_s: PositiveFloat = 30.0
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+
+
+class ReconcileSection(_Section):
+    """`[reconcile]`: how orphans are found and what is done about them."""
+
+    interval_s: Annotated[float, Field(ge=30)] = 300.0
+    action: Literal["report", "clean"] = "report"
+    grace_s: Annotated[float, Field(ge=0)] = 600.0
+
+
+class LoggingSection(_Section):
+    """`[logging]`: level and format (auto: console on a TTY, JSON otherwise)."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "console", "json"] = "auto"
+
+
+class AzfedConfig(_Section):
+    """A whole azfed config file. Tables a process does not use may be absent."""
+
+    agent: AgentSection | None = None
+    aws: AwsSection | None = None
+    openstack: OpenStackSection | None = None
+    collect: CollectSection = CollectSection()
+    push: PushSection | None = None
+    spool: SpoolSection | None = None
+    health: HealthSection = HealthSection()
+    receiver: ReceiverSection | None = None
+    nova: NovaSection = NovaSection()
+    gnocchi: GnocchiSection = GnocchiSection()
+    reconcile: ReconcileSection = ReconcileSection()
+    logging: LoggingSection = LoggingSection()
+
+    source: str = Field(default="<memory>", exclude=True)
+
+    def require(self, *tables: str) -> None:
+        """Refuse the file for a process that needs `tables` and does not find them."""
+        missing = [t for t in tables if getattr(self, t) is None]
+        if missing:
+            problems = [Problem(f"[{t}]", None, "required table is missing") for t in missing]
+            raise ConfigError(self.source, problems)
+
+
+def _key_of(loc: tuple[int | str, ...], value: object) -> str:
+    """`[table] key.sub` as the operator wrote it in the file."""
+    parts = [str(p) for p in loc]
+    if not parts:
+        return "<file>"
+    if len(parts) == 1:
+        # at the top level of our files everything is a table
+        return (
+            f"[{parts[0]}]"
+            if isinstance(value, dict) or parts[0] in AzfedConfig.model_fields
+            else parts[0]
+        )
+    return f"[{parts[0]}] " + ".".join(parts[1:])
+
+
+def problems_from(err: ValidationError) -> list[Problem]:
+    """Turn pydantic's errors into operator-facing problems: key, value, reason."""
+    out = []
+    for e in err.errors(include_url=False):
+        value = e.get("input")
+        reason = e["msg"]
+        if e["type"] == "extra_forbidden":
+            reason = "unknown key (check its spelling and the table it is in)"
+        elif e["type"] == "missing":
+            value = None
+            reason = "required key is missing"
+        out.append(Problem(_key_of(tuple(e["loc"]), value), value, reason))
+    return out
+
+
+def parse_config(data: dict[str, Any], source: str = "<memory>") -> AzfedConfig:
+    """Validate an already parsed TOML document."""
+    try:
+        cfg = AzfedConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(source, problems_from(err)) from None
+    return cfg.model_copy(update={"source": source})
+
+
+def load_config(path: str | Path) -> AzfedConfig:
+    """Read and validate a TOML config file; raise ConfigError naming every bad key."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as err:
+        raise ConfigError(str(p), [Problem("<file>", str(p), err.strerror or str(err))]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(str(p), [Problem("<file>", str(p), f"not valid TOML: {err}")]) from None
+    return parse_config(data, str(p))

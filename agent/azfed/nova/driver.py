@@ -1,0 +1,452 @@
+# Nova calls these methods positionally with its own signatures: PLR0917 cannot apply here.
+# ruff: noqa: PLR0917
+"""FederationDriver: the nova-compute virt driver of the public-AZ proxy host.
+
+Load it with `compute_driver = azfed.nova.driver.FederationDriver` on the proxy host; its
+options live in nova.conf `[azfed]` (see docs/driver.md). It is a thin adapter: Nova objects
+in, `azfed.nova.proxy.ProxyHost` calls out. Only Nova, oslo and what Nova's venv carries may be
+imported here.
+
+Addresses: without Neutron ports for burst instances, Nova has no network_info to show, so the
+driver writes the public cloud's addresses into the server's metadata (`azfed_private_ip`,
+`azfed_public_ip`, `azfed_remote_id`, `azfed_provider`), which `openstack server show`
+lists under properties. The receiver refreshes the same keys from the agent's reports.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, ClassVar
+
+import nova.conf
+import nova.virt.node
+from azfed.clouds import RemoteInstance, RemoteState
+from azfed.errors import CloudError, NotFoundError
+from azfed.nova.proxy import Capacity, ProxyHost, ProxySettings, parse_flavor_map
+from nova import context as nova_context
+from nova import exception, objects
+from nova.compute import power_state, task_states
+from nova.objects import fields as obj_fields
+from nova.virt import driver, hardware
+from oslo_config import cfg
+from oslo_log import log as logging
+
+CONF = nova.conf.CONF
+LOG = logging.getLogger(__name__)
+
+OPTS = [
+    cfg.StrOpt("provider", default="ec2", choices=["ec2", "openstack"]),
+    cfg.StrOpt("region", default="us-east-1", help="AWS region"),
+    cfg.StrOpt("endpoint_url", help="AWS endpoint override (moto, a VPC endpoint)"),
+    cfg.StrOpt("subnet_id", help="the VPC subnet burst instances go into"),
+    cfg.ListOpt("security_group_ids", default=[]),
+    cfg.StrOpt("key_name", help="EC2 key pair / public-cloud keypair name"),
+    cfg.DictOpt("flavor_map", default={}, help="nova flavor:provider type, comma separated"),
+    cfg.StrOpt("default_image", help="AMI id / public image used when the image has none"),
+    cfg.FloatOpt("connect_timeout_s", default=5.0),
+    cfg.FloatOpt("read_timeout_s", default=30.0),
+    cfg.IntOpt("max_attempts", default=5, min=1, help="botocore total_max_attempts per call"),
+    cfg.IntOpt("throttle_retries", default=3, min=0),
+    cfg.FloatOpt("wait_delay_s", default=5.0),
+    cfg.IntOpt("wait_attempts", default=60),
+    cfg.StrOpt("cloud", help="public OpenStack: its clouds.yaml entry"),
+    cfg.StrOpt("public_network", help="public OpenStack: network name for burst servers"),
+    cfg.StrOpt("public_az", help="public OpenStack: availability zone to boot in"),
+    cfg.ListOpt("public_security_groups", default=[]),
+    cfg.StrOpt("receiver_url", help="azfed receiver; get_info trusts fresh agent reports"),
+    cfg.FloatOpt("receiver_max_age_s", default=120.0),
+    cfg.IntOpt("vcpus", default=1000, min=1, help="burst allowance reported to Placement"),
+    cfg.IntOpt("memory_mb", default=4 * 1024 * 1024, min=1),
+    cfg.IntOpt("disk_gb", default=100_000, min=1),
+    cfg.IntOpt("max_instances", default=1000, min=1),
+    cfg.FloatOpt("spawn_timeout_s", default=900.0),
+]
+CONF.register_opts(OPTS, group="azfed")
+
+_POWER = {
+    RemoteState.RUNNING: power_state.RUNNING,
+    RemoteState.PENDING: power_state.NOSTATE,
+    RemoteState.STOPPING: power_state.SHUTDOWN,
+    RemoteState.STOPPED: power_state.SHUTDOWN,
+    RemoteState.ERROR: power_state.CRASHED,
+    RemoteState.UNKNOWN: power_state.NOSTATE,
+}
+ADDRESS_KEYS = ("azfed_private_ip", "azfed_public_ip", "azfed_remote_id", "azfed_provider")
+
+
+def proxy_settings(conf: Any) -> ProxySettings:
+    c = conf.azfed
+    return ProxySettings(
+        provider=c.provider,
+        flavor_map=parse_flavor_map(dict(c.flavor_map)),
+        default_image=c.default_image,
+        capacity=Capacity(c.vcpus, c.memory_mb, c.disk_gb, c.max_instances),
+        receiver_url=c.receiver_url,
+        receiver_max_age_s=c.receiver_max_age_s,
+        spawn_timeout_s=c.spawn_timeout_s,
+    )
+
+
+def backend_settings(conf: Any) -> Any:
+    c = conf.azfed
+    if c.provider == "openstack":
+        from azfed.clouds.openstack import OpenStackSettings
+
+        return OpenStackSettings(
+            cloud=c.cloud,
+            network=c.public_network,
+            key_name=c.key_name,
+            security_groups=tuple(c.public_security_groups),
+            availability_zone=c.public_az,
+        )
+    from azfed.clouds.ec2 import Ec2Settings
+
+    return Ec2Settings(
+        region=c.region,
+        endpoint_url=c.endpoint_url,
+        subnet_id=c.subnet_id,
+        security_group_ids=tuple(c.security_group_ids),
+        key_name=c.key_name,
+        connect_timeout_s=c.connect_timeout_s,
+        read_timeout_s=c.read_timeout_s,
+        max_attempts=c.max_attempts,
+        throttle_retries=c.throttle_retries,
+        wait_delay_s=c.wait_delay_s,
+        wait_attempts=c.wait_attempts,
+    )
+
+
+def node_identity(host: str) -> str:
+    """This host's stable node UUID, kept where Nova keeps it (the compute_id file).
+
+    A host switched to this driver keeps the compute node Nova already has for it (as Nova
+    itself does on upgrade), so its Placement provider and instances stay where they are.
+    """
+    known: str | None = nova.virt.node.read_local_node_uuid()
+    if known:
+        return known
+    ctx = nova_context.get_admin_context()
+    try:
+        nodes = objects.ComputeNodeList.get_all_by_host(ctx, host)
+    except exception.ComputeHostNotFound:
+        nodes = []
+    node_uuid = nodes[0].uuid if len(nodes) == 1 else str(uuid.uuid4())
+    nova.virt.node.write_local_node_uuid(node_uuid)
+    return str(node_uuid)
+
+
+class FederationDriver(driver.ComputeDriver):  # type: ignore[misc]
+    """Runs the instances scheduled to the public AZ in AWS EC2 or a public OpenStack."""
+
+    capabilities: ClassVar[dict[str, bool]] = {
+        **driver.ComputeDriver.capabilities,
+        # the public AZ has one proxy host: a resize is always "to the same host"
+        "supports_migrate_to_same_host": True,
+        "supports_image_type_raw": True,
+        "supports_image_type_qcow2": True,
+        "supports_image_type_ami": True,
+    }
+
+    def __init__(self, virtapi: Any, read_only: bool = False) -> None:
+        super().__init__(virtapi)
+        self._proxy: ProxyHost | None = None
+        self._host: str = CONF.host
+        self._node_uuid: str | None = None
+
+    @property
+    def proxy(self) -> ProxyHost:
+        if self._proxy is None:
+            self._proxy = ProxyHost.create(proxy_settings(CONF), backend_settings(CONF))
+        return self._proxy
+
+    # --- host ------------------------------------------------------------------------------
+
+    def init_host(self, host: str) -> None:
+        self._host = host
+        self._node_uuid = node_identity(host)
+        try:
+            live = len(self.proxy.list_all())
+        except CloudError as err:
+            # the cloud may be briefly unreachable: the host must still start and report
+            # its inventory; each instance call fails on its own with a clear error
+            LOG.warning(
+                "azfed proxy host %s cannot reach %s yet: %s", host, CONF.azfed.provider, err
+            )
+            live = -1
+        LOG.info(
+            "azfed proxy host %s: provider %s, %d burst instance(s) live, node %s",
+            host,
+            CONF.azfed.provider,
+            live,
+            self._node_uuid,
+        )
+
+    def cleanup_host(self, host: str) -> None:
+        if self._proxy is not None:
+            self._proxy.close()
+            self._proxy = None
+
+    def get_available_nodes(self, refresh: bool = False) -> list[str]:
+        return [self._host]
+
+    def get_nodenames_by_uuid(self, refresh: bool = False) -> dict[str, str]:
+        return {self._node_uuid or node_identity(self._host): self._host}
+
+    def node_is_available(self, nodename: str) -> bool:
+        return nodename == self._host
+
+    def get_host_ip_addr(self) -> str:
+        return str(CONF.my_ip)
+
+    def get_available_resource(self, nodename: str) -> dict[str, Any]:
+        cap = self.proxy.settings.capacity
+        return {
+            "vcpus": cap.vcpus,
+            "memory_mb": cap.memory_mb,
+            "local_gb": cap.disk_gb,
+            "vcpus_used": 0,
+            "memory_mb_used": 0,
+            "local_gb_used": 0,
+            "hypervisor_type": f"azfed-{CONF.azfed.provider}",
+            "hypervisor_version": 1000,
+            "hypervisor_hostname": nodename,
+            "cpu_info": "{}",
+            "disk_available_least": cap.disk_gb,
+            "supported_instances": [
+                (obj_fields.Architecture.X86_64, obj_fields.HVType.KVM, obj_fields.VMMode.HVM)
+            ],
+            "numa_topology": None,
+            "uuid": self._node_uuid or node_identity(self._host),
+        }
+
+    def update_provider_tree(
+        self, provider_tree: Any, nodename: str, allocations: Any = None
+    ) -> None:
+        """Report the public AZ's burst allowance (nova.conf [azfed]) as this host's inventory."""
+        cap = self.proxy.settings.capacity
+
+        def inv(total: int) -> dict[str, Any]:
+            # ratio 1.0: the allowance is already what the operator wants to spend
+            return {
+                "total": total,
+                "min_unit": 1,
+                "max_unit": total,
+                "step_size": 1,
+                "allocation_ratio": 1.0,
+                "reserved": 0,
+            }
+
+        provider_tree.update_inventory(
+            nodename,
+            {"VCPU": inv(cap.vcpus), "MEMORY_MB": inv(cap.memory_mb), "DISK_GB": inv(cap.disk_gb)},
+        )
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def list_instances(self) -> list[str]:
+        return [r.tags.get("Name") or r.remote_id for r in self.proxy.list_all()]
+
+    def list_instance_uuids(self) -> list[str]:
+        return [r.instance_uuid for r in self.proxy.list_all() if r.instance_uuid]
+
+    def get_info(self, instance: Any, use_cache: bool = True) -> Any:
+        try:
+            state = self.proxy.state(instance.uuid)
+        except CloudError as err:
+            # unknown, not gone: Nova's power-state sync leaves NOSTATE instances alone, and
+            # the compute service must start even while the cloud is unreachable
+            LOG.warning("azfed cannot read the instance's state: %s", err, instance=instance)
+            return hardware.InstanceInfo(state=power_state.NOSTATE)
+        if state is None or state is RemoteState.TERMINATED:
+            raise exception.InstanceNotFound(instance_id=instance.uuid)
+        return hardware.InstanceInfo(state=_POWER[state])
+
+    def get_console_output(self, context: Any, instance: Any) -> str:
+        return str(self._call(instance, lambda: self.proxy.console_output(instance.uuid)))
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def spawn(
+        self,
+        context: Any,
+        instance: Any,
+        image_meta: Any,
+        injected_files: Any,
+        admin_password: Any,
+        allocations: Any,
+        network_info: Any = None,
+        block_device_info: Any = None,
+        power_on: bool = True,
+        accel_info: Any = None,
+    ) -> None:
+        try:
+            request = self.proxy.request_for(
+                instance_uuid=instance.uuid,
+                project_id=instance.project_id,
+                name=instance.display_name or instance.uuid,
+                flavor=instance.flavor.name,
+                image_properties=_image_properties(instance),
+                user_data=instance.user_data,
+            )
+            remote = self.proxy.spawn(request)
+            if not power_on:
+                self.proxy.stop(instance.uuid)
+        except CloudError as err:
+            LOG.exception("azfed spawn failed", instance=instance)
+            # abort, not reschedule: the public AZ has one host, and the reason must reach
+            # the instance fault unchanged (a reschedule would replace it with "no hosts")
+            raise exception.BuildAbortException(
+                instance_uuid=instance.uuid, reason=str(err)
+            ) from err
+        _record_addresses(instance, remote, CONF.azfed.provider)
+
+    def destroy(
+        self,
+        context: Any,
+        instance: Any,
+        network_info: Any,
+        block_device_info: Any = None,
+        destroy_disks: bool = True,
+        destroy_secrets: bool = True,
+    ) -> None:
+        if instance.task_state == task_states.RESIZE_REVERTING:
+            return  # a same-host resize revert keeps the one remote instance (see below)
+        self._call(instance, lambda: self.proxy.destroy(instance.uuid), missing_ok=True)
+
+    def cleanup(
+        self,
+        context: Any,
+        instance: Any,
+        network_info: Any,
+        block_device_info: Any = None,
+        destroy_disks: bool = True,
+        migrate_data: Any = None,
+        destroy_vifs: bool = True,
+        destroy_secrets: bool = True,
+    ) -> None:
+        """Nothing is kept on the proxy host itself: destroy() already removed the instance."""
+
+    def reboot(
+        self,
+        context: Any,
+        instance: Any,
+        network_info: Any,
+        reboot_type: str,
+        block_device_info: Any = None,
+        bad_volumes_callback: Any = None,
+        accel_info: Any = None,
+        share_info: Any = None,
+    ) -> None:
+        hard = reboot_type.upper() == "HARD"
+        self._call(instance, lambda: self.proxy.reboot(instance.uuid, hard))
+
+    def power_off(self, instance: Any, timeout: int = 0, retry_interval: int = 0) -> None:
+        self._call(instance, lambda: self.proxy.stop(instance.uuid))
+
+    def power_on(
+        self,
+        context: Any,
+        instance: Any,
+        network_info: Any,
+        block_device_info: Any = None,
+        accel_info: Any = None,
+        share_info: Any = None,
+    ) -> None:
+        self._call(instance, lambda: self.proxy.start(instance.uuid))
+
+    # --- resize to self --------------------------------------------------------------------
+
+    def migrate_disk_and_power_off(
+        self,
+        context: Any,
+        instance: Any,
+        dest: str,
+        flavor: Any,
+        network_info: Any,
+        block_device_info: Any = None,
+        timeout: int = 0,
+        retry_interval: int = 0,
+    ) -> str:
+        # Nova passes the destination's address (its my_ip), not its host name
+        if dest not in (self._host, self.get_host_ip_addr()):
+            raise exception.MigrationPreCheckError(
+                reason="burst instances can only be resized in place on the proxy host"
+            )
+        self._call(instance, lambda: self.proxy.stop(instance.uuid))
+        return "{}"
+
+    def finish_migration(
+        self,
+        context: Any,
+        migration: Any,
+        instance: Any,
+        disk_info: Any,
+        network_info: Any,
+        image_meta: Any,
+        resize_instance: bool,
+        allocations: Any,
+        block_device_info: Any = None,
+        power_on: bool = True,
+        share_info: Any = None,
+    ) -> None:
+        self._resize_to(instance, instance.flavor.name, power_on)
+
+    def confirm_migration(
+        self, context: Any, migration: Any, instance: Any, network_info: Any
+    ) -> None:
+        """The instance was resized in place: there is no source copy to remove."""
+
+    def finish_revert_migration(
+        self,
+        context: Any,
+        instance: Any,
+        network_info: Any,
+        migration: Any,
+        block_device_info: Any = None,
+        power_on: bool = True,
+        share_info: Any = None,
+    ) -> None:
+        # by now Nova has put the old flavor back on the instance
+        self._resize_to(instance, instance.flavor.name, power_on)
+
+    def _resize_to(self, instance: Any, flavor: str, power_on: bool) -> None:
+        self._call(instance, lambda: self.proxy.resize(instance.uuid, flavor))
+        if power_on:
+            self._call(instance, lambda: self.proxy.start(instance.uuid))
+
+    # --- errors ----------------------------------------------------------------------------
+
+    def _call(self, instance: Any, fn: Any, missing_ok: bool = False) -> Any:
+        """Run one proxy call; cloud errors become the Nova exceptions callers expect."""
+        try:
+            return fn()
+        except NotFoundError as err:
+            if missing_ok:
+                return None
+            raise exception.InstanceNotFound(instance_id=instance.uuid) from err
+        except CloudError as err:
+            LOG.exception("azfed cloud call failed", instance=instance)
+            raise exception.NovaException(str(err)) from err
+
+
+def _image_properties(instance: Any) -> dict[str, Any]:
+    """The image's properties, the operator's own included.
+
+    ImageMetaProps drops properties outside Nova's schema (like `azfed_ec2_ami`), but Nova
+    copies every image property into the instance's system metadata as `image_<key>`.
+    """
+    sysmeta = dict(instance.system_metadata or {})
+    return {k[len("image_") :]: v for k, v in sysmeta.items() if k.startswith("image_")}
+
+
+def _record_addresses(instance: Any, remote: RemoteInstance, provider: str) -> None:
+    values = {
+        "azfed_private_ip": remote.private_ip,
+        "azfed_public_ip": remote.public_ip,
+        "azfed_remote_id": remote.remote_id,
+        "azfed_provider": provider,
+    }
+    meta = dict(instance.metadata or {})
+    meta.update({k: v for k, v in values.items() if v})
+    instance.metadata = meta
+    instance.save()

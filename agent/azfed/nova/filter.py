@@ -1,0 +1,97 @@
+"""FederationFilter: the nova-scheduler host filter that applies policy.json.
+
+Enable it in nova.conf on the scheduler:
+
+    [filter_scheduler]
+    available_filters = nova.scheduler.filters.all_filters
+    available_filters = azfed.nova.filter.FederationFilter
+    enabled_filters = ComputeFilter,...,FederationFilter
+
+    [azfed_filter]
+    policy_file = /etc/azfed/policy.json
+    public_azs = aws-az
+    state_file = /var/lib/nova/azfed-filter-state.json
+
+Everything but the translation from Nova's objects lives in azfed.policy.engine, which is
+tested without Nova.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+from azfed.policy.decide import Flavor, Request
+from azfed.policy.engine import PolicyEngine
+from nova.scheduler import filters
+from nova.scheduler import utils as scheduler_utils
+from oslo_config import cfg
+from oslo_log import log as logging
+
+LOG = logging.getLogger(__name__)
+CONF = cfg.CONF
+
+# Registered here, not in azfed.config: only a process that loads this filter has nova.conf.
+OPTS = [
+    cfg.StrOpt(
+        "policy_file",
+        default="/etc/azfed/policy.json",
+        help="policy.json; re-read when it changes, the last good one kept if it is invalid.",
+    ),
+    cfg.ListOpt(
+        "public_azs",
+        default=[],
+        help="Public AZs: never used while no valid policy has been loaded.",
+    ),
+    cfg.StrOpt(
+        "state_file",
+        default=None,
+        help="Where the filter keeps its mode and cooldown clocks across restarts.",
+    ),
+]
+CONF.register_opts(OPTS, group="azfed_filter")
+
+
+def _request(spec_obj: Any) -> Request:
+    flavor = spec_obj.flavor
+    return Request(
+        flavor=Flavor(str(flavor.name), int(flavor.vcpus), int(flavor.memory_mb)),
+        requested_az=spec_obj.availability_zone or None,
+        instance_uuid=str(spec_obj.instance_uuid or ""),
+    )
+
+
+def _is_rebuild(spec_obj: Any) -> bool:
+    # a rebuild stays on its host: there is nothing to place
+    return bool(scheduler_utils.request_is_rebuild(spec_obj))
+
+
+class FederationFilter(filters.BaseHostFilter):  # type: ignore[misc]
+    """Keep only the local AZ's hosts or only a public AZ's hosts, as the policy decides."""
+
+    # one decision per instance, even in a multi-create request: each boot is its own decision
+    run_filter_once_per_request = False
+    RUN_ON_REBUILD = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        opts = CONF.azfed_filter
+        self.engine = PolicyEngine(
+            opts.policy_file,
+            public_azs=opts.public_azs,
+            state_file=opts.state_file,
+            # one JSON line per event, through Nova's own logging (oslo.log's handlers)
+            log=structlog.wrap_logger(
+                LOG.logger,
+                processors=[structlog.processors.JSONRenderer()],
+                wrapper_class=structlog.make_filtering_bound_logger(0),
+            ),
+        )
+
+    def filter_all(self, filter_obj_list: Iterable[Any], spec_obj: Any) -> list[Any]:
+        hosts = list(filter_obj_list)
+        if _is_rebuild(spec_obj):
+            return hosts
+        kept, _ = self.engine.filter(hosts, _request(spec_obj))
+        return kept

@@ -1,0 +1,123 @@
+"""`azfed policy check|explain|simulate`: the work behind the CLI's thin click commands.
+
+Each returns the text to print and an exit code; the CLI prints and exits. Only `explain`
+opens a connection (openstacksdk: clouds.yaml by name, or the OS_* variables).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from azfed.errors import PolicyError, Problem
+from azfed.policy.decide import Flavor, History
+from azfed.policy.explain import explain
+from azfed.policy.load import load_from_cloud
+from azfed.policy.model import Policy, load_policy
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain aligned text table (no dependency for a dozen lines of output)."""
+    cells = [[str(c) for c in header], *[[_fmt(c) for c in r] for r in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+# --- check ----------------------------------------------------------------------------------
+
+
+def check(file: Path) -> Policy:
+    """Load and validate; raises PolicyError listing every problem."""
+    return load_policy(file)
+
+
+def check_summary(policy: Policy) -> dict[str, Any]:
+    return {
+        "source": policy.source,
+        "valid": True,
+        "local_az": policy.local_az,
+        "public_azs": [a.name for a in policy.public_azs],
+    }
+
+
+# --- explain --------------------------------------------------------------------------------
+
+
+def read_history(state_file: Path | None) -> History:
+    """The filter's remembered mode, from its state file; a fresh history without one."""
+    if state_file is None:
+        return History()
+    try:
+        data = json.loads(state_file.read_text("utf-8"))
+        return History.from_dict(data["history"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise PolicyError(
+            str(state_file),
+            [Problem("<file>", str(state_file), f"unreadable filter state: {err}")],
+        ) from None
+
+
+def flavor_of(conn: Any, name: str) -> Flavor:
+    found = conn.compute.find_flavor(name, ignore_missing=True)
+    if found is None:
+        raise PolicyError("--flavor", [Problem("--flavor", name, "no such flavor in Nova")])
+    return Flavor(found.name, int(found.vcpus), int(found.ram))
+
+
+def explain_cloud(
+    policy: Policy, conn: Any, flavor: str, state_file: Path | None, now: float | None = None
+) -> dict[str, Any]:
+    """Read the cloud and the filter's state, and explain the next boot of `flavor`."""
+    history = read_history(state_file)
+    load = load_from_cloud(conn, policy)
+    return explain(
+        load, policy, history, time.time() if now is None else now, flavor_of(conn, flavor)
+    )
+
+
+def render_explain(doc: dict[str, Any]) -> str:
+    local, nxt = doc["local"], doc["next_boot"]
+    out = [
+        f"policy {doc['policy']}: mode {doc['mode']}, cooldown left {doc['cooldown_left_s']:g}s",
+        "",
+        f"local AZ {local['az']}: {local['hosts']} host(s), {local['instances']} instance(s)",
+        table(
+            ["metric", "value", "burst at", "return at"],
+            [[m, t["value"], t["burst"], t["return"]] for m, t in local["thresholds"].items()],
+        ),
+        "",
+        table(
+            ["public AZ", "prio", "hosts", "instances", "vcpus", "ram_mb", "cost/h", "room"],
+            [_public_row(p) for p in doc["public"]],
+        ),
+        "",
+        f"next boot of {doc['flavor']['name']}: {nxt['az'] or 'REFUSED'} "
+        f"(rule {nxt['rule']}: {nxt['reason']})",
+    ]
+    out += [f"  skipped {s['az']}: {s['why']}" for s in nxt["skipped"]]
+    return "\n".join(out)
+
+
+def _public_row(p: dict[str, Any]) -> list[object]:
+    caps = p["caps"]
+
+    def used(name: str) -> str:
+        c = caps[name]
+        return f"{_fmt(c['used'])}/{_fmt(c['cap'])}"
+
+    room = "backing off" if p["backing_off"] else p["room_for_flavor"]
+    names = ("instances", "vcpus", "ram_mb", "hourly_cost")
+    return [p["az"], p["priority"], p["hosts"], *map(used, names), room]

@@ -1,0 +1,309 @@
+"""The placement decision: pure, synchronous, deterministic. No I/O, no clock: `now` is passed.
+
+    decide(request, load, policy, history, now) -> Decision
+
+The policy has two modes. In `local` mode boots stay local until a burst threshold is reached
+(any one: memory used %, vCPUs used %, instance count), then the mode turns to `burst`. In
+`burst` mode boots go public until every metric is back at or below its return threshold,
+which sits below the burst one (hysteresis), and the return cooldown has passed. A full local
+AZ bursts whatever the thresholds say; a flavor the policy will not burst stays local whatever
+they say. Public AZs are tried in priority order, skipping those at a hard cap or within the
+back-off after a capacity failure; when none is left, the policy falls back to local or refuses.
+
+Every Decision names the rule that fired and carries the numbers it compared, so the scheduler's
+log line and `azfed policy explain` can say why.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from azfed.policy.load import Load, PublicUsage
+from azfed.policy.model import Policy, PublicAz
+
+Mode = Literal["local", "burst"]
+
+# Every rule decide can fire. Tests iterate over this to show each one is reachable.
+RULES = (
+    "below_burst_threshold",  # local mode, every metric under its burst threshold -> local
+    "burst_threshold_exceeded",  # local mode, a metric reached its burst threshold -> public
+    "burst_cooldown",  # threshold reached, but too soon after returning -> local
+    "above_return_threshold",  # burst mode, a metric still above its return threshold -> public
+    "return_cooldown",  # burst mode, load is low but too soon after bursting -> public
+    "below_return_threshold",  # burst mode, load low and cooldown over -> local
+    "local_full",  # no local host can take the request -> public
+    "flavor_denied",  # the flavor may not burst -> local
+    "public_unavailable_local",  # every public AZ capped or backing off -> local fallback
+    "public_unavailable_reject",  # ... and the policy says refuse -> no host
+    "explicit_az_honoured",  # the user asked for an AZ; policy honours it
+    "explicit_az_refused",  # the user asked for a public AZ the policy cannot give
+    "explicit_az_against_policy",  # apply-policy: the asked AZ is not the policy's -> no host
+    "explicit_az_unknown",  # the asked AZ is not in the policy: not ours to judge
+)
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """What a boot asks for."""
+
+    name: str
+    vcpus: int = 1
+    ram_mb: int = 512
+
+
+@dataclass(frozen=True)
+class Request:
+    """One boot to place."""
+
+    flavor: Flavor
+    requested_az: str | None = None
+    instance_uuid: str = ""
+
+
+@dataclass(frozen=True)
+class History:
+    """What the policy remembers between decisions: its mode, since when, and recent failures."""
+
+    mode: Mode = "local"
+    mode_since: float = -math.inf
+    failures: Mapping[str, float] = field(default_factory=dict)  # public AZ -> last failure
+
+    def after(self, decision: Decision, now: float) -> History:
+        """The history once `decision` is taken at `now`."""
+        if decision.mode == self.mode:
+            return self
+        return replace(self, mode=decision.mode, mode_since=now)
+
+    def with_failure(self, az: str, now: float) -> History:
+        """Record a capacity failure of a public AZ (the fallback skips it for a while)."""
+        return replace(self, failures={**self.failures, az: now})
+
+    def as_dict(self) -> dict[str, Any]:
+        since = None if math.isinf(self.mode_since) else self.mode_since
+        return {"mode": self.mode, "mode_since": since, "failures": dict(self.failures)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> History:
+        since = data.get("mode_since")
+        return cls(
+            mode="burst" if data.get("mode") == "burst" else "local",
+            mode_since=-math.inf if since is None else float(since),
+            failures={str(k): float(v) for k, v in dict(data.get("failures") or {}).items()},
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Where a boot goes (`az` None: nowhere, refuse it), the rule that fired, and why."""
+
+    az: str | None
+    rule: str
+    reason: str
+    mode: Mode
+    burst: bool = False
+    compared: Mapping[str, Any] = field(default_factory=dict)
+    skipped: tuple[tuple[str, str], ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["compared"] = dict(self.compared)
+        out["skipped"] = [{"az": az, "why": why} for az, why in self.skipped]
+        return out
+
+
+# --- the local question: stay or burst --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    public: bool
+    rule: str
+    reason: str
+    compared: Mapping[str, Any]
+
+
+def _metrics(load: Load, limits: Any) -> dict[str, dict[str, float]]:
+    return {m: {"value": load.local.metric(m), "limit": lim} for m, lim in limits.items()}
+
+
+def _local_mode(load: Load, policy: Policy, history: History, now: float) -> _Verdict:
+    compared = _metrics(load, policy.burst)
+    hit = [
+        f"{m} {c['value']:g} >= {c['limit']:g}"
+        for m, c in compared.items()
+        if c["value"] >= c["limit"]
+    ]
+    if not hit:
+        return _Verdict(
+            False, "below_burst_threshold", "every metric below its burst threshold", compared
+        )
+    waited = now - history.mode_since
+    if waited < policy.burst_after_s:
+        compared = {
+            **compared,
+            "cooldown_s": {"value": round(waited, 3), "limit": policy.burst_after_s},
+        }
+        why = f"{'; '.join(hit)}, but returned only {waited:.0f}s ago (< {policy.burst_after_s:g}s)"
+        return _Verdict(False, "burst_cooldown", why, compared)
+    return _Verdict(True, "burst_threshold_exceeded", "; ".join(hit), compared)
+
+
+def _burst_mode(load: Load, policy: Policy, history: History, now: float) -> _Verdict:
+    compared = _metrics(load, policy.return_)
+    above = [
+        f"{m} {c['value']:g} > {c['limit']:g}"
+        for m, c in compared.items()
+        if c["value"] > c["limit"]
+    ]
+    if above:
+        return _Verdict(True, "above_return_threshold", "; ".join(above), compared)
+    waited = now - history.mode_since
+    if waited < policy.return_after_s:
+        compared = {
+            **compared,
+            "cooldown_s": {"value": round(waited, 3), "limit": policy.return_after_s},
+        }
+        why = f"load is back under the return thresholds, but burst began {waited:.0f}s ago"
+        return _Verdict(True, "return_cooldown", f"{why} (< {policy.return_after_s:g}s)", compared)
+    return _Verdict(
+        False, "below_return_threshold", "every metric at or below its return threshold", compared
+    )
+
+
+def _verdict(
+    request: Request, load: Load, policy: Policy, history: History, now: float
+) -> _Verdict:
+    fl = request.flavor
+    if not load.local.fits(fl.ram_mb, fl.vcpus):
+        compared = {
+            "free_ram_mb": {"value": load.local.largest_free_ram_mb, "limit": fl.ram_mb},
+            "free_vcpus": {"value": load.local.largest_free_vcpus, "limit": fl.vcpus},
+            "hosts": {"value": load.local.hosts, "limit": 1},
+        }
+        return _Verdict(True, "local_full", f"no local host has room for {fl.name}", compared)
+    if history.mode == "local":
+        return _local_mode(load, policy, history, now)
+    return _burst_mode(load, policy, history, now)
+
+
+# --- the public question: which AZ, within its caps -------------------------------------------
+
+
+def cap_problem(az: PublicAz, usage: PublicUsage, flavor: Flavor) -> str | None:
+    """Why one more `flavor` would break a hard cap of `az`, or None if it fits."""
+    caps = az.caps
+    checks = (
+        ("instances", caps.instances, usage.instances + 1),
+        ("vcpus", caps.vcpus, usage.vcpus + flavor.vcpus),
+        ("ram_mb", caps.ram_mb, usage.ram_mb + flavor.ram_mb),
+    )
+    for name, cap, after in checks:
+        if cap is not None and after > cap:
+            return f"cap {name}: {after:g} would exceed {cap:g}"
+    if caps.hourly_cost is None:
+        return None
+    price = az.price(flavor.name)
+    if price is None:
+        return f"cap hourly_cost: no price for flavor {flavor.name!r}"
+    cost = usage.hourly_cost + price
+    if cost > caps.hourly_cost + 1e-9:
+        return f"cap hourly_cost: {cost:.4f} would exceed {caps.hourly_cost:g}"
+    return None
+
+
+def _unavailable(policy: Policy, history: History, now: float, az: PublicAz) -> str | None:
+    failed_at = history.failures.get(az.name)
+    if failed_at is not None and now - failed_at < policy.capacity_failure_backoff_s:
+        backoff = policy.capacity_failure_backoff_s
+        return f"capacity failure {now - failed_at:.0f}s ago (backing off {backoff:g}s)"
+    return None
+
+
+def _pick_public(
+    request: Request, load: Load, policy: Policy, history: History, now: float, *, why: _Verdict
+) -> Decision:
+    skipped: list[tuple[str, str]] = []
+    # a flavor too big for local is not a load signal: it must not switch the mode
+    mode: Mode = history.mode if why.rule == "local_full" else "burst"
+    for az in policy.public_azs:
+        problem = _unavailable(policy, history, now, az) or cap_problem(
+            az, load.usage(az.name), request.flavor
+        )
+        if problem:
+            skipped.append((az.name, problem))
+            continue
+        return Decision(az.name, why.rule, why.reason, mode, True, why.compared, tuple(skipped))
+    compared, reason = why.compared, f"{why.reason}; no public AZ available"
+    if policy.when_public_unavailable == "local" and load.local.fits(
+        request.flavor.ram_mb, request.flavor.vcpus
+    ):
+        return Decision(
+            policy.local_az,
+            "public_unavailable_local",
+            reason,
+            mode,
+            False,
+            compared,
+            tuple(skipped),
+        )
+    return Decision(
+        None, "public_unavailable_reject", reason, history.mode, False, compared, tuple(skipped)
+    )
+
+
+# --- explicit AZ requests ----------------------------------------------------------------------
+
+
+def _explicit(
+    request: Request, load: Load, policy: Policy, history: History, now: float
+) -> Decision:
+    asked = request.requested_az
+    assert asked is not None
+    az = policy.public(asked)
+    if asked != policy.local_az and az is None:
+        return Decision(
+            asked, "explicit_az_unknown", f"{asked!r} is not in the policy", history.mode
+        )
+    if policy.explicit_az == "apply-policy":
+        chosen = decide(replace(request, requested_az=None), load, policy, history, now)
+        if chosen.az == asked:
+            return chosen
+        why = f"{chosen.rule}: {chosen.reason}"
+        reason = f"asked for {asked!r}, policy places it in {chosen.az!r} ({why})"
+        return Decision(
+            None, "explicit_az_against_policy", reason, history.mode, False, chosen.compared
+        )
+    if az is None:
+        return Decision(asked, "explicit_az_honoured", "asked for the local AZ", history.mode)
+    problem = _flavor_problem(request, policy) or cap_problem(az, load.usage(asked), request.flavor)
+    if problem:
+        return Decision(None, "explicit_az_refused", problem, history.mode)
+    return Decision(
+        asked, "explicit_az_honoured", f"asked for public AZ {asked!r}", history.mode, True
+    )
+
+
+def _flavor_problem(request: Request, policy: Policy) -> str | None:
+    may, why = policy.flavor_may_burst(request.flavor.name)
+    return None if may else why
+
+
+# --- the entry point ---------------------------------------------------------------------------
+
+
+def decide(request: Request, load: Load, policy: Policy, history: History, now: float) -> Decision:
+    """Where this boot goes and why. Pure: the same inputs always give the same Decision."""
+    if request.requested_az:
+        return _explicit(request, load, policy, history, now)
+    denied = _flavor_problem(request, policy)
+    if denied:
+        return Decision(policy.local_az, "flavor_denied", denied, history.mode)
+    verdict = _verdict(request, load, policy, history, now)
+    if not verdict.public:
+        return Decision(
+            policy.local_az, verdict.rule, verdict.reason, "local", False, verdict.compared
+        )
+    return _pick_public(request, load, policy, history, now, why=verdict)

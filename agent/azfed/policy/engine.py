@@ -1,0 +1,270 @@
+"""The policy as a long-lived service: the part of the scheduler filter that does not need Nova.
+
+`PolicyEngine.filter(hosts, request)` reads the load from the host states, asks `decide`, keeps
+the hosts of the chosen AZ, remembers the decision (the mode and the cooldown clocks live here,
+in the scheduler process, and in an optional state file so a restart does not forget them),
+and logs one canonical line per decision.
+
+The policy file is re-read when it changes (stat per request: one syscall). An invalid new file
+is refused with an error logged, and the last good policy stays in force. With no good policy
+at all, nothing bursts: only hosts outside the configured public AZs are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+from azfed.errors import PolicyError
+from azfed.policy.decide import Decision, History, Request, decide
+from azfed.policy.load import HostLike, Load, LocalLoad, group_by_az, host_az, load_from_hosts
+from azfed.policy.model import Policy, load_policy
+
+H = TypeVar("H", bound=HostLike)
+
+# A uuid we sent public is priced from our own record until Nova reports it on the host, and
+# forgotten once it has been gone from every public host this long.
+PRICE_GRACE_S = 600.0
+RECENT_DECISIONS = 200
+# how long the local load seen in one request stands in for requests that cannot see it
+LOCAL_SEEN_MAX_AGE_S = 120.0
+
+
+@dataclass(frozen=True)
+class _Stamp:
+    mtime_ns: int
+    size: int
+    ino: int
+
+
+_NEVER_READ = _Stamp(-1, -1, -1)
+
+
+def _stamp(path: Path) -> _Stamp | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _Stamp(st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class PolicyEngine:
+    """One per scheduler process. Thread-safe: Nova schedules requests concurrently."""
+
+    def __init__(
+        self,
+        policy_file: str | Path,
+        *,
+        public_azs: Sequence[str] = (),
+        state_file: str | Path | None = None,
+        log: Any = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.policy_file = Path(policy_file)
+        self.public_azs = frozenset(public_azs)
+        self.state_file = Path(state_file) if state_file else None
+        self.log = log if log is not None else structlog.get_logger("azfed.policy")
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._policy: Policy | None = None
+        self._stamp: _Stamp | None = _NEVER_READ
+        self._history = History()
+        self._prices: dict[str, tuple[float, float]] = {}  # uuid -> (hourly price, seen at)
+        # the last decisions, for audit and for `explain`; bounded, like everything kept here
+        self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_DECISIONS)
+        self._local_seen: tuple[LocalLoad, float] | None = None
+        self._restore()
+
+    # --- policy file -----------------------------------------------------------------------
+
+    def current(self) -> Policy | None:
+        """The policy in force: re-read if the file changed; the last good one if it is bad."""
+        stamp = _stamp(self.policy_file)
+        if stamp == self._stamp:
+            return self._policy
+        self._stamp = stamp
+        try:
+            self._policy = load_policy(self.policy_file)
+        except PolicyError as err:
+            kept = self._policy.source if self._policy else None
+            # an operator's mistake, not a bug: the problems say it all, no traceback
+            self.log.error(  # noqa: TRY400
+                "policy_invalid",
+                policy_file=str(self.policy_file),
+                problems=[str(p) for p in err.problems],
+                kept_policy=kept,
+                action="keeping the last good policy" if kept else "not bursting",
+            )
+        else:
+            self.log.info("policy_loaded", policy_file=str(self.policy_file))
+        return self._policy
+
+    # --- state -----------------------------------------------------------------------------
+
+    @property
+    def history(self) -> History:
+        return self._history
+
+    def record_failure(self, az: str) -> None:
+        """A public AZ failed with a capacity error: the fallback skips it for a while."""
+        with self._lock:
+            self._history = self._history.with_failure(az, self.clock())
+            self._save(None, None)
+
+    def _restore(self) -> None:
+        if self.state_file is None or not self.state_file.exists():
+            return
+        try:
+            data = json.loads(self.state_file.read_text("utf-8"))
+            self._history = History.from_dict(data["history"])
+            self._prices = {u: (float(p), float(t)) for u, (p, t) in data["prices"].items()}
+            if data.get("local_seen"):
+                local, at = data["local_seen"]
+                self._local_seen = (LocalLoad(**local), float(at))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            self.log.error(  # noqa: TRY400 - start with a fresh history; the error says why
+                "state_unreadable", state_file=str(self.state_file), error=str(err)
+            )
+
+    def _save(
+        self, decision: Decision | None, load: Load | None, request: Request | None = None
+    ) -> None:
+        if self.state_file is None:
+            return
+        doc = {
+            "history": self._history.as_dict(),
+            "last_request": _request_dict(request) if request else None,
+            "prices": {u: list(v) for u, v in self._prices.items()},
+            "last_decision": decision.as_dict() if decision else None,
+            "recent": list(self._recent),
+            "local_seen": (
+                [asdict(self._local_seen[0]), self._local_seen[1]] if self._local_seen else None
+            ),
+            "last_load": _load_dict(load) if load else None,
+            "saved_at": self.clock(),
+        }
+        try:
+            _write_atomic(self.state_file, json.dumps(doc))
+        except OSError as err:  # the decision stands; only the memory of it is at risk
+            self.log.error(  # noqa: TRY400 - the error names the file and the cause
+                "state_unwritable", state_file=str(self.state_file), error=str(err)
+            )
+
+    def _prune_prices(self, alive: set[str], now: float) -> None:
+        for uuid, (price, seen) in list(self._prices.items()):
+            if uuid in alive:
+                self._prices[uuid] = (price, now)
+            elif now - seen > PRICE_GRACE_S:
+                del self._prices[uuid]
+
+    # --- the filter ------------------------------------------------------------------------
+
+    def filter(self, hosts: Iterable[H], request: Request) -> tuple[list[H], Decision | None]:
+        """The hosts this request may use, and the decision that chose them."""
+        hs = list(hosts)
+        by_az = group_by_az(hs)  # once: the AZ lookup is most of the per-host cost
+        with self._lock:
+            policy = self.current()
+            if policy is not None:
+                decision, load = self._decide(by_az, request, policy)
+        if policy is None:
+            kept = [h for h in hs if host_az(h) not in self.public_azs]
+            self.log.error("placement_decision", rule="no_valid_policy", hosts_out=len(kept))
+            return kept, None
+        kept = by_az.get(decision.az, []) if decision.az is not None else []
+        self._log(decision, load, request, len(hs), len(kept))
+        return kept, decision
+
+    def _decide(
+        self, by_az: dict[str, list[H]], request: Request, policy: Policy
+    ) -> tuple[Decision, Load]:
+        now = self.clock()
+        public_hosts = [h for az in policy.public_azs for h in by_az.get(az.name, ())]
+        self._prune_prices({u for h in public_hosts for u in (h.instances or ())}, now)
+        load = load_from_hosts(by_az, policy, {u: p for u, (p, _) in self._prices.items()})
+        load = self._with_local_seen(load, request, now)
+        decision = decide(request, load, policy, self._history, now)
+        self._history = self._history.after(decision, now)
+        az = policy.public(decision.az) if decision.az else None
+        if az is not None and request.instance_uuid:
+            price = az.price(request.flavor.name)
+            self._prices[request.instance_uuid] = (
+                az.max_price if price is None else price,
+                now,
+            )
+        self._recent.append(
+            {"at": now, **_request_dict(request), **decision.as_dict(), "load": _load_dict(load)}
+        )
+        self._save(decision, load, request)
+        return decision, load
+
+    def _with_local_seen(self, load: Load, request: Request, now: float) -> Load:
+        """For a request that asked for an AZ, Placement offers only that AZ's hosts: judge it
+        against the local load last seen (if recent) rather than as if local were full."""
+        if load.local.hosts:
+            self._local_seen = (load.local, now)
+            return load
+        seen = self._local_seen
+        if request.requested_az and seen and now - seen[1] <= LOCAL_SEEN_MAX_AGE_S:
+            return replace(load, local=seen[0])
+        return load
+
+    def _log(self, decision: Decision, load: Load, request: Request, seen: int, kept: int) -> None:
+        local = load.local
+        self.log.info(
+            "placement_decision",
+            instance_uuid=request.instance_uuid,
+            flavor=request.flavor.name,
+            requested_az=request.requested_az,
+            az=decision.az,
+            rule=decision.rule,
+            reason=decision.reason,
+            mode=decision.mode,
+            compared=dict(decision.compared),
+            skipped=[list(s) for s in decision.skipped],
+            local_instances=local.instances,
+            local_memory_used_pct=local.memory_used_pct,
+            hosts_in=seen,
+            hosts_out=kept,
+        )
+
+
+def _request_dict(request: Request) -> dict[str, Any]:
+    return {
+        "instance_uuid": request.instance_uuid,
+        "flavor": request.flavor.name,
+        "requested_az": request.requested_az,
+    }
+
+
+def _load_dict(load: Load) -> dict[str, Any]:
+    return {
+        "local": {
+            **asdict(load.local),
+            "memory_used_pct": load.local.memory_used_pct,
+            "vcpus_used_pct": load.local.vcpus_used_pct,
+        },
+        "public": {az: asdict(u) for az, u in load.public.items()},
+    }
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

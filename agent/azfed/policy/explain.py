@@ -1,0 +1,80 @@
+"""What the next boot of a flavor would get, and why: for `azfed policy explain` and the
+receiver's `GET /v1/placement`. Pure, like `decide`: the caller reads the load and the clock.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from azfed.policy.decide import Decision, Flavor, History, Request, cap_problem, decide
+from azfed.policy.load import Load
+from azfed.policy.model import Caps, Policy
+
+
+def _thresholds(load: Load, policy: Policy) -> dict[str, dict[str, float | None]]:
+    out: dict[str, dict[str, float | None]] = {}
+    for metric, limit in policy.burst.items():
+        out[metric] = {
+            "value": load.local.metric(metric),
+            "burst": limit,
+            "return": getattr(policy.return_, metric),
+        }
+    return out
+
+
+def _caps_used(caps: Caps, usage: Any) -> dict[str, dict[str, float | None]]:
+    return {
+        name: {"used": float(getattr(usage, name)), "cap": getattr(caps, name)}
+        for name in ("instances", "vcpus", "ram_mb", "hourly_cost")
+    }
+
+
+def _cooldown_left(policy: Policy, history: History, now: float) -> float:
+    wait = policy.return_after_s if history.mode == "burst" else policy.burst_after_s
+    if math.isinf(history.mode_since):
+        return 0.0
+    return max(0.0, round(wait - (now - history.mode_since), 3))
+
+
+def explain(
+    load: Load, policy: Policy, history: History, now: float, flavor: Flavor
+) -> dict[str, Any]:
+    """The local load against the thresholds, each public AZ against its caps, and the
+    decision the next boot of `flavor` (no AZ asked) would get."""
+    decision: Decision = decide(Request(flavor), load, policy, history, now)
+    public = []
+    for az in policy.public_azs:
+        usage = load.usage(az.name)
+        public.append(
+            {
+                "az": az.name,
+                "provider": az.provider,
+                "priority": az.priority,
+                "hosts": usage.hosts,
+                "caps": _caps_used(az.caps, usage),
+                "room_for_flavor": cap_problem(az, usage, flavor) or "yes",
+                "backing_off": az.name in history.failures
+                and now - history.failures[az.name] < policy.capacity_failure_backoff_s,
+            }
+        )
+    local = load.local
+    return {
+        "policy": policy.source,
+        "now": now,
+        "mode": history.mode,
+        "cooldown_left_s": _cooldown_left(policy, history, now),
+        "local": {
+            "az": local.az,
+            "hosts": local.hosts,
+            "instances": local.instances,
+            "ram_used_mb": local.ram_used_mb,
+            "ram_capacity_mb": local.ram_capacity_mb,
+            "memory_used_pct": local.memory_used_pct,
+            "vcpus_used_pct": local.vcpus_used_pct,
+            "thresholds": _thresholds(load, policy),
+        },
+        "public": public,
+        "flavor": {"name": flavor.name, "vcpus": flavor.vcpus, "ram_mb": flavor.ram_mb},
+        "next_boot": decision.as_dict(),
+    }

@@ -1,0 +1,366 @@
+"""The receiver's aiohttp application: `create_app(config) -> web.Application`.
+
+POST /v1/reports        ingest one signed report (validate -> dedupe -> write -> answer)
+GET  /v1/instances/{id} the state the agent last reported (FederationDriver.get_info reads it)
+GET  /v1/placement      what the next boot would get, and why (the policy's explain)
+GET  /healthz /readyz /metrics /openapi.json
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import structlog
+from aiohttp import web
+from azfed import wire
+from azfed.config import AzfedConfig, ReceiverSection
+from azfed.errors import PolicyError
+from azfed.receiver import openapi
+from azfed.receiver.aio import bounded_each
+from azfed.receiver.metrics import Metrics
+from azfed.receiver.nova import NovaClient, connector
+from azfed.receiver.placement import Placement, UnknownFlavorError, policy_placement
+from azfed.receiver.reconcile import Cleaner, Reconciler
+from azfed.receiver.sinks import Batch, Sink, SinkError, make_sink
+from azfed.receiver.store import Store
+from azfed.receiver.validate import (
+    Reject,
+    check_auth_headers,
+    check_signature,
+    decode_body,
+    parse_report,
+)
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
+
+log = structlog.get_logger(__name__)
+
+# What every runner of this app must pass to AppRunner/TestServer: the signature covers the
+# body as sent, so aiohttp must hand us the gzip bytes and let us decompress (bounded) ourselves.
+RUNNER_KWARGS: dict[str, Any] = {"auto_decompress": False}
+
+Clock = Callable[[], float]
+
+CONFIG = web.AppKey("config", ReceiverSection)
+STORE = web.AppKey("store", Store)
+SINKS = web.AppKey("sinks", list[Sink])
+NOVA = web.AppKey("nova", NovaClient)
+METRICS = web.AppKey("metrics", Metrics)
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+GATE: web.AppKey[Gate] = web.AppKey("gate")
+PLACEMENT: web.AppKey[Placement] = web.AppKey("placement")
+RECONCILER = web.AppKey("reconciler", Reconciler)
+
+_UUID = re.compile(wire._UUID_PATTERN)
+# Keys of an in-flight claim older than this were left by a receiver that died mid-write.
+_STALE_FACTOR = 2.0
+_RETRY_AFTER_BUSY = 2
+_RETRY_AFTER_BACKEND = 10
+
+
+class Gate:
+    """Bounds the reports processed at once; past the bound, answer 429 at once instead of
+    queueing (the agent's spool is a better queue than our memory)."""
+
+    def __init__(self, limit: int, metrics: Metrics) -> None:
+        self.limit = limit
+        self.count = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self._metrics = metrics
+
+    @contextlib.contextmanager
+    def enter(self) -> Iterator[None]:
+        if self.count >= self.limit:
+            msg = f"{self.count} reports in flight (limit {self.limit}): retry later"
+            raise Reject(429, "busy", msg, retry_after=_RETRY_AFTER_BUSY)
+        self.count += 1
+        self.idle.clear()
+        self._metrics.inflight.set(self.count)
+        try:
+            yield
+        finally:
+            self.count -= 1
+            self._metrics.inflight.set(self.count)
+            if self.count == 0:
+                self.idle.set()
+
+
+# --- POST /v1/reports ---------------------------------------------------------------------------
+
+
+async def post_report(request: web.Request) -> web.Response:
+    app = request.app
+    try:
+        answer = await _ingest(request)
+    except Reject as rej:
+        app[METRICS].rejects.labels(rej.reason).inc()
+        app[METRICS].reports.labels("rejected").inc()
+        log.info("report.rejected", status=rej.status, reason=rej.reason, message=rej.message)
+        headers = {"Retry-After": str(rej.retry_after)} if rej.retry_after is not None else None
+        return web.json_response(rej.body(), status=rej.status, headers=headers)
+    return web.json_response(answer)
+
+
+async def _ingest(request: web.Request) -> dict[str, Any]:
+    app = request.app
+    cfg = app[CONFIG]
+    now = app[CLOCK]()
+    auth = check_auth_headers(
+        request.headers, cfg.secrets_dir, now, cfg.replay_window_s, cfg.secrets_prefix
+    )
+    if request.content_length is not None and request.content_length > cfg.max_body_bytes:
+        raise Reject(413, "too_large", f"the body is larger than {cfg.max_body_bytes} bytes")
+    with app[GATE].enter():
+        body = await _read_body(request, cfg.max_body_bytes)
+        check_signature(auth, request.method, request.path, body)
+        encoding = request.headers.get("Content-Encoding")
+        data = decode_body(body, encoding, request.content_type, cfg.max_body_bytes)
+        report = parse_report(data, auth)
+        return await _apply(app, auth.key, report, wire.sha256_hex(data))
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise Reject(413, "too_large", f"the body is larger than {limit} bytes") from None
+
+
+async def _apply(
+    app: web.Application, key: str, report: dict[str, Any], digest: str
+) -> dict[str, Any]:
+    cfg, store, now = app[CONFIG], app[STORE], app[CLOCK]()
+    stale = cfg.write_timeout_s * _STALE_FACTOR
+    try:
+        claim = await store.claim(key, report["agent_id"], report["seq"], digest, now, stale)
+    except SQLAlchemyError as err:
+        raise Reject(
+            503, "store_failed", f"state store: {err}", retry_after=_RETRY_AFTER_BACKEND
+        ) from None
+    if claim.kind == "conflict":
+        raise Reject(409, "key_conflict", f"{key} was already used for a different body")
+    if claim.kind == "inflight":
+        raise Reject(409, "in_flight", f"{key} is being processed", retry_after=_RETRY_AFTER_BUSY)
+    if claim.kind == "done" and claim.answer is not None:
+        app[METRICS].reports.labels("duplicate").inc()
+        return claim.answer
+    return await _write_claimed(app, key, report, now)
+
+
+async def _write_claimed(
+    app: web.Application, key: str, report: dict[str, Any], now: float
+) -> dict[str, Any]:
+    store, metrics = app[STORE], app[METRICS]
+    batch = Batch(key, report, now)
+    done = False
+    try:
+        async with asyncio.timeout(app[CONFIG].write_timeout_s):
+            await _write_sinks(app[SINKS], batch, metrics)
+        answer = {
+            "accepted": True,
+            "key": key,
+            "instances": len(report["instances"]),
+            "samples": len(report["samples"]),
+        }
+        await store.finish(key, answer, report, now)
+        done = True
+    except (SinkError, TimeoutError, SQLAlchemyError) as err:
+        log.warning("report.write_failed", key=key, error=str(err) or repr(err))
+        raise Reject(
+            503, "backend_failed", f"writing failed: {err!r}", retry_after=_RETRY_AFTER_BACKEND
+        ) from None
+    finally:
+        if not done:
+            # Shielded: the claim must be released even if this task is being cancelled.
+            await asyncio.shield(store.release(key))
+    metrics.reports.labels("accepted").inc()
+    metrics.samples.inc(len(report["samples"]))
+    metrics.instances.inc(len(report["instances"]))
+    log.info("report.accepted", key=key, instances=answer["instances"], samples=answer["samples"])
+    return answer
+
+
+async def _write_sinks(sinks: list[Sink], batch: Batch, metrics: Metrics) -> None:
+    # A backend failure is a SinkError (503, retried); anything else is our bug (500).
+    async def timed_write(sink: Sink) -> None:
+        with metrics.write_seconds.labels(sink.name).time():
+            await sink.write(batch)
+
+    await bounded_each(timed_write, sinks, len(sinks))
+
+
+# --- the other endpoints ------------------------------------------------------------------------
+
+
+async def get_instance(request: web.Request) -> web.Response:
+    uuid = request.match_info["uuid"]
+    if not _UUID.match(uuid):
+        return _error(400, "bad_uuid", f"{uuid[:64]!r} is not an instance UUID")
+    row = await request.app[STORE].instance(uuid)
+    if row is None:
+        return _error(404, "not_found", f"no agent has reported instance {uuid}")
+    return web.json_response({k: row[k] for k in openapi.INSTANCE_FIELDS})
+
+
+async def get_placement(request: web.Request) -> web.Response:
+    placement = request.app.get(PLACEMENT)
+    if placement is None:
+        return _error(
+            503, "policy_not_configured", "set [receiver] policy_file to enable placement"
+        )
+    flavor = request.query.get("flavor", "")
+    if not flavor:
+        return _error(400, "flavor_required", "ask about a flavor: /v1/placement?flavor=NAME")
+    try:
+        return web.json_response(await placement(flavor))
+    except UnknownFlavorError as err:
+        return _error(404, "unknown_flavor", str(err))
+    except PolicyError as err:
+        # the file on disk is broken: say which key; the scheduler keeps its last good policy
+        return _error(503, "policy_invalid", str(err))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    app = request.app
+    checks: dict[str, Awaitable[None]] = {"store": app[STORE].ping()}
+    for sink in app[SINKS]:
+        checks[sink.name] = sink.check()
+    results = {}
+    for name, check in checks.items():
+        results[name] = await _probe(check)
+    ok = all(v == "ok" for v in results.values())
+    return web.json_response({"ready": ok, "checks": results}, status=200 if ok else 503)
+
+
+async def _probe(check: Awaitable[None]) -> str:
+    try:
+        async with asyncio.timeout(5):
+            await check
+    except Exception as err:  # a readiness probe reports any failure; it never raises
+        return f"failed: {err!r}"[:300]
+    return "ok"
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi_endpoint(request: web.Request) -> web.Response:
+    return web.json_response(openapi.document())
+
+
+def _error(status: int, error: str, message: str) -> web.Response:
+    return web.json_response({"error": error, "message": message, "problems": []}, status=status)
+
+
+# --- lifecycle ---------------------------------------------------------------------------------
+
+
+def _resources(
+    store: Store, sinks: list[Sink], nova: NovaClient | None
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        await store.open()
+        started: list[Sink] = []
+        try:
+            # Sinks start before the first report can arrive; they close after the last write.
+            for sink in sinks:
+                await sink.start()
+                started.append(sink)
+            yield
+            await app[GATE].idle.wait()
+        finally:
+            for sink in reversed(started):
+                await sink.close()
+            if nova is not None:
+                await nova.close()
+            await store.close()
+
+    return ctx
+
+
+def _reconcile_loop(app: web.Application) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(app[RECONCILER].run_forever(), name="azfed-reconcile")
+        yield
+        task.cancel("receiver shutting down")
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
+
+
+def create_app(
+    config: AzfedConfig,
+    *,
+    sinks: list[Sink] | None = None,
+    nova: NovaClient | None = None,
+    clock: Clock = time.time,
+    cleaner: Cleaner | None = None,
+    placement: Placement | None = None,
+    reconcile: bool = True,
+) -> web.Application:
+    """The receiver for `config`. `sinks` replaces the configured ones (tests, benchmarks);
+    `cleaner` removes a public orphan when [reconcile] action = "clean" (absent: report only);
+    `placement` answers GET /v1/placement (absent: 503 "policy not configured")."""
+    config.require("receiver")
+    assert config.receiver is not None  # for mypy: require() raised otherwise
+    rcfg = config.receiver
+    if nova is None and (sinks is None or config.nova.public_azs):
+        nova = NovaClient(
+            connector(config.nova.cloud, config.nova.timeout_s), concurrency=config.nova.concurrency
+        )
+    if sinks is None:
+        sinks = [make_sink(name, config, nova) for name in rcfg.sinks]
+    app = web.Application(client_max_size=rcfg.max_body_bytes)
+    metrics = Metrics()
+    store = Store(rcfg.database_url)
+    app[CONFIG], app[STORE], app[SINKS], app[METRICS], app[CLOCK] = (
+        rcfg,
+        store,
+        sinks,
+        metrics,
+        clock,
+    )
+    app[GATE] = Gate(rcfg.max_inflight, metrics)
+    if nova is not None:
+        app[NOVA] = nova
+    if placement is None and rcfg.policy_file is not None:
+        placement = policy_placement(
+            rcfg.policy_file,
+            rcfg.policy_state_file,
+            connector(config.nova.cloud, config.nova.timeout_s),
+        )
+    if placement is not None:
+        app[PLACEMENT] = placement
+    app.cleanup_ctx.append(_resources(store, sinks, nova))
+    if cleaner is None:
+        from azfed.receiver.cleaner import cloud_cleaner
+
+        cleaner = cloud_cleaner(config)
+    if reconcile and nova is not None and config.nova.public_azs:
+        app[RECONCILER] = Reconciler(config, store, nova, metrics, clock=clock, cleaner=cleaner)
+        app.cleanup_ctx.append(_reconcile_loop(app))
+    _routes(app)
+    return app
+
+
+def _routes(app: web.Application) -> None:
+    app.router.add_post(wire.REPORTS_PATH, post_report)
+    app.router.add_get(wire.INSTANCES_PATH + "/{uuid}", get_instance)
+    app.router.add_get("/v1/placement", get_placement)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_get("/openapi.json", openapi_endpoint)

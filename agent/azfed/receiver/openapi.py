@@ -1,0 +1,235 @@
+"""The receiver's OpenAPI 3.1 document, shipped as `openapi.json` beside this module and
+served at /openapi.json. The report schema inside it is `wire.REPORT_SCHEMA` itself: a test
+checks the shipped file is what `build()` makes, and `python -m azfed.receiver.openapi`
+rewrites it after a contract change.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from azfed import __version__, wire
+
+PATH = Path(__file__).with_name("openapi.json")
+
+
+def _error_response(description: str, retry: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    if retry:
+        out["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
+    return out
+
+
+def _header(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": True,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _report_schema() -> dict[str, Any]:
+    schema = copy.deepcopy(wire.REPORT_SCHEMA)
+    schema.pop("$schema", None)
+    schema.pop("$id", None)
+    return schema
+
+
+_ERROR = {
+    "type": "object",
+    "required": ["error", "message", "problems"],
+    "properties": {
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+        "problems": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["key", "reason"],
+                "properties": {
+                    "key": {"type": "string"},
+                    "value": {},
+                    "reason": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+_ACCEPTED = {
+    "type": "object",
+    "required": ["accepted", "key", "instances", "samples"],
+    "properties": {
+        "accepted": {"const": True},
+        "key": {"type": "string"},
+        "instances": {"type": "integer", "minimum": 0},
+        "samples": {"type": "integer", "minimum": 0},
+    },
+}
+
+# what GET /v1/instances/{uuid} answers; the handler serves exactly these fields
+INSTANCE_FIELDS = (
+    "instance_uuid",
+    "provider",
+    "remote_id",
+    "state",
+    "ips",
+    "observed_at",
+    "received_at",
+)
+
+_INSTANCE_STATE = {
+    "type": "object",
+    "required": list(INSTANCE_FIELDS),
+    "properties": {
+        "instance_uuid": {"type": "string"},
+        "provider": {"enum": list(wire.PROVIDERS)},
+        "remote_id": {"type": "string"},
+        "state": {"enum": list(wire.STATES)},
+        "ips": wire.INSTANCE_SCHEMA["properties"]["ips"],
+        "observed_at": {"type": "string"},
+        "received_at": {"type": "number", "description": "unix seconds, receiver's clock"},
+    },
+}
+
+
+def _post_reports() -> dict[str, Any]:
+    return {
+        "summary": "Ingest one signed agent report",
+        "operationId": "postReport",
+        "parameters": [
+            _header(wire.HEADER_KEY, {"type": "string"}, "<agent_id>:<seq>"),
+            _header(wire.HEADER_AGENT, {"type": "string"}, "the agent's id"),
+            _header(
+                wire.HEADER_TIMESTAMP, {"type": "string", "pattern": "^[0-9]+$"}, "unix seconds"
+            ),
+            _header(wire.HEADER_SIGNATURE, {"type": "string"}, "v1=<hex HMAC-SHA256>"),
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Report"}}},
+        },
+        "responses": {
+            "200": {
+                "description": "accepted (a repeat of a finished key gets the same answer)",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}
+                },
+            },
+            "400": _error_response("bad schema, JSON, encoding or headers: never retried"),
+            "401": _error_response("bad signature, unknown agent, or outside the replay window"),
+            "409": _error_response("same key in flight, or same key with another body", retry=True),
+            "413": _error_response("body too large"),
+            "429": _error_response("too many reports in flight", retry=True),
+            "503": _error_response("a backend failed: retry", retry=True),
+        },
+    }
+
+
+def _get(summary: str, op: str, ok: dict[str, Any], errors: dict[str, str]) -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": ok}
+    responses.update({code: _error_response(text) for code, text in errors.items()})
+    return {"summary": summary, "operationId": op, "responses": responses}
+
+
+def _json_ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def build() -> dict[str, Any]:
+    """The OpenAPI document, from the wire contract."""
+    uuid_param = {"name": "uuid", "in": "path", "required": True, "schema": {"type": "string"}}
+    instance = _get(
+        "The state an agent last reported for a Nova instance",
+        "getInstance",
+        _json_ok("the state", {"$ref": "#/components/schemas/InstanceState"}),
+        {"400": "not an instance UUID", "404": "no agent has reported it"},
+    )
+    instance["parameters"] = [uuid_param]
+    obj = {"type": "object"}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "azfed receiver",
+            "version": __version__,
+            "description": f"Wire contract version {wire.CONTRACT_VERSION}.",
+        },
+        "paths": {
+            wire.REPORTS_PATH: {"post": _post_reports()},
+            wire.INSTANCES_PATH + "/{uuid}": {"get": instance},
+            "/v1/placement": {
+                "get": {
+                    **_get(
+                        "What the next boot of a flavor would get, and why",
+                        "getPlacement",
+                        _json_ok("the explanation", obj),
+                        {
+                            "400": "no flavor given",
+                            "404": "no such flavor in the local cloud",
+                            "503": "policy not configured, or the policy file is invalid",
+                        },
+                    ),
+                    "parameters": [
+                        {
+                            "name": "flavor",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "minLength": 1},
+                        }
+                    ],
+                }
+            },
+            "/healthz": {"get": _get("Alive", "healthz", _json_ok("alive", obj), {})},
+            "/readyz": {
+                "get": _get(
+                    "Store, Nova and Gnocchi reachable",
+                    "readyz",
+                    _json_ok("ready", obj),
+                    {"503": "a dependency is down"},
+                )
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "operationId": "metrics",
+                    "responses": {
+                        "200": {
+                            "description": "text exposition format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": _get("This document", "openapi", _json_ok("OpenAPI 3.1", obj), {})
+            },
+        },
+        "components": {
+            "schemas": {
+                "Report": _report_schema(),
+                "Accepted": _ACCEPTED,
+                "InstanceState": _INSTANCE_STATE,
+                "Error": _ERROR,
+            }
+        },
+    }
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    """The shipped document (read once)."""
+    loaded: dict[str, Any] = json.loads(PATH.read_text())
+    return loaded
+
+
+if __name__ == "__main__":  # pragma: no cover - a maintainer's tool
+    PATH.write_text(json.dumps(build(), indent=1) + "\n")

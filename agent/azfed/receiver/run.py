@@ -1,0 +1,53 @@
+"""Running the receiver as a service: listen, tell systemd, feed the watchdog, and on stop
+finish the reports in flight before closing sinks and store. Signals are the CLI's business:
+it sets `stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+from aiohttp import web
+from azfed import systemd
+from azfed.config import AzfedConfig
+from azfed.receiver.app import RUNNER_KWARGS, create_app
+
+log = structlog.get_logger(__name__)
+
+
+async def _watchdog(interval: float) -> None:
+    while True:
+        systemd.notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+async def serve(config: AzfedConfig, stop: asyncio.Event) -> None:
+    """Serve until `stop` is set, then shut down in stages within the configured deadline."""
+    config.require("receiver")
+    assert config.receiver is not None
+    rcfg = config.receiver
+    runner = web.AppRunner(
+        create_app(config), shutdown_timeout=rcfg.shutdown_timeout_s, **RUNNER_KWARGS
+    )
+    await runner.setup()  # runs cleanup_ctx: store open, sinks started
+    site = web.TCPSite(runner, rcfg.host, rcfg.port)
+    await site.start()
+    log.info("receiver.listening", host=rcfg.host, port=rcfg.port, sinks=list(rcfg.sinks))
+    systemd.notify(f"READY=1\nSTATUS=listening on {rcfg.host}:{rcfg.port}")
+    interval = systemd.watchdog_interval()
+    dog = asyncio.create_task(_watchdog(interval)) if interval else None
+    try:
+        await stop.wait()
+    finally:
+        systemd.notify("STOPPING=1")
+        log.info("receiver.stopping", deadline_s=rcfg.shutdown_timeout_s)
+        # Stops accepting, waits for in-flight reports (up to shutdown_timeout), then closes
+        # the sinks and the store, in that order.
+        await runner.cleanup()
+        if dog is not None:
+            dog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await dog
+        log.info("receiver.stopped")

@@ -1,0 +1,72 @@
+"""Where accepted reports are written. One module per implementation, registered by name and
+imported lazily, so a receiver that writes only to Gnocchi never imports openstacksdk.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from azfed.config import AzfedConfig
+    from azfed.receiver.nova import NovaClient
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One accepted report, validated, as the sinks get it."""
+
+    key: str
+    report: dict[str, Any]
+    received_at: float
+
+    @property
+    def instances(self) -> list[dict[str, Any]]:
+        return list(self.report["instances"])
+
+    @property
+    def samples(self) -> list[dict[str, Any]]:
+        return list(self.report["samples"])
+
+
+class Sink(Protocol):
+    """A destination of reports.
+
+    Lifecycle: `start()` once before the first `write()`; `write()` may be called concurrently
+    and must be safe to repeat for the same batch (a failed report is retried whole);
+    `check()` raises if the backend cannot be reached (it backs /readyz); `close()` is not
+    called until every write has finished.
+    """
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def write(self, batch: Batch) -> None: ...
+
+    async def check(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class SinkError(Exception):
+    """A sink's backend failed; the report is answered 5xx and the agent retries it."""
+
+
+# name -> "module:factory"; factory(config, nova) -> Sink. `nova` is the app's one NovaClient,
+# shared so the receiver holds one Keystone session and one bound on Nova calls.
+SINKS: dict[str, str] = {
+    "null": "azfed.receiver.sinks.null:from_config",
+    "memory": "azfed.receiver.sinks.memory:from_config",
+    "gnocchi": "azfed.receiver.sinks.gnocchi:from_config",
+    "nova": "azfed.receiver.sinks.nova:from_config",
+}
+
+
+def make_sink(name: str, config: AzfedConfig, nova: NovaClient | None) -> Sink:
+    """Build the sink registered as `name` from the config."""
+    module, _, attr = SINKS[name].partition(":")
+    factory = getattr(importlib.import_module(module), attr)
+    sink: Sink = factory(config, nova)
+    return sink

@@ -1,0 +1,265 @@
+"""Write samples to Gnocchi the way Ceilometer does: an `instance` resource per Nova instance
+(resource type and archive policy created once, with Ceilometer's definitions), measures
+through the batch API with `create_metrics=true`. Burst VMs' usage then sits beside local VMs'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import structlog
+from azfed.receiver.aio import bounded_each
+from azfed.receiver.nova import NovaClient, ServerFacts
+from azfed.receiver.sinks import Batch, SinkError
+from azfed.wire import METERS
+
+if TYPE_CHECKING:
+    from azfed.config import AzfedConfig
+
+log = structlog.get_logger(__name__)
+
+# Ceilometer's `instance` resource type (ceilometer/gnocchi_client.py, initial + updates).
+_STR = {"type": "string", "min_length": 0, "max_length": 255}
+INSTANCE_TYPE: dict[str, Any] = {
+    "name": "instance",
+    "attributes": {
+        "display_name": {**_STR, "required": True},
+        "flavor_id": {**_STR, "required": True},
+        "host": {**_STR, "required": True},
+        "image_ref": {**_STR, "required": False},
+        "server_group": {**_STR, "required": False},
+        "flavor_name": {**_STR, "required": False},
+    },
+}
+
+# Ceilometer's default archive policies, created only if the configured one is missing.
+CEILOMETER_POLICIES: dict[str, dict[str, Any]] = {
+    "ceilometer-low": {
+        "aggregation_methods": ["mean"],
+        "back_window": 0,
+        "definition": [{"granularity": "5 minutes", "timespan": "30 days"}],
+    },
+    "ceilometer-low-rate": {
+        "aggregation_methods": ["mean", "rate:mean"],
+        "back_window": 0,
+        "definition": [{"granularity": "5 minutes", "timespan": "30 days"}],
+    },
+}
+
+Facts = Callable[[str], Awaitable[ServerFacts | None]]
+Auth = Callable[[], Awaitable[dict[str, str]]]
+
+
+def basic_auth(user: str) -> Auth:
+    """Gnocchi's auth_mode=basic: the user name is the identity, the password is ignored."""
+    header = {"Authorization": "Basic " + base64.b64encode(f"{user}:".encode()).decode()}
+
+    async def auth() -> dict[str, str]:
+        return header
+
+    return auth
+
+
+def resource_body(uuid: str, inst: dict[str, Any], facts: ServerFacts | None) -> dict[str, Any]:
+    """The `instance` resource for a reported instance: Nova's facts when Nova knows it,
+    what the agent reported otherwise (an orphan still gets its usage recorded)."""
+    if facts is None:
+        return {
+            "id": uuid,
+            "display_name": inst["remote_id"],
+            "flavor_id": inst.get("instance_type") or "unknown",
+            "host": inst.get("az") or inst["provider"],
+        }
+    body = {
+        "id": uuid,
+        "display_name": facts.name,
+        "flavor_id": facts.flavor_id,
+        "flavor_name": facts.flavor_name,
+        "host": facts.host,
+        "image_ref": facts.image_ref,
+    }
+    for key in ("project_id", "user_id"):
+        if getattr(facts, key):
+            body[key] = getattr(facts, key)
+    return body
+
+
+def measures_body(samples: list[dict[str, Any]], archive_policy: str) -> dict[str, Any]:
+    """The batch API body: {resource: {meter: {archive_policy_name, unit, measures}}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for s in samples:
+        metrics = out.setdefault(s["resource_id"].lower(), {})
+        metric = metrics.get(s["meter"])
+        if metric is None:
+            unit = METERS[s["meter"]][0]
+            metric = {"archive_policy_name": archive_policy, "unit": unit, "measures": []}
+            metrics[s["meter"]] = metric
+        metric["measures"].append({"timestamp": s["timestamp"], "value": s["volume"]})
+    return out
+
+
+class GnocchiSink:
+    name = "gnocchi"
+
+    def __init__(
+        self,
+        endpoint: str,
+        auth: Auth,
+        *,
+        archive_policy: str = "ceilometer-low",
+        facts: Facts | None = None,
+        timeout_s: float = 30.0,
+        concurrency: int = 8,
+    ) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self._auth = auth
+        self.archive_policy = archive_policy
+        self._facts = facts
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._concurrency = concurrency
+        self._sem = asyncio.Semaphore(concurrency)
+        self._known: set[str] = set()
+        self._ready = False
+        self.posts = 0  # measure batches sent: tests and benchmarks count writes with it
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("GnocchiSink.start() has not been called")
+        return self._session
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self._concurrency)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        try:
+            await self._setup()
+        except (aiohttp.ClientError, TimeoutError) as err:
+            # Gnocchi may be down at boot: /readyz says so, and writes try again later.
+            log.warning("gnocchi.setup_failed", error=repr(err))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def check(self) -> None:
+        status, body = await self._request("GET", "/v1/resource_type/instance")
+        if status != 200:
+            raise SinkError(f"gnocchi: resource type instance: HTTP {status} {body!r}")
+
+    async def _request(
+        self, method: str, path: str, json: Any = None, params: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        try:
+            return await self._request_once(method, path, json, params)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            # A pooled keep-alive connection the server had closed (gunicorn's sync workers
+            # do): once more on a fresh one. The agent's own retry covers anything beyond.
+            return await self._request_once(method, path, json, params)
+
+    async def _request_once(
+        self, method: str, path: str, json: Any, params: dict[str, str] | None
+    ) -> tuple[int, Any]:
+        headers = await self._auth()
+        async with (
+            self._sem,
+            self.session.request(
+                method, self.endpoint + path, json=json, params=params, headers=headers
+            ) as resp,
+        ):
+            body = (
+                await resp.json() if resp.content_type == "application/json" else await resp.text()
+            )
+            return resp.status, body
+
+    async def _ensure(self, get_path: str, post_path: str, body: dict[str, Any]) -> None:
+        status, _ = await self._request("GET", get_path)
+        if status == 404:
+            status, answer = await self._request("POST", post_path, json=body)
+            if status not in (201, 409):  # 409: another receiver created it first
+                raise SinkError(f"gnocchi: creating {get_path}: HTTP {status} {answer!r}")
+            log.info("gnocchi.created", path=get_path)
+
+    async def _ensure_archive_policy(self) -> None:
+        name = self.archive_policy
+        definition = CEILOMETER_POLICIES.get(name)
+        if definition is None:
+            return  # an operator's own policy: it must exist; check() and writes will say so
+        await self._ensure(
+            f"/v1/archive_policy/{name}", "/v1/archive_policy", {"name": name, **definition}
+        )
+
+    async def write(self, batch: Batch) -> None:
+        if not batch.samples:
+            return
+        try:
+            await self._write(batch)
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise SinkError(f"gnocchi: {err!r}") from err
+
+    async def _write(self, batch: Batch) -> None:
+        if not self._ready:
+            await self._setup()
+        by_uuid = {i["instance_uuid"].lower(): i for i in batch.instances}
+        wanted = {s["resource_id"].lower() for s in batch.samples}
+        await self._create_resources([u for u in wanted if u not in self._known], by_uuid)
+        body = measures_body(batch.samples, self.archive_policy)
+        params = {"create_metrics": "true"}
+        status, answer = await self._request(
+            "POST", "/v1/batch/resources/metrics/measures", json=body, params=params
+        )
+        self.posts += 1
+        if status != 202:
+            # A resource deleted behind our back: forget what we thought we knew, retry later.
+            self._known.difference_update(wanted)
+            raise SinkError(f"gnocchi: batch measures: HTTP {status} {answer!r}")
+
+    async def _setup(self) -> None:
+        """Create the archive policy and resource type, once (at start, or at the first write
+        if Gnocchi was down at start)."""
+        await self._ensure_archive_policy()
+        await self._ensure("/v1/resource_type/instance", "/v1/resource_type", INSTANCE_TYPE)
+        self._ready = True
+
+    async def _create_resources(self, uuids: list[str], by_uuid: dict[str, Any]) -> None:
+        items = [(u, by_uuid[u]) for u in uuids]
+        await bounded_each(self._create_resource, items, self._concurrency)
+
+    async def _create_resource(self, item: tuple[str, dict[str, Any]]) -> None:
+        uuid, inst = item
+        facts = await self._facts(uuid) if self._facts is not None else None
+        body = resource_body(uuid, inst, facts)
+        status, answer = await self._request("POST", "/v1/resource/instance", json=body)
+        if status not in (201, 409):
+            raise SinkError(f"gnocchi: creating resource {uuid}: HTTP {status} {answer!r}")
+        self._known.add(uuid)
+
+
+def keystone_auth(nova: NovaClient) -> Auth:
+    """A Keystone token from the receiver's own OpenStack session (keystoneauth caches and
+    renews it, so this is cheap after the first call)."""
+
+    async def auth() -> dict[str, str]:
+        return {"X-Auth-Token": await nova.token()}
+
+    return auth
+
+
+def from_config(config: AzfedConfig, nova: NovaClient) -> GnocchiSink:
+    g = config.gnocchi
+    if g.endpoint is None:
+        raise SinkError("gnocchi: set [gnocchi] endpoint (the metric endpoint of the catalog)")
+    auth = basic_auth(g.basic_user) if g.auth_mode == "basic" else keystone_auth(nova)
+    return GnocchiSink(
+        str(g.endpoint),
+        auth,
+        archive_policy=g.archive_policy,
+        facts=nova.server,
+        timeout_s=g.timeout_s,
+        concurrency=g.concurrency,
+    )

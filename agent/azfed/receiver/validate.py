@@ -1,0 +1,154 @@
+"""Checks of one `POST /v1/reports` request, cheapest first, each refusing with a `Reject`.
+
+Nothing here writes anything: a request that fails a check leaves no trace but a counter.
+Authentication (who, when, signature) comes before parsing, so an unsigned body is never
+decompressed or parsed.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from azfed import wire
+from azfed.errors import InputError, Problem
+
+_AGENT_ID = re.compile(wire.AGENT_ID_PATTERN)
+
+
+@dataclass
+class Reject(Exception):
+    """A request refused with `status`; `reason` is the metrics label, `message` for people."""
+
+    status: int
+    reason: str
+    message: str
+    problems: list[Problem] = field(default_factory=list)
+    retry_after: int | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error answer: what was wrong, key by key."""
+        problems = [
+            {"key": p.key, "value": _short(p.value), "reason": p.reason} for p in self.problems
+        ]
+        return {"error": self.reason, "message": self.message, "problems": problems}
+
+
+def _short(value: object) -> object:
+    # Echoing a whole 100,000-sample array back would make the error answer the bigger body.
+    if isinstance(value, (dict, list)):
+        text = repr(value)
+        return text if len(text) <= 200 else text[:200] + "..."
+    return value
+
+
+@dataclass(frozen=True)
+class Auth:
+    """Who signed a request, and when, once the headers are checked (not yet the body)."""
+
+    agent_id: str
+    timestamp: int
+    signature: str
+    key: str
+    secret: bytes
+
+
+def _header(headers: Any, name: str, status: int) -> str:
+    value = headers.get(name)
+    if not value:
+        raise Reject(status, "missing_header", f"the {name} header is required")
+    return str(value)
+
+
+def read_secret(secrets_dir: Path, agent_id: str, prefix: str = "") -> bytes | None:
+    """The agent's shared secret, or None for an agent this receiver does not know."""
+    # The pattern keeps agent_id a plain file name: no "..", no "/".
+    if not _AGENT_ID.match(agent_id) or agent_id in {".", ".."}:
+        return None
+    try:
+        secret = (secrets_dir / f"{prefix}{agent_id}").read_bytes().strip()
+    except OSError:
+        return None
+    return secret or None
+
+
+def check_auth_headers(
+    headers: Any, secrets_dir: Path, now: float, window: float, prefix: str = ""
+) -> Auth:
+    """Refuse a request with no or bad credentials, an unknown agent or a stale timestamp."""
+    agent_id = _header(headers, wire.HEADER_AGENT, 401)
+    raw_ts = _header(headers, wire.HEADER_TIMESTAMP, 401)
+    signature = _header(headers, wire.HEADER_SIGNATURE, 401)
+    key = _header(headers, wire.HEADER_KEY, 400)
+    secret = read_secret(secrets_dir, agent_id, prefix)
+    if secret is None:
+        raise Reject(401, "unknown_agent", f"agent {agent_id[:64]!r} has no secret here")
+    if not raw_ts.isascii() or not raw_ts.isdigit() or len(raw_ts) > 12:
+        raise Reject(401, "bad_timestamp", f"{wire.HEADER_TIMESTAMP} must be unix seconds")
+    timestamp = int(raw_ts)
+    if abs(now - timestamp) > window:
+        msg = f"timestamp {timestamp} is outside the replay window of {window:.0f}s: check clocks"
+        raise Reject(401, "stale_timestamp", msg)
+    return Auth(agent_id, timestamp, signature, key, secret)
+
+
+def check_signature(auth: Auth, method: str, path: str, body: bytes) -> None:
+    """Refuse a body whose signature is not the agent's."""
+    if not wire.verify(auth.secret, method, path, auth.timestamp, body, auth.signature):
+        raise Reject(401, "bad_signature", "the signature does not match the request")
+
+
+def decode_body(body: bytes, encoding: str | None, content_type: str, limit: int) -> bytes:
+    """The JSON bytes of the body: gunzipped if it says gzip, never more than `limit` bytes."""
+    if content_type != "application/json":
+        raise Reject(
+            400, "bad_content_type", f"Content-Type {content_type!r}: send application/json"
+        )
+    enc = (encoding or "identity").strip().lower()
+    if enc == "identity":
+        return body
+    if enc != "gzip":
+        raise Reject(400, "bad_encoding", f"Content-Encoding {enc!r}: only gzip is accepted")
+    return _gunzip(body, limit)
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    # Bounded output: a few KiB of gzip can expand to gigabytes (a "gzip bomb").
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as err:
+        raise Reject(400, "bad_gzip", f"the body is not valid gzip: {err}") from None
+    if len(out) > limit:
+        raise Reject(413, "too_large", f"the body decompresses to more than {limit} bytes")
+    if not inflater.eof or inflater.unused_data:
+        raise Reject(400, "bad_gzip", "the gzip stream is truncated or has trailing data")
+    return out
+
+
+def parse_report(data: bytes, auth: Auth) -> dict[str, Any]:
+    """The validated report; its agent and seq must be the ones the headers named."""
+    try:
+        obj = wire.loads(data)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise Reject(400, "bad_json", f"the body is not valid JSON: {err}") from None
+    try:
+        report = wire.validate_report(obj)
+    except InputError as err:
+        raise Reject(400, "bad_schema", "the report breaks the contract", err.problems) from None
+    _check_identity(report, auth)
+    return report
+
+
+def _check_identity(report: dict[str, Any], auth: Auth) -> None:
+    problems = []
+    if report["agent_id"] != auth.agent_id:
+        problems.append(Problem("agent_id", report["agent_id"], f"signed by {auth.agent_id!r}"))
+    want_key = wire.idempotency_key(report["agent_id"], report["seq"])
+    if auth.key != want_key:
+        problems.append(Problem(wire.HEADER_KEY, auth.key, f"must be {want_key!r}"))
+    if problems:
+        raise Reject(400, "identity_mismatch", "the headers and the report disagree", problems)

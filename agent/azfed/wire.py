@@ -1,0 +1,321 @@
+"""The wire contract between the public-cloud agent and the local receiver (version 1).
+
+Both sides import this module, and so does the Nova venv, so it depends on the standard
+library and jsonschema only and does no I/O.
+
+One report is one `POST /v1/reports` whose body is JSON (optionally `Content-Encoding: gzip`):
+
+    {"version": 1, "agent_id": str, "seq": int >= 0, "sent_at": RFC3339,
+     "instances": [{"instance_uuid", "provider", "remote_id", "state", "ips": {"private": [],
+                    "public": []}, "instance_type", "az", "launched_at", "status_checks",
+                    "observed_at"}],
+     "samples": [{"resource_id", "meter", "unit", "type", "volume", "timestamp"}]}
+
+Rules beyond the JSON Schema (checked by `validate_report`):
+- every timestamp is a real RFC 3339 date-time with a zone (`Z` or `+hh:mm`);
+- a sample's (unit, type) is the one `METERS` gives for its meter, as Ceilometer names them;
+- a volume is finite and not negative (every meter here counts or measures something >= 0);
+- every sample's `resource_id` names an instance in the same report, so a report is
+  self-contained: the receiver can create the Gnocchi resource from it without another lookup;
+- an `instance_uuid` appears at most once per report.
+
+Headers: `Idempotency-Key: <agent_id>:<seq>`, `X-Azfed-Agent`, `X-Azfed-Timestamp` (unix
+seconds) and `X-Azfed-Signature: v1=<hex>`, an HMAC-SHA256 over
+`METHOD\\npath\\ntimestamp\\nsha256_hex(body as sent)`. The receiver accepts a timestamp within
+its replay window of its own clock, and dedupes by the key: a retry of a report must send the
+same body bytes (after gzip decoding), which `encode_report` guarantees for the same dict.
+"""
+
+from __future__ import annotations
+
+import gzip as _gzip
+import hashlib
+import hmac
+import json
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
+
+from azfed.errors import InputError, Problem
+from jsonschema import Draft202012Validator
+
+CONTRACT_VERSION: Final = 1
+REPORTS_PATH: Final = "/v1/reports"
+INSTANCES_PATH: Final = "/v1/instances"
+
+# Bounds the schema enforces. A 10,000-instance fleet fits in one report; the agent's
+# `[push] batch_max_samples` cannot exceed MAX_SAMPLES.
+MAX_INSTANCES: Final = 10_000
+MAX_SAMPLES: Final = 100_000
+MAX_IPS: Final = 32
+
+HEADER_KEY: Final = "Idempotency-Key"
+HEADER_AGENT: Final = "X-Azfed-Agent"
+HEADER_TIMESTAMP: Final = "X-Azfed-Timestamp"
+HEADER_SIGNATURE: Final = "X-Azfed-Signature"
+SIGNATURE_SCHEME: Final = "v1="
+
+# Ceilometer's meter names, units and types, so Gnocchi and Aodh treat burst VMs' usage
+# like local VMs'. name -> (unit, type).
+METERS: Final[Mapping[str, tuple[str, str]]] = {
+    "cpu_util": ("%", "gauge"),
+    "network.incoming.bytes": ("B", "cumulative"),
+    "network.outgoing.bytes": ("B", "cumulative"),
+    "disk.read.bytes": ("B", "cumulative"),
+    "disk.write.bytes": ("B", "cumulative"),
+    "disk.read.requests": ("request", "cumulative"),
+    "disk.write.requests": ("request", "cumulative"),
+    "memory.usage": ("MB", "gauge"),
+}
+
+PROVIDERS: Final = ("ec2", "openstack", "guest")
+STATES: Final = (
+    "pending",
+    "running",
+    "stopping",
+    "stopped",
+    "shutting-down",
+    "terminated",
+    "error",
+    "unknown",
+)
+STATUS_CHECKS: Final = ("ok", "impaired", "initializing", "unknown")
+
+AGENT_ID_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$"
+_UUID_PATTERN: Final = (
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+# The shape only; `validate_report` also parses each one (a month 13 matches this pattern).
+_RFC3339_PATTERN: Final = (
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+_RFC3339 = re.compile(_RFC3339_PATTERN)
+
+_TIME: Final = {"type": "string", "pattern": _RFC3339_PATTERN, "maxLength": 40}
+_NULLABLE_TIME: Final = {"anyOf": [{"type": "null"}, _TIME]}
+_IP: Final = {"type": "string", "minLength": 1, "maxLength": 45}
+_IP_LIST: Final = {"type": "array", "items": _IP, "maxItems": MAX_IPS}
+
+INSTANCE_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["instance_uuid", "provider", "remote_id", "state", "ips", "observed_at"],
+    "properties": {
+        "instance_uuid": {"type": "string", "pattern": _UUID_PATTERN},
+        "provider": {"enum": list(PROVIDERS)},
+        "remote_id": {"type": "string", "minLength": 1, "maxLength": 255},
+        "state": {"enum": list(STATES)},
+        "ips": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["private", "public"],
+            "properties": {"private": _IP_LIST, "public": _IP_LIST},
+        },
+        "instance_type": {"type": ["string", "null"], "maxLength": 255},
+        "az": {"type": ["string", "null"], "maxLength": 255},
+        "launched_at": _NULLABLE_TIME,
+        "status_checks": {"enum": [*STATUS_CHECKS, None]},
+        "observed_at": _TIME,
+    },
+}
+
+SAMPLE_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["resource_id", "meter", "unit", "type", "volume", "timestamp"],
+    "properties": {
+        "resource_id": {"type": "string", "pattern": _UUID_PATTERN},
+        "meter": {"enum": sorted(METERS)},
+        "unit": {"type": "string", "maxLength": 32},
+        "type": {"enum": ["gauge", "cumulative", "delta"]},
+        "volume": {"type": "number"},
+        "timestamp": _TIME,
+    },
+}
+
+REPORT_SCHEMA: Final[dict[str, Any]] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://azfed.dev/schemas/report-v1.json",
+    "title": "azfed agent report, contract version 1",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["version", "agent_id", "seq", "sent_at", "instances", "samples"],
+    "properties": {
+        "version": {"const": CONTRACT_VERSION},
+        "agent_id": {"type": "string", "pattern": AGENT_ID_PATTERN},
+        "seq": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+        "sent_at": _TIME,
+        "instances": {"type": "array", "items": INSTANCE_SCHEMA, "maxItems": MAX_INSTANCES},
+        "samples": {"type": "array", "items": SAMPLE_SCHEMA, "maxItems": MAX_SAMPLES},
+    },
+}
+
+_VALIDATOR = Draft202012Validator(REPORT_SCHEMA)
+# Past this many problems the rest are noise to the operator and cost CPU to the receiver.
+_MAX_PROBLEMS = 50
+
+
+def sha256_hex(body: bytes) -> str:
+    """The body hash that goes into the signed string."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def signing_string(method: str, path: str, timestamp: int, body: bytes) -> bytes:
+    """What is signed: method, path, timestamp and body hash, one per line."""
+    return f"{method.upper()}\n{path}\n{timestamp}\n{sha256_hex(body)}".encode()
+
+
+def sign(secret: bytes, method: str, path: str, timestamp: int, body: bytes) -> str:
+    """The `X-Azfed-Signature` value for a request: `v1=<hex HMAC-SHA256>`."""
+    digest = hmac.new(secret, signing_string(method, path, timestamp, body), hashlib.sha256)
+    return SIGNATURE_SCHEME + digest.hexdigest()
+
+
+def verify(  # noqa: PLR0917 - the agreed contract signature mirrors sign()
+    secret: bytes, method: str, path: str, timestamp: int, body: bytes, signature: str
+) -> bool:
+    """True if `signature` is this request's; constant-time so it leaks nothing by timing."""
+    expected = sign(secret, method, path, timestamp, body)
+    return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
+
+
+def idempotency_key(agent_id: str, seq: int) -> str:
+    """The dedupe key of report `seq` of `agent_id`."""
+    return f"{agent_id}:{seq}"
+
+
+def _reject_constant(name: str) -> float:
+    # json accepts NaN/Infinity by default, which JSON itself does not allow.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(body: bytes) -> Any:
+    """Parse a (decoded) report body as strict JSON: UTF-8, no NaN or Infinity."""
+    return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+
+
+def dumps(report: Mapping[str, Any]) -> bytes:
+    """The canonical bytes of a report: the same dict always gives the same bytes."""
+    return json.dumps(report, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _path_of(error_path: Any) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error_path).lstrip(".")
+
+
+def _size_problems(obj: Any) -> list[Problem]:
+    # Checked before the schema: jsonschema would validate every item of an oversized array
+    # before reporting maxItems, seconds of CPU an attacker could make us spend per request.
+    if not isinstance(obj, dict):
+        return []
+    bounds = (("instances", MAX_INSTANCES), ("samples", MAX_SAMPLES))
+    return [
+        Problem(key, f"{len(obj[key])} items", f"at most {bound} items per report")
+        for key, bound in bounds
+        if isinstance(obj.get(key), list) and len(obj[key]) > bound
+    ]
+
+
+def _schema_problems(obj: Any) -> list[Problem]:
+    problems = _size_problems(obj)
+    if problems:
+        return problems
+    for err in _VALIDATOR.iter_errors(obj):
+        problems.append(
+            Problem(_path_of(err.absolute_path) or "<report>", err.instance, err.message)
+        )
+        if len(problems) >= _MAX_PROBLEMS:
+            break
+    return problems
+
+
+def _check_time(key: str, value: Any, problems: list[Problem]) -> None:
+    if isinstance(value, str) and _RFC3339.match(value):
+        try:
+            datetime.fromisoformat(value.upper())
+        except ValueError as err:
+            problems.append(Problem(key, value, f"not a valid date-time: {err}"))
+
+
+def _instance_problems(instances: list[dict[str, Any]], problems: list[Problem]) -> set[str]:
+    seen: set[str] = set()
+    for i, inst in enumerate(instances):
+        uuid = inst["instance_uuid"].lower()
+        if uuid in seen:
+            problems.append(Problem(f"instances[{i}].instance_uuid", uuid, "listed twice"))
+        seen.add(uuid)
+        _check_time(f"instances[{i}].observed_at", inst["observed_at"], problems)
+        _check_time(f"instances[{i}].launched_at", inst.get("launched_at"), problems)
+    return seen
+
+
+def _sample_problems(
+    samples: list[dict[str, Any]], known: set[str], problems: list[Problem]
+) -> None:
+    for i, s in enumerate(samples):
+        if len(problems) >= _MAX_PROBLEMS:
+            return
+        unit, kind = METERS[s["meter"]]
+        if (s["unit"], s["type"]) != (unit, kind):
+            got = f"unit {s['unit']!r}, type {s['type']!r}"
+            reason = f"{s['meter']} is measured in unit {unit!r}, type {kind!r}"
+            problems.append(Problem(f"samples[{i}]", got, reason))
+        volume = s["volume"]
+        if isinstance(volume, bool) or not math.isfinite(volume) or volume < 0:
+            problems.append(Problem(f"samples[{i}].volume", volume, "must be finite and >= 0"))
+        if s["resource_id"].lower() not in known:
+            reason = "unknown instance: no instance of this report has this instance_uuid"
+            problems.append(Problem(f"samples[{i}].resource_id", s["resource_id"], reason))
+        _check_time(f"samples[{i}].timestamp", s["timestamp"], problems)
+
+
+def validate_report(obj: Any, source: str = "report") -> dict[str, Any]:
+    """Check a parsed report against the contract; return it or raise InputError listing
+    every problem (key, value, reason), the schema's first and then the rules beyond it."""
+    problems = _schema_problems(obj)
+    if problems:
+        raise InputError(source, problems)
+    _check_time("sent_at", obj["sent_at"], problems)
+    known = _instance_problems(obj["instances"], problems)
+    _sample_problems(obj["samples"], known, problems)
+    if problems:
+        raise InputError(source, problems[:_MAX_PROBLEMS])
+    return dict(obj)
+
+
+def encode_report(
+    report_dict: Mapping[str, Any],
+    *,
+    secret: bytes,
+    agent_id: str,
+    seq: int,
+    now: float,
+    gzip: bool,
+    check: bool = True,
+) -> tuple[bytes, dict[str, str]]:
+    """The body bytes and headers of one signed report, ready to POST to REPORTS_PATH.
+
+    `version`, `agent_id` and `seq` are filled in when the dict lacks them, and must agree
+    with the arguments when it has them. With `check`, the report is validated first, so a
+    bug on the agent's side fails there, loudly, instead of as a 400 from the receiver.
+    The gzip stream has no timestamp (mtime=0): the same dict always gives the same bytes.
+    """
+    report = {"version": CONTRACT_VERSION, "agent_id": agent_id, "seq": seq, **report_dict}
+    for key, want in (("agent_id", agent_id), ("seq", seq)):
+        if report[key] != want:
+            raise ValueError(f"report {key}={report[key]!r} but encode_report({key}={want!r})")
+    if check:
+        validate_report(report)
+    body = dumps(report)
+    headers = {"Content-Type": "application/json"}
+    if gzip:
+        body = _gzip.compress(body, compresslevel=6, mtime=0)
+        headers["Content-Encoding"] = "gzip"
+    timestamp = int(now)
+    headers[HEADER_KEY] = idempotency_key(agent_id, seq)
+    headers[HEADER_AGENT] = agent_id
+    headers[HEADER_TIMESTAMP] = str(timestamp)
+    headers[HEADER_SIGNATURE] = sign(secret, "POST", REPORTS_PATH, timestamp, body)
+    return body, headers

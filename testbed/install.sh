@@ -1,0 +1,83 @@
+#!/bin/bash
+# Install what the test bed and the tests need, idempotently (Debian, root):
+#   - MariaDB and RabbitMQ from Debian's packages (their system services stay stopped: the bed
+#     runs its own instances under its own folder), cloud-init and systemd for the packaging tests;
+#   - two virtualenvs from PyPI, cached outside the checkout and keyed by the pinned
+#     constraints, so a fresh clone finds them ready:
+#       $AZFED_CACHE/venvs/openstack-<key>  keystone, placement, glance, neutron, nova, openstacksdk,
+#                                           and azfed's own runtime deps (nova-compute and
+#                                           nova-scheduler import azfed's driver and filter)
+#       $AZFED_CACHE/venvs/gnocchi-<key>    gnocchi (its pins clash with nova's)
+# Prints the two venv paths as shell assignments on the last two lines of stdout.
+set -euo pipefail
+shopt -s inherit_errexit   # make_venv runs in $(...): its failures must stop us
+HERE=$(cd "$(dirname "$0")" && pwd)
+CACHE=${AZFED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/azfed}
+PY=${AZFED_PYTHON:-python3.11}
+log() { echo "[testbed-install $(date +%T)] $*" >&2; }
+
+OS_PKGS="nova openstack-placement keystone glance neutron python-openstackclient osc-placement
+ openstacksdk gunicorn pymysql aioboto3 aiohttp structlog jsonschema prometheus-client click
+ pydantic tenacity"
+GN_PKGS="gnocchi[mysql,file] gnocchiclient gunicorn"
+
+# cloud-init: its schema validator checks our rendered user data; systemd: systemd-analyze;
+# shellcheck: lints the boot script the user data carries
+APT_PKGS="rabbitmq-server mariadb-server mariadb-client curl cloud-init systemd shellcheck"
+need_apt=""
+for b in mariadbd mariadb rabbitmq-server curl cloud-init systemd-analyze shellcheck; do
+  command -v $b >/dev/null 2>&1 || [ -x /usr/sbin/$b ] || [ -x /usr/lib/rabbitmq/bin/$b ] || need_apt=1
+done
+if [ -n "$need_apt" ]; then
+  log "apt: installing $APT_PKGS"
+  t0=$(date +%s)
+  # policy-rc.d 101: do not start the system instances (their ports would clash with the bed's)
+  # (an existing policy-rc.d is the machine's own: leave it as it is)
+  made_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+    made_policy=1; trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  apt-get update -q >/dev/null
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $APT_PKGS >/dev/null
+  if [ -n "$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
+  log "apt: done in $(( $(date +%s) - t0 ))s"
+fi
+
+key() { cat "$@" | sha256sum | cut -c1-12; }
+
+# make_venv NAME CONSTRAINTS PACKAGES... : echo the venv path; build it only if its key is new
+make_venv() {
+  local name=$1 cons=$2; shift 2
+  local k; k=$(printf '%s\n' "$*" | cat - "$cons" | sha256sum | cut -c1-12)
+  local dir=$CACHE/venvs/$name-$k
+  if [ ! -f "$dir/.azfed-complete" ]; then
+    log "pip: building $dir"
+    local t0; t0=$(date +%s)
+    rm -rf "$dir"; mkdir -p "$CACHE/venvs"
+    $PY -m venv "$dir"
+    # the machine-wide find-links/index settings print a warning per package: keep the log readable
+    if ! "$dir/bin/pip" install -q --disable-pip-version-check -c "$cons" "$@" \
+        2> >(grep -v "is ignored: it is neither" >&2) >&2; then
+      log "pip failed for $name: see the messages above"; exit 1
+    fi
+    touch "$dir/.azfed-complete"   # written last: an interrupted build is rebuilt next time
+    log "pip: $name ready in $(( $(date +%s) - t0 ))s"
+  fi
+  echo "$dir"
+}
+
+# shellcheck disable=SC2086
+OS_VENV=$(make_venv openstack "$HERE/constraints-openstack.txt" $OS_PKGS)
+# shellcheck disable=SC2086
+GN_VENV=$(make_venv gnocchi "$HERE/constraints-gnocchi.txt" $GN_PKGS)
+# Nova imports compute drivers only from its own nova.virt package: put azfed's one-line shim
+# there, as an operator's package of azfed for Nova hosts does (docs/driver.md). It imports
+# azfed.nova.driver, which the bed's Nova services find in this checkout (PYTHONPATH).
+for virt in "$OS_VENV"/lib/python3*/site-packages/nova/virt; do
+  cmp -s "$HERE/../agent/azfed/nova/nova_virt_azfed.py" "$virt/azfed.py" \
+    || cp "$HERE/../agent/azfed/nova/nova_virt_azfed.py" "$virt/azfed.py"
+done
+echo "OS_VENV=$OS_VENV"
+echo "GN_VENV=$GN_VENV"

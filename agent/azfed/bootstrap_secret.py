@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 from azfed.errors import AzfedError
+from azfed.files import write_atomic
 
 # botocore reads the same variable, so a test points both the check and the SDK at one place
 IMDS_ENV = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
@@ -84,15 +85,8 @@ def _write_secret(param: dict[str, str], name: str, out: Path) -> int:
     if not data:
         raise SecretFetchError(f"SSM parameter {name} is empty")
     out.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    # O_EXCL + 0600 from the first byte: the secret is never readable by anyone else
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(out)
+    # 0600 from the first byte: the secret is never readable by anyone else
+    write_atomic(out, data)
     return len(data)
 
 

@@ -25,8 +25,9 @@ from azfed.agent.collect.sample import Collector
 from azfed.agent.health import AgentMetrics, Readiness, bound_port, create_health_app, start_health
 from azfed.agent.push.batcher import Batcher
 from azfed.agent.push.pusher import Pusher
-from azfed.agent.push.spool import Spool, write_atomic
+from azfed.agent.push.spool import Spool
 from azfed.config import AzfedConfig, CollectSection
+from azfed.files import write_atomic
 
 log = structlog.get_logger(__name__)
 

@@ -13,8 +13,6 @@ at all, nothing bursts: only hosts outside the configured public AZs are kept.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 import time
 from collections import deque
@@ -25,6 +23,7 @@ from typing import Any, TypeVar
 
 import structlog
 from azfed.errors import PolicyError
+from azfed.files import write_atomic
 from azfed.policy.decide import Decision, History, Request, decide
 from azfed.policy.load import HostLike, Load, LocalLoad, group_by_az, host_az, load_from_hosts
 from azfed.policy.model import Policy, load_policy
@@ -153,7 +152,7 @@ class PolicyEngine:
             "saved_at": self.clock(),
         }
         try:
-            _write_atomic(self.state_file, json.dumps(doc))
+            write_atomic(self.state_file, json.dumps(doc).encode())
         except OSError as err:  # the decision stands; only the memory of it is at risk
             self.log.error(  # noqa: TRY400 - the error names the file and the cause
                 "state_unwritable", state_file=str(self.state_file), error=str(err)
@@ -255,16 +254,3 @@ def _load_dict(load: Load) -> dict[str, Any]:
         },
         "public": {az: asdict(u) for az, u in load.public.items()},
     }
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

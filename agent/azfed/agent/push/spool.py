@@ -34,6 +34,7 @@ from typing import Any
 import structlog
 from azfed.agent.health import AgentMetrics
 from azfed.config import SpoolSection
+from azfed.files import TMP_SUFFIX, write_atomic
 
 log = structlog.get_logger(__name__)
 
@@ -94,26 +95,6 @@ def unframe(data: bytes) -> tuple[dict[str, Any], bytes]:
         raise CorruptSegmentError(f"bad metadata: {err}") from None
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` so that `path` holds either its old content or all of `data`."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    # the rename is durable only once the folder's entry is on disk
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Spool:
     """A bounded, ordered, crash-safe queue of encoded reports on disk."""
 
@@ -135,7 +116,7 @@ class Spool:
     def open(self) -> None:
         """Create the folder, drop half-written temporaries, index and check every report."""
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for tmp in self.dir.glob("*.tmp"):
+        for tmp in self.dir.glob("*" + TMP_SUFFIX):
             tmp.unlink()  # a write that never reached its rename: it was never acknowledged
         for path in sorted(self.dir.glob("*" + SUFFIX)):
             entry = self._index_file(path)

@@ -10,11 +10,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from azfed import __version__, logs
 from azfed.errors import InputError
+from click.core import ParameterSource
+
+if TYPE_CHECKING:
+    from azfed.config import AzfedConfig
 
 # Exit codes: 0 ok, 1 runtime failure, 2 usage (click's own), 3 invalid input file,
 # 4 not available in this release.
@@ -65,7 +69,25 @@ def _jsonable(value: object) -> object:
 )
 def main(log_level: str, log_format: logs.Format) -> None:
     """azfed: burst a private OpenStack into a public cloud through an availability zone."""
+    # `run` subcommands configure again once they have read their file's [logging] table
     logs.configure(log_level, log_format)
+
+
+def _configure_logs(cfg: AzfedConfig) -> None:
+    """Flag > environment > the file's [logging] > default, for a process's own config file.
+
+    The group's options always have a value (their default); only their source says whether the
+    operator gave one, so the file wins over a default but never over a flag or a variable.
+    """
+    root = click.get_current_context().find_root()
+    given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    level: str = cfg.logging.level
+    fmt: logs.Format = cfg.logging.format
+    if root.get_parameter_source("log_level") in given:
+        level = root.params["log_level"]
+    if root.get_parameter_source("log_format") in given:
+        fmt = root.params["log_format"]
+    logs.configure(level, fmt)
 
 
 # --- config -----------------------------------------------------------------------------------
@@ -121,6 +143,7 @@ def agent_run(config_file: Path) -> None:
     try:
         cfg = load_config(config_file)
         cfg.require("agent", "push", "spool")
+        _configure_logs(cfg)
         agent_proc = Agent(cfg)
     except InputError as err:
         _fail_input(err, as_json=False)
@@ -159,7 +182,7 @@ def receiver_run(config_file: Path | None) -> None:
         cfg.require("receiver")
     except InputError as err:
         _fail_input(err, False)
-    logs.configure(cfg.logging.level, cfg.logging.format)
+    _configure_logs(cfg)
     asyncio.run(_serve_receiver(cfg))
 
 
@@ -325,7 +348,7 @@ def quota(  # noqa: PLR0917 - click passes one argument per option
         rows = [{"resource": c.resource, "before": c.before, "after": c.after} for c in changes]
         click.echo(json.dumps({"project": proj.name, "project_id": proj.id, "quotas": rows}))
     else:
-        click.echo(q.table(proj.name, changes))
+        click.echo(q.render(proj.name, changes))
 
 
 @main.command()

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from azfed import texttable
+
 from testbed.aws import FAKE_CREDENTIALS, REGION
 from testbed.openstack import (
     AUTH,
@@ -399,9 +401,7 @@ class Demo:
         finally:
             conn.close()
         head = ("server", "AZ", "host", "EC2 instance", "state (Nova/EC2)", "last cpu_util")
-        widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-        line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True))  # noqa: E731
-        return "\n".join([line(head), line(tuple("-" * w for w in widths)), *map(line, rows)])
+        return texttable.table(head, rows)
 
     def plot(self, path: Path) -> Path:
         import matplotlib

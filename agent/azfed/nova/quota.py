@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from azfed.texttable import table
+
 # Nova's quota-set field for each resource azfed manages
 RESOURCES = {"instances": "instances", "cores": "cores", "ram_mb": "ram"}
 
@@ -55,13 +57,9 @@ def apply(conn: Any, project_id: str, allowance: Mapping[str, int]) -> list[Quot
     return [QuotaChange(c.resource, c.before, after[RESOURCES[c.resource]]) for c in changes]
 
 
-def table(project: str, changes: list[QuotaChange]) -> str:
-    rows = [("resource", "before", "after")]
-    rows += [(c.resource, _fmt(c.before), _fmt(c.after)) for c in changes]
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = [f"project {project}"]
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)
+def render(project: str, changes: list[QuotaChange]) -> str:
+    rows = [(c.resource, _fmt(c.before), _fmt(c.after)) for c in changes]
+    return f"project {project}\n" + table(("resource", "before", "after"), rows)
 
 
 def _fmt(n: int) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +16,7 @@ from azfed.policy.decide import Flavor, History
 from azfed.policy.explain import explain
 from azfed.policy.load import load_from_cloud
 from azfed.policy.model import Policy, load_policy
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain aligned text table (no dependency for a dozen lines of output)."""
-    cells = [[str(c) for c in header], *[[_fmt(c) for c in r] for r in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _fmt(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
+from azfed.texttable import cell, table
 
 # --- check ----------------------------------------------------------------------------------
 
@@ -116,7 +98,7 @@ def _public_row(p: dict[str, Any]) -> list[object]:
 
     def used(name: str) -> str:
         c = caps[name]
-        return f"{_fmt(c['used'])}/{_fmt(c['cap'])}"
+        return f"{cell(c['used'])}/{cell(c['cap'])}"
 
     room = "backing off" if p["backing_off"] else p["room_for_flavor"]
     names = ("instances", "vcpus", "ram_mb", "hourly_cost")

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from azfed.errors import PolicyError, Problem
-from azfed.policy.commands import table
 from azfed.policy.decide import Decision, Flavor, History, Request, decide
 from azfed.policy.load import Load, LocalLoad, PublicUsage
 from azfed.policy.model import Policy
+from azfed.texttable import table
 
 FLAP_WINDOW_S = 600.0
 CAPACITY_MB = 100_000.0  # the trace gives percentages; any capacity reproduces them

@@ -6,6 +6,7 @@ Without NOTIFY_SOCKET (not started by systemd) every call does nothing.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 
@@ -31,3 +32,16 @@ def watchdog_interval(env: dict[str, str] | None = None) -> float | None:
     if not usec or (pid and pid != str(os.getpid())):
         return None
     return int(usec) / 2_000_000
+
+
+async def watchdog(env: dict[str, str] | None = None) -> None:
+    """Pet systemd's watchdog until cancelled; return at once if the watchdog is off for us.
+
+    Run it as a task on the process's event loop: a stuck loop stops the petting, and systemd
+    restarts the service."""
+    interval = watchdog_interval(env)
+    if interval is None:
+        return
+    while True:
+        notify("WATCHDOG=1", env)
+        await asyncio.sleep(interval)

@@ -183,7 +183,7 @@ class Agent:
                 pusher = tg.create_task(self.pusher.run())
                 batch_stop = asyncio.Event()
                 batcher = tg.create_task(self.batcher.run(batch_stop))
-                watchdog = tg.create_task(self._watchdog())
+                watchdog = tg.create_task(systemd.watchdog())
                 scheduler = tg.create_task(self.scheduler.run(stop))
                 systemd.notify("READY=1\nSTATUS=collecting")
                 self.ready.set()
@@ -220,12 +220,3 @@ class Agent:
             log.warning("shutdown deadline reached; reports stay spooled for the next start",
                         reports=len(self.spool), bytes=self.spool.bytes)  # fmt: skip
         pusher.cancel()
-
-    async def _watchdog(self) -> None:
-        """Pet systemd's watchdog from the event loop: a stuck loop stops the petting."""
-        interval = systemd.watchdog_interval()
-        if interval is None:
-            return
-        while True:
-            systemd.notify("WATCHDOG=1")
-            await asyncio.sleep(interval)

@@ -17,12 +17,6 @@ from azfed.receiver.app import RUNNER_KWARGS, create_app
 log = structlog.get_logger(__name__)
 
 
-async def _watchdog(interval: float) -> None:
-    while True:
-        systemd.notify("WATCHDOG=1")
-        await asyncio.sleep(interval)
-
-
 async def serve(config: AzfedConfig, stop: asyncio.Event) -> None:
     """Serve until `stop` is set, then shut down in stages within the configured deadline."""
     config.require("receiver")
@@ -36,8 +30,7 @@ async def serve(config: AzfedConfig, stop: asyncio.Event) -> None:
     await site.start()
     log.info("receiver.listening", host=rcfg.host, port=rcfg.port, sinks=list(rcfg.sinks))
     systemd.notify(f"READY=1\nSTATUS=listening on {rcfg.host}:{rcfg.port}")
-    interval = systemd.watchdog_interval()
-    dog = asyncio.create_task(_watchdog(interval)) if interval else None
+    dog = asyncio.create_task(systemd.watchdog())
     try:
         await stop.wait()
     finally:
@@ -46,8 +39,7 @@ async def serve(config: AzfedConfig, stop: asyncio.Event) -> None:
         # Stops accepting, waits for in-flight reports (up to shutdown_timeout), then closes
         # the sinks and the store, in that order.
         await runner.cleanup()
-        if dog is not None:
-            dog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await dog
+        dog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await dog
         log.info("receiver.stopped")

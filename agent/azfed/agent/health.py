@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
+from azfed.probes import add_probes
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 
 class AgentMetrics:
@@ -86,13 +86,7 @@ class Readiness:
         return ok, out
 
 
-METRICS_KEY = web.AppKey("metrics", AgentMetrics)
 READY_KEY = web.AppKey("readiness", Readiness)
-
-
-async def _healthz(request: web.Request) -> web.Response:
-    # alive means the event loop answers; readiness is /readyz's business
-    return web.json_response({"status": "ok"})
 
 
 async def _readyz(request: web.Request) -> web.Response:
@@ -102,19 +96,12 @@ async def _readyz(request: web.Request) -> web.Response:
     )
 
 
-async def _metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS_KEY].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
 def create_health_app(metrics: AgentMetrics, readiness: Readiness) -> web.Application:
     """The health listener: GET only, tiny bodies, so the default body limit is lowered."""
     app = web.Application(client_max_size=1024)
-    app[METRICS_KEY] = metrics
     app[READY_KEY] = readiness
-    app.router.add_get("/healthz", _healthz)
+    add_probes(app, metrics.registry)
     app.router.add_get("/readyz", _readyz)
-    app.router.add_get("/metrics", _metrics)
     return app
 
 

@@ -20,6 +20,7 @@ from aiohttp import web
 from azfed import wire
 from azfed.config import AzfedConfig, ReceiverSection
 from azfed.errors import PolicyError
+from azfed.probes import add_probes
 from azfed.receiver import openapi
 from azfed.receiver.aio import bounded_each
 from azfed.receiver.metrics import Metrics
@@ -35,7 +36,6 @@ from azfed.receiver.validate import (
     decode_body,
     parse_report,
 )
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
 log = structlog.get_logger(__name__)
@@ -226,10 +226,6 @@ async def get_placement(request: web.Request) -> web.Response:
         return _error(503, "policy_invalid", str(err))
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
 async def readyz(request: web.Request) -> web.Response:
     app = request.app
     checks: dict[str, Awaitable[None]] = {"store": app[STORE].ping()}
@@ -249,11 +245,6 @@ async def _probe(check: Awaitable[None]) -> str:
     except Exception as err:  # a readiness probe reports any failure; it never raises
         return f"failed: {err!r}"[:300]
     return "ok"
-
-
-async def metrics_endpoint(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def openapi_endpoint(request: web.Request) -> web.Response:
@@ -360,7 +351,6 @@ def _routes(app: web.Application) -> None:
     app.router.add_post(wire.REPORTS_PATH, post_report)
     app.router.add_get(wire.INSTANCES_PATH + "/{uuid}", get_instance)
     app.router.add_get("/v1/placement", get_placement)
-    app.router.add_get("/healthz", healthz)
+    add_probes(app, app[METRICS].registry)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/openapi.json", openapi_endpoint)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from azfed import __version__, logs
-from azfed.errors import InputError
+from azfed.errors import AzfedError, InputError
 from click.core import ParameterSource
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 # Exit codes: 0 ok, 1 runtime failure, 2 usage (click's own), 3 invalid input file,
 # 4 not available in this release.
+EXIT_FAILED = 1
 EXIT_INVALID = 3
 EXIT_UNAVAILABLE = 4
 
@@ -88,6 +90,17 @@ def _configure_logs(cfg: AzfedConfig) -> None:
     if root.get_parameter_source("log_format") in given:
         fmt = root.params["log_format"]
     logs.configure(level, fmt)
+
+
+def _run_or_explain(serve: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a process; an error the operator can fix ends it with its message, not a traceback."""
+    import asyncio
+
+    try:
+        asyncio.run(serve())
+    except AzfedError as err:
+        click.echo(f"azfed: {err}", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 # --- config -----------------------------------------------------------------------------------
@@ -159,7 +172,7 @@ def agent_run(config_file: Path) -> None:
             loop.add_signal_handler(sig, stop.set)
         await agent_proc.run(stop)
 
-    asyncio.run(run())
+    _run_or_explain(run)
 
 
 @main.group()
@@ -171,7 +184,6 @@ def receiver() -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path))
 def receiver_run(config_file: Path | None) -> None:
     """Run the receiver in the foreground (systemd Type=notify)."""
-    import asyncio
 
     from azfed.config import load_config
 
@@ -183,7 +195,7 @@ def receiver_run(config_file: Path | None) -> None:
     except InputError as err:
         _fail_input(err, False)
     _configure_logs(cfg)
-    asyncio.run(_serve_receiver(cfg))
+    _run_or_explain(lambda: _serve_receiver(cfg))
 
 
 async def _serve_receiver(cfg: object) -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 from azfed.errors import ConfigError, Problem
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -215,6 +216,65 @@ class AzfedConfig(_Section):
             problems = [Problem(f"[{t}]", None, "required table is missing") for t in missing]
             raise ConfigError(self.source, problems)
 
+    @model_validator(mode="after")
+    def _tables_agree(self) -> AzfedConfig:
+        """Rules across tables, checked at load so `azfed config check` finds what a process
+        would otherwise only find at start (or, worse, silently not do)."""
+        problems = [*_agent_problems(self), *_receiver_problems(self)]
+        if problems:
+            summary = "; ".join(str(p) for p in problems)
+            raise PydanticCustomError(
+                CROSS_TABLE, "{summary}", {"summary": summary, "problems": problems}
+            )
+        return self
+
+
+# the pydantic error type of a broken cross-table rule; its context carries the Problems
+CROSS_TABLE = "azfed_cross_table"
+
+
+def _agent_problems(cfg: AzfedConfig) -> list[Problem]:
+    """An [agent] table makes the file an agent's: what `azfed agent run` needs besides."""
+    if cfg.agent is None:
+        return []
+    out = [
+        Problem(f"[{t}]", None, "an [agent] file needs this table: add it")
+        for t in ("push", "spool")
+        if getattr(cfg, t) is None
+    ]
+    provider = cfg.agent.provider
+    if provider == "ec2" and cfg.aws is None:
+        out.append(Problem("[aws]", None, 'required with [agent] provider = "ec2": add it with '
+                           "the region, or set provider to where the instances run"))  # fmt: skip
+    if provider == "openstack" and cfg.openstack is None:
+        out.append(Problem("[openstack]", None, 'required with [agent] provider = "openstack": '
+                           "add it with the cloud's name in clouds.yaml"))  # fmt: skip
+    if provider == "guest" and cfg.agent.instance_uuid is None:
+        out.append(Problem("[agent] instance_uuid", None, 'required with provider = "guest": '
+                           "set it to this host's Nova instance UUID"))  # fmt: skip
+    return out
+
+
+def _receiver_problems(cfg: AzfedConfig) -> list[Problem]:
+    """A [receiver] table makes the file a receiver's: what its sinks and cleaner need."""
+    if cfg.receiver is None:
+        return []
+    out: list[Problem] = []
+    if "gnocchi" in cfg.receiver.sinks and cfg.gnocchi.endpoint is None:
+        out.append(Problem("[gnocchi] endpoint", None, 'required with "gnocchi" in [receiver] '
+                           "sinks: set it to Gnocchi's API (the catalog's metric endpoint), "
+                           'or drop "gnocchi" from sinks'))  # fmt: skip
+    if cfg.reconcile.action == "clean" and cfg.aws is None:
+        out.append(Problem("[aws]", None, 'required with [reconcile] action = "clean" (the '
+                           'region to clean in): add it, or set action = "report"'))  # fmt: skip
+    if cfg.reconcile.action == "clean" and not cfg.nova.public_azs:
+        reason = (
+            'required with [reconcile] action = "clean": set the AZs to look for orphans in, '
+            'or set action = "report"'
+        )
+        out.append(Problem("[nova] public_azs", [], reason))
+    return out
+
 
 def _key_of(loc: tuple[int | str, ...], value: object) -> str:
     """`[table] key.sub` as the operator wrote it in the file."""
@@ -235,6 +295,9 @@ def problems_from(err: ValidationError) -> list[Problem]:
     """Turn pydantic's errors into operator-facing problems: key, value, reason."""
     out = []
     for e in err.errors(include_url=False):
+        if e["type"] == CROSS_TABLE:
+            out.extend(e["ctx"]["problems"])
+            continue
         value = e.get("input")
         reason = e["msg"]
         if e["type"] == "extra_forbidden":

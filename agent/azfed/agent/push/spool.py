@@ -34,6 +34,7 @@ from typing import Any
 import structlog
 from azfed.agent.health import AgentMetrics
 from azfed.config import SpoolSection
+from azfed.errors import AzfedError
 from azfed.files import TMP_SUFFIX, write_atomic
 
 log = structlog.get_logger(__name__)
@@ -48,6 +49,10 @@ STATE_FILE = "state.json"
 
 class CorruptSegmentError(Exception):
     """A spool file failed its framing or checksum."""
+
+
+class SpoolStateError(AzfedError):
+    """The spool's sequence-number state is unreadable: the agent cannot start safely."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +166,7 @@ class Spool:
             return 0
         except (ValueError, KeyError, TypeError) as err:
             # written atomically, so this is tampering or disk rot: refuse to reuse numbers
-            raise RuntimeError(
+            raise SpoolStateError(
                 f"{path} is unreadable ({err}); restore it or set next_seq above the last "
                 "sequence number the receiver has seen, then restart"
             ) from None

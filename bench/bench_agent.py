@@ -172,7 +172,7 @@ async def agent_cycle(endpoint: str) -> dict[str, Any]:
     metrics = AgentMetrics()
     spool = Spool(cfg.spool, metrics)
     spool.open()
-    batcher = Batcher(cfg.push, "bench", b"bench", spool, metrics)
+    batcher = Batcher(cfg.push, "bench", spool, metrics)
     col = Ec2Collector(cfg.aws, cfg.collect, metrics)
     await col.open()
     cpu0 = time.process_time()

@@ -96,6 +96,24 @@ def test_encode_report_signs_the_bytes_as_sent_and_is_deterministic(use_gzip: bo
     assert wire.loads(plain) == report
 
 
+def test_a_retry_resends_the_same_body_signed_afresh_for_its_own_path() -> None:
+    """The pusher's way: encode the body once, sign each attempt (new timestamp, same key),
+    for the path it posts to; each attempt verifies, and only for its own timestamp."""
+    report = _load(DATA / "report-full.json")
+    body = wire.encode_body(report, agent_id="aws-vpc-1", seq=42, gzip=True)
+    args: dict[str, Any] = {"agent_id": "aws-vpc-1", "seq": 42, "body": body, "gzip": True}
+    first = wire.signed_headers(SECRET, now=1700000000.0, path="/azfed/v1/reports", **args)
+    retry = wire.signed_headers(SECRET, now=1700003600.0, path="/azfed/v1/reports", **args)
+    assert first["Idempotency-Key"] == retry["Idempotency-Key"] == "aws-vpc-1:42"
+    assert first["X-Azfed-Signature"] != retry["X-Azfed-Signature"]
+    for h in (first, retry):
+        ts = int(h["X-Azfed-Timestamp"])
+        assert wire.verify(SECRET, "POST", "/azfed/v1/reports", ts, body, h["X-Azfed-Signature"])
+        assert not wire.verify(SECRET, "POST", wire.REPORTS_PATH, ts, body, h["X-Azfed-Signature"])
+    assert not wire.verify(SECRET, "POST", "/azfed/v1/reports", 1700000000, body,
+                           retry["X-Azfed-Signature"])  # fmt: skip
+
+
 def test_encode_report_refuses_a_seq_that_disagrees_with_the_report() -> None:
     """A report dict whose seq differs from the seq argument is a caller bug, refused."""
     report = _load(DATA / "report-full.json")

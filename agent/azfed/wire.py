@@ -23,7 +23,7 @@ Headers: `Idempotency-Key: <agent_id>:<seq>`, `X-Azfed-Agent`, `X-Azfed-Timestam
 seconds) and `X-Azfed-Signature: v1=<hex>`, an HMAC-SHA256 over
 `METHOD\\npath\\ntimestamp\\nsha256_hex(body as sent)`. The receiver accepts a timestamp within
 its replay window of its own clock, and dedupes by the key: a retry of a report must send the
-same body bytes (after gzip decoding), which `encode_report` guarantees for the same dict.
+same body bytes (after gzip decoding), which `encode_body` guarantees for the same dict.
 """
 
 from __future__ import annotations
@@ -285,6 +285,51 @@ def validate_report(obj: Any, source: str = "report") -> dict[str, Any]:
     return dict(obj)
 
 
+def encode_body(
+    report_dict: Mapping[str, Any], *, agent_id: str, seq: int, gzip: bool, check: bool = True
+) -> bytes:
+    """The body bytes of report `seq`, as sent (gzip-compressed if `gzip`).
+
+    `version`, `agent_id` and `seq` are filled in when the dict lacks them, and must agree
+    with the arguments when it has them. With `check`, the report is validated first, so a
+    bug on the sender's side fails there, loudly, instead of as a 400 from the receiver.
+    The gzip stream has no timestamp (mtime=0): the same dict always gives the same bytes.
+    """
+    report = {"version": CONTRACT_VERSION, "agent_id": agent_id, "seq": seq, **report_dict}
+    for key, want in (("agent_id", agent_id), ("seq", seq)):
+        if report[key] != want:
+            raise ValueError(f"report {key}={report[key]!r} but encode_body({key}={want!r})")
+    if check:
+        validate_report(report)
+    body = dumps(report)
+    return _gzip.compress(body, compresslevel=6, mtime=0) if gzip else body
+
+
+def signed_headers(
+    secret: bytes,
+    *,
+    agent_id: str,
+    seq: int,
+    body: bytes,
+    gzip: bool,
+    now: float,
+    path: str = REPORTS_PATH,
+) -> dict[str, str]:
+    """The headers of one POST of `body` (as sent) to `path`, signed at `now`.
+
+    Made afresh for every attempt: a retry resends the same body under a new timestamp and
+    signature, so it is not refused as a replay and is still deduped by its key."""
+    timestamp = int(now)
+    headers = {"Content-Type": "application/json"}
+    if gzip:
+        headers["Content-Encoding"] = "gzip"
+    headers[HEADER_KEY] = idempotency_key(agent_id, seq)
+    headers[HEADER_AGENT] = agent_id
+    headers[HEADER_TIMESTAMP] = str(timestamp)
+    headers[HEADER_SIGNATURE] = sign(secret, "POST", path, timestamp, body)
+    return headers
+
+
 def encode_report(
     report_dict: Mapping[str, Any],
     *,
@@ -295,27 +340,7 @@ def encode_report(
     gzip: bool,
     check: bool = True,
 ) -> tuple[bytes, dict[str, str]]:
-    """The body bytes and headers of one signed report, ready to POST to REPORTS_PATH.
-
-    `version`, `agent_id` and `seq` are filled in when the dict lacks them, and must agree
-    with the arguments when it has them. With `check`, the report is validated first, so a
-    bug on the agent's side fails there, loudly, instead of as a 400 from the receiver.
-    The gzip stream has no timestamp (mtime=0): the same dict always gives the same bytes.
-    """
-    report = {"version": CONTRACT_VERSION, "agent_id": agent_id, "seq": seq, **report_dict}
-    for key, want in (("agent_id", agent_id), ("seq", seq)):
-        if report[key] != want:
-            raise ValueError(f"report {key}={report[key]!r} but encode_report({key}={want!r})")
-    if check:
-        validate_report(report)
-    body = dumps(report)
-    headers = {"Content-Type": "application/json"}
-    if gzip:
-        body = _gzip.compress(body, compresslevel=6, mtime=0)
-        headers["Content-Encoding"] = "gzip"
-    timestamp = int(now)
-    headers[HEADER_KEY] = idempotency_key(agent_id, seq)
-    headers[HEADER_AGENT] = agent_id
-    headers[HEADER_TIMESTAMP] = str(timestamp)
-    headers[HEADER_SIGNATURE] = sign(secret, "POST", REPORTS_PATH, timestamp, body)
-    return body, headers
+    """The body bytes and signed headers of one report, ready to POST to REPORTS_PATH once
+    (a sender that retries keeps the body and calls `signed_headers` for each attempt)."""
+    body = encode_body(report_dict, agent_id=agent_id, seq=seq, gzip=gzip, check=check)
+    return body, signed_headers(secret, agent_id=agent_id, seq=seq, body=body, gzip=gzip, now=now)

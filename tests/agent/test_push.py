@@ -49,8 +49,7 @@ class Pipeline:
         self.metrics = AgentMetrics()
         self.spool = Spool(cfg.spool, self.metrics)
         self.spool.open()
-        self.batcher = Batcher(cfg.push, "agent-test", SECRET, self.spool, self.metrics)
-        self.batcher.check = True  # every report through the contract check as well
+        self.batcher = Batcher(cfg.push, "agent-test", self.spool, self.metrics)
         self.pusher = Pusher(
             cfg.push, "agent-test", SECRET, self.spool, metrics=self.metrics,
             wakeup=self.batcher.spooled,

@@ -52,7 +52,7 @@ def scheduler(tmp_path: Path, collector: Blocking) -> Scheduler:
     metrics = AgentMetrics()
     spool = Spool(cfg.spool, metrics)
     spool.open()
-    batcher = Batcher(cfg.push, "t", b"k", spool, metrics)
+    batcher = Batcher(cfg.push, "t", spool, metrics)
     return Scheduler(collector, CollectSection(), batcher, metrics)
 
 

@@ -136,7 +136,7 @@ class Agent:
         self.metrics = AgentMetrics()
         self.spool = Spool(cfg.spool, self.metrics)
         secret = cfg.push.secret_file.read_bytes().strip()
-        self.batcher = Batcher(cfg.push, cfg.agent.id, secret, self.spool, self.metrics)
+        self.batcher = Batcher(cfg.push, cfg.agent.id, self.spool, self.metrics)
         self.pusher = Pusher(
             cfg.push,
             cfg.agent.id,

@@ -1,13 +1,13 @@
-"""The batcher: turns collectors' observations into signed-ready reports in the spool.
+"""The batcher: turns collectors' observations into encoded reports in the spool.
 
 A report must be self-contained (the contract: every sample's resource is one of the report's
 instances, each instance once), so the unit of packing is one instance with its samples. Units
 are packed until the report reaches `batch_max_samples` or `batch_max_bytes`; one instance
 with more samples than that is spread over several reports, each repeating its record.
 
-Reports are encoded once, here (`wire.encode_report`, which validates them), and the spool
-keeps the body bytes: a retry must resend exactly the same body for the receiver's dedupe,
-and only the timestamp and signature headers are made fresh at each attempt.
+Reports are encoded once, here (`wire.encode_body`), and the spool keeps the body bytes: a
+retry must resend exactly the same body for the receiver's dedupe; the pusher signs each
+attempt (`wire.signed_headers`), so the batcher never holds the secret.
 """
 
 from __future__ import annotations
@@ -60,15 +60,13 @@ class Batcher:
     """Collect observations; write them to the spool as reports by size and by time."""
 
     def __init__(
-        self, cfg: PushSection, agent_id: str, secret: bytes, spool: Spool, metrics: AgentMetrics
+        self, cfg: PushSection, agent_id: str, spool: Spool, metrics: AgentMetrics
     ) -> None:
         self.cfg = cfg
         self.agent_id = agent_id
-        self.secret = secret
         self.spool = spool
         self.metrics = metrics
         self.max_samples = min(cfg.batch_max_samples, wire.MAX_SAMPLES)
-        self.check = False  # tests turn the contract check on
         self._pending = Pending()
         # the instances of the latest observation: a sample whose instance record was already
         # flushed still needs that record in its own report (kept per cycle, so it stays bounded)
@@ -180,9 +178,7 @@ class Batcher:
 
         Not schema-checked here: the records come from typed dataclasses, and the full
         jsonschema pass cost as much CPU as the whole collection (bench/bench_agent.py). The
-        tests run every report the agent makes through `wire.validate_report` instead."""
-        body, _headers = wire.encode_report(
-            report, secret=self.secret, agent_id=self.agent_id, seq=seq, now=0.0,
-            gzip=self.cfg.gzip, check=self.check,
-        )  # fmt: skip
-        return body
+        receiver validates every report (tests push the agent's reports to the real one)."""
+        return wire.encode_body(
+            report, agent_id=self.agent_id, seq=seq, gzip=self.cfg.gzip, check=False
+        )

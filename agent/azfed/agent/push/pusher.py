@@ -186,7 +186,10 @@ class Pusher:
 
     async def _post(self, item: Spooled) -> Answer:
         assert self._session is not None
-        headers = self.headers(item, int(time.time()))
+        headers = wire.signed_headers(
+            self.secret, agent_id=self.agent_id, seq=item.entry.seq, body=item.body,
+            gzip=item.gzip, now=time.time(), path=self.url.path,
+        )  # fmt: skip
         started = time.perf_counter()
         try:
             async with self._session.post(self.url, data=item.body, headers=headers) as resp:
@@ -198,22 +201,6 @@ class Pusher:
             raise RetryLaterError(f"receiver unreachable: {err!r}") from err
         finally:
             self.metrics.push_seconds.observe(time.perf_counter() - started)
-
-    def headers(self, item: Spooled, timestamp: int) -> dict[str, str]:
-        """The contract's headers, signed now over the spooled body."""
-        seq = item.entry.seq
-        headers = {
-            "Content-Type": "application/json",
-            wire.HEADER_KEY: wire.idempotency_key(self.agent_id, seq),
-            wire.HEADER_AGENT: self.agent_id,
-            wire.HEADER_TIMESTAMP: str(timestamp),
-            wire.HEADER_SIGNATURE: wire.sign(
-                self.secret, "POST", self.url.path, timestamp, item.body
-            ),
-        }
-        if item.gzip:
-            headers["Content-Encoding"] = "gzip"
-        return headers
 
     # --- 413 -------------------------------------------------------------------------------
 
@@ -231,10 +218,7 @@ class Pusher:
         for half in halves:
             seq = await asyncio.to_thread(self.spool.allocate_seq)
             half.update(seq=seq)
-            body, _ = wire.encode_report(
-                half, secret=self.secret, agent_id=self.agent_id, seq=seq, now=0.0,
-                gzip=item.gzip,
-            )  # fmt: skip
+            body = wire.encode_body(half, agent_id=self.agent_id, seq=seq, gzip=item.gzip)
             parts.append((seq, body, len(half["samples"])))
         await asyncio.to_thread(self.spool.replace, item.entry, parts, item.gzip)
         log.warning("report too large for the receiver; split in two", seq=item.entry.seq,

@@ -22,6 +22,7 @@ import nova.conf
 import nova.virt.node
 from azfed.clouds import RemoteInstance, RemoteState
 from azfed.errors import CloudError, NotFoundError
+from azfed.nova import logs
 from azfed.nova.proxy import Capacity, ProxyHost, ProxySettings, parse_flavor_map
 from nova import context as nova_context
 from nova import exception, objects
@@ -33,6 +34,8 @@ from oslo_log import log as logging
 
 CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
+# azfed's events (the proxy's, the clouds') go through Nova's logging: its file, its request id
+logs.configure()
 
 OPTS = [
     cfg.StrOpt("provider", default="ec2", choices=["ec2", "openstack"]),

@@ -21,16 +21,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import structlog
+from azfed.nova import logs
 from azfed.policy.decide import Flavor, Request
 from azfed.policy.engine import PolicyEngine
 from nova.scheduler import filters
 from nova.scheduler import utils as scheduler_utils
 from oslo_config import cfg
-from oslo_log import log as logging
 
-LOG = logging.getLogger(__name__)
 CONF = cfg.CONF
+# azfed's events (the engine's decisions) go through Nova's logging: its file, format, request id
+logs.configure()
 
 # Registered here, not in azfed.config: only a process that loads this filter has nova.conf.
 OPTS = [
@@ -81,12 +81,6 @@ class FederationFilter(filters.BaseHostFilter):  # type: ignore[misc]
             opts.policy_file,
             public_azs=opts.public_azs,
             state_file=opts.state_file,
-            # one JSON line per event, through Nova's own logging (oslo.log's handlers)
-            log=structlog.wrap_logger(
-                LOG.logger,
-                processors=[structlog.processors.JSONRenderer()],
-                wrapper_class=structlog.make_filtering_bound_logger(0),
-            ),
         )
 
     def filter_all(self, filter_obj_list: Iterable[Any], spec_obj: Any) -> list[Any]:

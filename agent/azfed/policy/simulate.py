@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from azfed.errors import PolicyError, Problem
+from azfed.errors import AzfedError, PolicyError, Problem
 from azfed.policy.decide import Decision, Flavor, History, Request, decide
 from azfed.policy.load import Load, LocalLoad, PublicUsage
 from azfed.policy.model import Policy
@@ -42,8 +42,8 @@ STANDARD_FLAVORS = {
 DEFAULT_FLAVOR = STANDARD_FLAVORS["m1.small"]
 
 
-class PlotUnavailableError(RuntimeError):
-    """matplotlib is not installed."""
+class PlotUnavailableError(AzfedError):
+    """matplotlib is not installed: install azfed[plot], or simulate without a plot."""
 
 
 @dataclass(frozen=True)

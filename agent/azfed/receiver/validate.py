@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from azfed import wire
-from azfed.errors import InputError, Problem
+from azfed.errors import AzfedError, InputError, Problem
 
 _AGENT_ID = re.compile(wire.AGENT_ID_PATTERN)
 
 
 @dataclass
-class Reject(Exception):
-    """A request refused with `status`; `reason` is the metrics label, `message` for people."""
+class Reject(AzfedError):
+    """A request refused with `status`; `reason` is the metrics label, `message` tells the
+    sender what to change (or when to retry: `retry_after`)."""
 
     status: int
     reason: str
@@ -35,6 +36,9 @@ class Reject(Exception):
             {"key": p.key, "value": _short(p.value), "reason": p.reason} for p in self.problems
         ]
         return {"error": self.reason, "message": self.message, "problems": problems}
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.reason}: {self.message}"
 
 
 def _short(value: object) -> object:

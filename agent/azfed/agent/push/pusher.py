@@ -33,6 +33,7 @@ from azfed import wire
 from azfed.agent.health import AgentMetrics
 from azfed.agent.push.spool import Spool, Spooled
 from azfed.config import PushSection
+from azfed.errors import AzfedError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_random_exponential
 from yarl import URL
@@ -42,8 +43,9 @@ log = structlog.get_logger(__name__)
 Outcome = Literal["accepted", "rejected", "too_large"]
 
 
-class RetryLaterError(Exception):
-    """This attempt failed in a way that another attempt may fix."""
+class RetryLaterError(AzfedError):
+    """This attempt failed in a way that another attempt may fix. The pusher keeps the report
+    spooled and retries it; `reason` says what to look at if the retries go on."""
 
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         self.reason = reason
@@ -153,7 +155,7 @@ class Pusher:
         err = state.outcome.exception() if state.outcome else None
         reason = err.reason if isinstance(err, RetryLaterError) else repr(err)
         wait = state.next_action.sleep if state.next_action else 0.0
-        log.warning("report not delivered; will retry", reason=reason,
+        log.warning("push.retrying", reason=reason,
                     attempt=state.attempt_number, retry_in_s=round(wait, 2))  # fmt: skip
 
     async def _attempt(self, item: Spooled) -> Outcome:
@@ -165,14 +167,14 @@ class Pusher:
     def _classify(self, item: Spooled, answer: Answer) -> Outcome:
         status, seq = answer.status, item.entry.seq
         if 200 <= status < 300:
-            log.info("report delivered", seq=seq, samples=item.entry.samples, status=status)
+            log.info("push.delivered", seq=seq, samples=item.entry.samples, status=status)
             return "accepted"
         if status == 413:
             return "too_large"
         if status in (401, 403):
-            log.error("receiver refused the signature: check that [push] secret_file matches "
-                      "the receiver's secret for this agent and that the clock is right (NTP)",
-                      seq=seq, status=status, answer=answer.text)  # fmt: skip
+            log.error("push.unauthorized", seq=seq, status=status, answer=answer.text,
+                      hint="check that [push] secret_file matches the receiver's secret for "
+                      "this agent and that the clock is right (NTP)")  # fmt: skip
             raise RetryLaterError("unauthorized")
         if status == 409:
             raise RetryLaterError("in flight at the receiver")
@@ -180,7 +182,7 @@ class Pusher:
             raise RetryLaterError("throttled", answer.retry_after)
         if status >= 500:
             raise RetryLaterError(f"receiver error {status}")
-        log.error("receiver rejected the report for good; dropped", seq=seq, status=status,
+        log.error("push.rejected", then="dropped", seq=seq, status=status,
                   samples=item.entry.samples, answer=answer.text)  # fmt: skip
         return "rejected"
 
@@ -209,8 +211,8 @@ class Pusher:
         report = wire.loads(gzip_mod.decompress(item.body) if item.gzip else item.body)
         halves = split_report(report)
         if halves is None:
-            log.error("receiver finds a one-sample report too large; dropped (raise the "
-                      "receiver's max_body_bytes)", seq=item.entry.seq)  # fmt: skip
+            log.error("push.too_large", seq=item.entry.seq, then="dropped (one sample)",
+                      hint="raise the receiver's [receiver] max_body_bytes")  # fmt: skip
             await asyncio.to_thread(self.spool.remove, item.entry)
             self.metrics.drop("too_large", item.entry.samples)
             return
@@ -221,7 +223,7 @@ class Pusher:
             body = wire.encode_body(half, agent_id=self.agent_id, seq=seq, gzip=item.gzip)
             parts.append((seq, body, len(half["samples"])))
         await asyncio.to_thread(self.spool.replace, item.entry, parts, item.gzip)
-        log.warning("report too large for the receiver; split in two", seq=item.entry.seq,
+        log.warning("push.split", why="too large for the receiver", seq=item.entry.seq,
                     into=[p[0] for p in parts])  # fmt: skip
 
 

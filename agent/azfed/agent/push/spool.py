@@ -47,8 +47,9 @@ SUFFIX = ".rep"
 STATE_FILE = "state.json"
 
 
-class CorruptSegmentError(Exception):
-    """A spool file failed its framing or checksum."""
+class CorruptSegmentError(AzfedError):
+    """A spool file failed its framing or checksum. The spool sets it aside in `corrupt/`
+    and moves on: inspect the file, then delete it."""
 
 
 class SpoolStateError(AzfedError):
@@ -130,7 +131,7 @@ class Spool:
                 self._bytes += entry.size
         self._next_seq = max([self._read_state(), *(e.seq + 1 for e in self._entries)])
         self._publish()
-        log.info("spool opened", path=str(self.dir), reports=len(self._entries),
+        log.info("spool.opened", path=str(self.dir), reports=len(self._entries),
                  bytes=self._bytes, next_seq=self._next_seq)  # fmt: skip
 
     def _index_file(self, path: Path) -> Entry | None:
@@ -153,9 +154,9 @@ class Spool:
         os.replace(path, dest)
         self.metrics.reports.labels("corrupt").inc()
         log.error(
-            "spool file is corrupt and was set aside; its report will not be sent. Inspect it, "
-            "then delete it (the agent has already moved on)",
-            file=str(path), moved_to=str(dest), reason=why,
+            "spool.corrupt_file", file=str(path), moved_to=str(dest), reason=why,
+            then="set aside; its report will not be sent",
+            hint="inspect it, then delete it (the agent has already moved on)",
         )  # fmt: skip
 
     def _read_state(self) -> int:
@@ -207,7 +208,7 @@ class Spool:
     def _drop(self, entry: Entry, reason: str) -> None:
         self._forget(entry)
         self.metrics.drop(reason, entry.samples)
-        log.warning("spooled report dropped", reason=reason, seq=entry.seq,
+        log.warning("spool.dropped", reason=reason, seq=entry.seq,
                     samples=entry.samples, max_bytes=self.cfg.max_bytes,
                     max_age_s=self.cfg.max_age_s)  # fmt: skip
 

@@ -8,6 +8,8 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from azfed.errors import AzfedError
+
 if TYPE_CHECKING:
     from azfed.config import AzfedConfig
     from azfed.receiver.nova import NovaClient
@@ -50,8 +52,10 @@ class Sink(Protocol):
     async def close(self) -> None: ...
 
 
-class SinkError(Exception):
-    """A sink's backend failed; the report is answered 5xx and the agent retries it."""
+class SinkError(AzfedError):
+    """A sink's backend failed; the report is answered 503 and the agent retries it, so
+    nothing is lost meanwhile. The message names the backend and its answer: fix or wait for
+    that backend (the receiver's /readyz shows which one fails)."""
 
 
 # name -> "module:factory"; factory(config, nova) -> Sink. `nova` is the app's one NovaClient,

@@ -1,4 +1,4 @@
-"""The whole agent: moto (seeded CloudWatch) -> collector -> spool -> a receiver double.
+"""The whole agent: moto (seeded CloudWatch) -> collector -> spool -> the real receiver.
 
 In process for the outage and health tests; as `azfed agent run` subprocesses for kill -9 and
 SIGTERM, since those are about what survives the process."""
@@ -21,18 +21,21 @@ from azfed.config import AzfedConfig, parse_config
 
 from testbed.aws import MotoServer
 from tests.agent.helpers import launch, seed
-from tests.agent.receiver_double import SECRET, Double, serve
+from tests.agent.live_receiver import SECRET, LiveReceiver, serve_receiver
+from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
-METERS = ["cpu_util", "network.incoming.bytes"]
+AGENT = "agent-e2e"
+METERS = ["CPUUtilization", "NetworkIn"]  # seeded in CloudWatch ...
+COLLECTED = ["cpu_util", "network.incoming.bytes"]  # ... and collected as these
 
 
 def config_doc(moto: MotoServer, tmp: Path, url: str) -> dict[str, Any]:
     (tmp / "secret").write_bytes(SECRET)
     return {
-        "agent": {"id": "agent-e2e", "provider": "ec2", "shutdown_deadline_s": 5.0},
+        "agent": {"id": AGENT, "provider": "ec2", "shutdown_deadline_s": 5.0},
         "aws": {"region": "us-east-1", "endpoint_url": moto.endpoint, "max_attempts": 5},
-        "collect": {"meters": METERS, "status_checks": True, "interval_s": 1.0,
+        "collect": {"meters": COLLECTED, "status_checks": True, "interval_s": 1.0,
                     "jitter_s": 0.2},
         "push": {"url": url, "secret_file": str(tmp / "secret"), "flush_interval_s": 1.0,
                  "max_backoff_s": 0.2},
@@ -58,34 +61,22 @@ def toml(doc: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-async def double() -> AsyncIterator[tuple[Double, str]]:
-    d = Double()
-    runner, url = await serve(d)
-    yield d, url
-    await runner.cleanup()
+async def receiver(tmp_path: Path) -> AsyncIterator[LiveReceiver]:
+    async with serve_receiver(tmp_path, {AGENT: SECRET}) as rcv:
+        yield rcv
 
 
-async def fleet(aws: MotoServer, ec2: Any, n: int = 20) -> set[tuple[str, str, str]]:
-    """n federated instances with 3 seeded periods; answer the samples the receiver must get."""
+async def fleet(aws: MotoServer, ec2: Any, n: int = 20) -> None:
+    """n federated instances with 3 seeded periods of each metric."""
     ids = await launch(ec2, n)
     seed(aws, list(ids), METERS, points=3, period_s=300)
-    return {(ids[i], m, "") for i in ids for m in METERS}
 
 
-async def until(d: Double, check: Any, timeout: float = 60) -> None:
-    async def wait() -> None:
-        while not check():
-            d.got.clear()
-            await d.got.wait()
-
-    await asyncio.wait_for(wait(), timeout)
-
-
-def series(d: Double) -> dict[tuple[str, str], int]:
-    out: dict[tuple[str, str], int] = {}
-    for r, m, _ in d.samples():
-        out[(r, m)] = out.get((r, m), 0) + 1
-    return out
+async def until_written(receiver: LiveReceiver, n_series: int, timeout: float = 60) -> None:
+    """Until the receiver has written samples of `n_series` (instance, meter) pairs."""
+    await receiver.faults.until(
+        lambda: len(receiver.series()) == n_series, f"samples of {n_series} series", timeout
+    )
 
 
 async def run_agent(cfg: AzfedConfig) -> tuple[Agent, asyncio.Event, asyncio.Task[None]]:
@@ -97,46 +88,43 @@ async def run_agent(cfg: AzfedConfig) -> tuple[Agent, asyncio.Event, asyncio.Tas
 
 
 async def test_a_receiver_outage_over_several_cycles_loses_and_duplicates_nothing(
-    aws: MotoServer, ec2: Any, tmp_path: Path, double: tuple[Double, str]
+    aws: MotoServer, ec2: Any, tmp_path: Path, receiver: LiveReceiver
 ) -> None:
     """Down for three cycles, then back: every sample arrives once, reports in seq order."""
-    d, url = double
     await fleet(aws, ec2)
-    d.down = True
-    agent, stop, task = await run_agent(parse_config(config_doc(aws, tmp_path, url)))
+    down = receiver.faults.answer(503, times=None)
+    agent, stop, task = await run_agent(parse_config(config_doc(aws, tmp_path, receiver.url)))
     try:
-        await until(d, lambda: len(d.requests) >= 3)
-        while agent.scheduler.state.cycles < 3:
-            await asyncio.sleep(0.1)
+        await receiver.faults.until(lambda: len(receiver.faults.seen) >= 3, "three attempts")
+        await until(lambda: agent.scheduler.state.cycles >= 3, "three collection cycles")
         assert len(agent.spool) >= 2
-        d.down = False
-        await until(d, lambda: len(series(d)) == 20 * len(METERS))
+        assert receiver.sink.batches == []
+        receiver.faults.remove(down)
+        await until_written(receiver, 20 * len(METERS))
     finally:
         stop.set()
         await task
-    assert set(series(d).values()) == {3}  # 3 periods each, none twice
-    assert d.seqs() == sorted(d.seqs())
-    assert d.seqs() == list(range(len(d.seqs())))
+    assert set(receiver.series().values()) == {3}  # 3 periods each, none twice
+    assert receiver.seqs() == list(range(len(receiver.seqs())))
 
 
 async def test_health_endpoints_tell_liveness_readiness_and_metrics(
-    aws: MotoServer, ec2: Any, tmp_path: Path, double: tuple[Double, str]
+    aws: MotoServer, ec2: Any, tmp_path: Path, receiver: LiveReceiver
 ) -> None:
     """/readyz fails while the receiver is down and passes once it answers; /metrics counts."""
-    d, url = double
     await fleet(aws, ec2, n=3)
-    d.down = True
-    agent, stop, task = await run_agent(parse_config(config_doc(aws, tmp_path, url)))
+    down = receiver.faults.answer(503, times=None)
+    agent, stop, task = await run_agent(parse_config(config_doc(aws, tmp_path, receiver.url)))
     base = f"http://127.0.0.1:{agent.health_port}"
     try:
         async with aiohttp.ClientSession() as http:
             assert (await http.get(base + "/healthz")).status == 200
-            await until(d, lambda: len(d.requests) >= 1)
+            await receiver.faults.until(lambda: len(receiver.faults.seen) >= 1, "an attempt")
             ready = await http.get(base + "/readyz")
             assert ready.status == 503
             assert (await ready.json())["checks"]["receiver"] != "ok"
-            d.down = False
-            await until(d, lambda: len(series(d)) == 3 * len(METERS))
+            receiver.faults.remove(down)
+            await until_written(receiver, 3 * len(METERS))
             await asyncio.wait_for(agent.pusher.drained.wait(), 30)
             ready = await http.get(base + "/readyz")
             assert ready.status == 200, await ready.text()
@@ -147,6 +135,7 @@ async def test_health_endpoints_tell_liveness_readiness_and_metrics(
     assert 'azfed_agent_samples_total{stage="pushed"} 18.0' in text
     assert 'azfed_agent_api_calls_total{action="GetMetricData",api="cloudwatch"}' in text
     assert "azfed_agent_spool_bytes" in text
+    assert await receiver.metric("azfed_receiver_samples_total") == 18
 
 
 def start_agent(cfg_file: Path) -> subprocess.Popen[bytes]:
@@ -159,53 +148,56 @@ def start_agent(cfg_file: Path) -> subprocess.Popen[bytes]:
 
 
 async def test_kill_9_mid_push_then_restart_loses_and_duplicates_nothing(
-    aws: MotoServer, ec2: Any, tmp_path: Path, double: tuple[Double, str]
+    aws: MotoServer, ec2: Any, tmp_path: Path, receiver: LiveReceiver
 ) -> None:
-    """SIGKILL while the receiver holds a POST (it has stored the report, the agent never
-    hears back); the restarted agent resends that same key and then carries on."""
-    d, url = double
+    """SIGKILL while the receiver holds its answer to a POST (it has written the report, the
+    agent never hears back); the restarted agent resends that same key, the receiver answers
+    it as a duplicate without writing it again, and the agent carries on."""
     await fleet(aws, ec2)
-    d.hold = asyncio.Event()
+    held = receiver.faults.hold()
     cfg_file = tmp_path / "agent.toml"
-    cfg_file.write_text(toml(config_doc(aws, tmp_path, url)))
+    cfg_file.write_text(toml(config_doc(aws, tmp_path, receiver.url)))
     proc = start_agent(cfg_file)
     try:
-        await until(d, lambda: len(d.order) >= 1)
+        await until(lambda: len(receiver.sink.batches) == 1, "the first report written")
         proc.send_signal(signal.SIGKILL)
         await asyncio.to_thread(proc.wait, 30)
-        held = d.order[0]
-        d.hold.set()
-        d.hold = None
+        assert held.hold is not None
+        held.hold.set()
+        first = receiver.sink.batches[0].key
         proc = start_agent(cfg_file)
-        await until(d, lambda: len(series(d)) == 20 * len(METERS) and len(d.order) >= 3)
+        await receiver.faults.until(
+            lambda: len(receiver.series()) == 20 * len(METERS) and len(receiver.seqs()) >= 3,
+            "every series written, over several reports",
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 30) == 0
-    assert [k for k, s in d.requests].count(held) >= 2  # the same key, sent again
-    assert set(series(d).values()) == {3}
-    assert d.seqs() == list(range(len(d.seqs())))
+    assert receiver.faults.keys().count(first) == 2  # the same key, sent again once
+    assert await receiver.metric("azfed_receiver_reports_total", outcome="duplicate") == 1
+    assert set(receiver.series().values()) == {3}
+    assert receiver.seqs() == list(range(len(receiver.seqs())))
 
 
 async def test_sigterm_spools_what_it_cannot_send_and_the_next_start_sends_it(
-    aws: MotoServer, ec2: Any, tmp_path: Path, double: tuple[Double, str]
+    aws: MotoServer, ec2: Any, tmp_path: Path, receiver: LiveReceiver
 ) -> None:
     """With the receiver down, SIGTERM exits 0 within the deadline, leaving reports spooled;
     the next start delivers them."""
-    d, url = double
     await fleet(aws, ec2, n=5)
-    d.down = True
+    down = receiver.faults.answer(503, times=None)
     cfg_file = tmp_path / "agent.toml"
-    cfg_file.write_text(toml(config_doc(aws, tmp_path, url)))
+    cfg_file.write_text(toml(config_doc(aws, tmp_path, receiver.url)))
     proc = start_agent(cfg_file)
-    await until(d, lambda: len(d.requests) >= 2)
+    await receiver.faults.until(lambda: len(receiver.faults.seen) >= 2, "two attempts")
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(proc.wait, 30) == 0
     assert list((tmp_path / "spool").glob("*.rep"))
-    d.down = False
+    receiver.faults.remove(down)
     proc = start_agent(cfg_file)
     try:
-        await until(d, lambda: len(series(d)) == 5 * len(METERS))
+        await until_written(receiver, 5 * len(METERS))
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 30) == 0
-    assert set(series(d).values()) == {3}
+    assert set(receiver.series().values()) == {3}

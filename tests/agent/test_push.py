@@ -1,4 +1,10 @@
-"""Batcher -> spool -> pusher against a double of our own receiver protocol."""
+"""Batcher -> spool -> pusher against the REAL receiver, with faults injected in front of it.
+
+The receiver's own answers (400 for a report that breaks the contract, 401 for a signature,
+409 for a key still in flight, 413 for a body too large) come from its code, not a script;
+only what a network or a load balancer would add (5xx, 429, delays, dropped connections) is
+injected by tests/agent/faults.py.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azfed.agent.collect.sample import Instance, Observation, Sample
+from azfed import wire
+from azfed.agent.collect.sample import Instance, Observation, Sample, rfc3339
 from azfed.agent.health import AgentMetrics
 from azfed.agent.push.batcher import Batcher
 from azfed.agent.push.pusher import Pusher
 from azfed.agent.push.spool import Spool
 from azfed.config import parse_config
 
-from tests.agent.receiver_double import SECRET, Double, serve
+from tests.agent.live_receiver import SECRET, LiveReceiver, serve_receiver
 
 T0 = dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.timezone.utc)
+AGENT = "agent-test"
 
 
 def observation(n_instances: int, n_points: int, start: int = 0) -> Observation:
@@ -33,6 +41,11 @@ def observation(n_instances: int, n_points: int, start: int = 0) -> Observation:
             for p in range(n_points)
         ]
     return obs
+
+
+def sent(obs: Observation) -> list[tuple[str, str, str]]:
+    """The samples of `obs` as the receiver writes them."""
+    return [(s.resource_id, s.meter, rfc3339(s.timestamp)) for s in obs.samples]
 
 
 class Pipeline:
@@ -49,14 +62,18 @@ class Pipeline:
         self.metrics = AgentMetrics()
         self.spool = Spool(cfg.spool, self.metrics)
         self.spool.open()
-        self.batcher = Batcher(cfg.push, "agent-test", self.spool, self.metrics)
+        self.batcher = Batcher(cfg.push, AGENT, self.spool, self.metrics)
         self.pusher = Pusher(
-            cfg.push, "agent-test", SECRET, self.spool, metrics=self.metrics,
+            cfg.push, AGENT, SECRET, self.spool, metrics=self.metrics,
             wakeup=self.batcher.spooled,
         )  # fmt: skip
 
     def value(self, name: str, **labels: str) -> float:
         return self.metrics.registry.get_sample_value(name, labels) or 0.0
+
+    async def send(self, obs: Observation) -> None:
+        await self.batcher.add(obs)
+        await self.batcher.flush()
 
     async def until_drained(self) -> None:
         self.pusher.drained.clear()
@@ -65,120 +82,182 @@ class Pipeline:
 
 
 @pytest.fixture
-async def double() -> AsyncIterator[tuple[Double, str]]:
-    d = Double()
-    runner, url = await serve(d)
-    yield d, url
-    await runner.cleanup()
+async def receiver(tmp_path: Path) -> AsyncIterator[LiveReceiver]:
+    async with serve_receiver(tmp_path, {AGENT: SECRET}) as rcv:
+        yield rcv
 
 
 @pytest.fixture
-async def pipe(tmp_path: Path, double: tuple[Double, str]) -> AsyncIterator[Pipeline]:
+async def run_pipeline(tmp_path: Path, receiver: LiveReceiver) -> AsyncIterator[Any]:
+    """Start a pipeline (push settings as given) with its pusher running, stopped at the end."""
     (tmp_path / "secret").write_bytes(SECRET)
-    p = Pipeline(tmp_path, double[1], batch_max_samples=50)
     async with asyncio.TaskGroup() as tg:
-        task = tg.create_task(p.pusher.run())
-        yield p
-        task.cancel()
+        tasks: list[asyncio.Task[None]] = []
+
+        def start(**push: Any) -> Pipeline:
+            p = Pipeline(tmp_path, receiver.url, **{"batch_max_samples": 50, **push})
+            tasks.append(tg.create_task(p.pusher.run()))
+            return p
+
+        yield start
+        for task in tasks:
+            task.cancel()
 
 
 async def test_reports_are_self_contained_signed_and_cut_at_the_sample_limit(
-    pipe: Pipeline, double: tuple[Double, str]
+    run_pipeline: Any, receiver: LiveReceiver
 ) -> None:
-    """120 samples with a 50-sample limit make 3 reports; each names its own instances and
-    passes the receiver's signature and schema checks."""
-    d, _ = double
-    await pipe.batcher.add(observation(12, 10))
-    await pipe.batcher.flush()
+    """120 samples with a 50-sample limit make 3 reports; the receiver takes each (its
+    signature, schema and self-containment checks) and writes all 120 samples once."""
+    pipe = run_pipeline()
+    await pipe.send(observation(12, 10))
     await pipe.until_drained()
-    assert [len(d.accepted[k]["samples"]) for k in d.order] == [50, 50, 20]
-    for key in d.order:
-        rep = d.accepted[key]
-        assert {s["resource_id"] for s in rep["samples"]} <= {
-            i["instance_uuid"] for i in rep["instances"]
-        }
+    assert [len(b.samples) for b in receiver.sink.batches] == [50, 50, 20]
+    assert sorted(receiver.samples()) == sorted(sent(observation(12, 10)))
+    assert receiver.faults.statuses() == [200, 200, 200]
+    assert await receiver.metric("azfed_receiver_reports_total", outcome="accepted") == 3
     assert pipe.value("azfed_agent_samples_total", stage="pushed") == 120
 
 
 async def test_a_receiver_outage_loses_nothing_duplicates_nothing_and_keeps_order(
-    pipe: Pipeline, double: tuple[Double, str]
+    run_pipeline: Any, receiver: LiveReceiver
 ) -> None:
     """Several cycles while the receiver answers 503: reports wait in the spool, then all
     arrive once, in sequence order."""
-    d, _ = double
-    d.down = True
+    pipe = run_pipeline()
+    down = receiver.faults.answer(503, times=None, retry_after="0")
     for cycle in range(4):
-        await pipe.batcher.add(observation(3, 5, start=cycle * 5))
-        await pipe.batcher.flush()
-    while len([r for r in d.requests if r[1] == 503]) < 3:
-        d.got.clear()
-        await d.got.wait()
+        await pipe.send(observation(3, 5, start=cycle * 5))
+    await receiver.faults.until(lambda: receiver.faults.statuses().count(503) >= 3, "three 503s")
     assert len(pipe.spool) == 4
     assert pipe.pusher.reachable is False
-    d.down = False
+    assert receiver.sink.batches == []
+    receiver.faults.remove(down)
     await pipe.until_drained()
-    assert d.seqs() == [0, 1, 2, 3]
-    assert len(d.samples()) == len(set(d.samples())) == 4 * 15
+    assert receiver.seqs() == [0, 1, 2, 3]
+    assert receiver.samples() == [
+        s for cycle in range(4) for s in sent(observation(3, 5, start=cycle * 5))
+    ]
+    assert [a["last_seq"] for a in await receiver.store.agents()] == [3]
 
 
-async def test_a_400_is_dropped_and_counted_and_the_next_report_goes_on(
-    pipe: Pipeline, double: tuple[Double, str]
+async def test_a_report_the_receiver_refuses_with_400_is_dropped_counted_and_not_retried(
+    run_pipeline: Any, receiver: LiveReceiver
 ) -> None:
-    """The receiver will never take a 400: it is not retried, its samples count as dropped."""
-    d, _ = double
-    d.script = [400]
-    await pipe.batcher.add(observation(1, 5))
-    await pipe.batcher.flush()
-    await pipe.batcher.add(observation(1, 5, start=5))
-    await pipe.batcher.flush()
+    """A spooled report that breaks the contract (here a meter the contract does not know,
+    as an older agent's spool could hold) gets the receiver's 400 once; its samples count as
+    dropped, and the next report goes on."""
+    pipe = run_pipeline()
+    obs = observation(1, 5)
+    bad = {
+        "version": 1, "agent_id": AGENT, "seq": pipe.spool.allocate_seq(),
+        "sent_at": rfc3339(T0), "instances": [i.as_wire() for i in obs.instances],
+        "samples": [{**s.as_wire(), "meter": "cpu.no_such_meter"} for s in obs.samples],
+    }  # fmt: skip
+    pipe.spool.put(bad["seq"], wire.dumps(bad), samples=5, gzip=False)
+    await pipe.send(observation(1, 5, start=5))
     await pipe.until_drained()
-    assert [status for _, status in d.requests] == [400, 200]
+    assert receiver.faults.statuses() == [400, 200]
+    assert await receiver.metric("azfed_receiver_rejects_total", reason="bad_schema") == 1
     assert pipe.value("azfed_agent_samples_dropped_total", reason="rejected") == 5
+    assert receiver.seqs() == [1]
 
 
-async def test_429_and_409_are_retried_until_accepted(
-    pipe: Pipeline, double: tuple[Double, str]
+async def test_5xx_a_dropped_connection_and_a_slow_answer_are_retried_and_written_once(
+    run_pipeline: Any, receiver: LiveReceiver
 ) -> None:
-    """Throttled (with Retry-After) and in-flight answers are retried; the report arrives once."""
-    d, _ = double
-    d.script = [429, 409, 502]
-    await pipe.batcher.add(observation(2, 3))
-    await pipe.batcher.flush()
+    """A 500, a 503, a connection dropped before the receiver saw the request and one dropped
+    after it wrote the report (the answer lost): all retried with the same key; the receiver
+    writes the report once and answers the last retry as a duplicate."""
+    pipe = run_pipeline()
+    faults = receiver.faults
+    faults.answer(500)
+    faults.answer(503)
+    faults.drop("before")
+    faults.drop("after")
+    await pipe.send(observation(2, 3))
     await pipe.until_drained()
-    assert [s for _, s in d.requests] == [429, 409, 502, 200]
-    assert len({k for k, _ in d.requests}) == 1
-    assert d.seqs() == [0]
+    assert faults.statuses() == [500, 503, None, None, 200]
+    assert len(set(faults.keys())) == 1
+    assert receiver.seqs() == [0]
+    assert await receiver.metric("azfed_receiver_reports_total", outcome="accepted") == 1
+    assert await receiver.metric("azfed_receiver_reports_total", outcome="duplicate") == 1
+    assert pipe.value("azfed_agent_samples_total", stage="pushed") == 6
+
+
+async def test_an_answer_slower_than_the_push_timeout_is_retried_and_written_once(
+    run_pipeline: Any, receiver: LiveReceiver
+) -> None:
+    """The receiver is still writing when the agent gives up waiting: the retry meets the
+    receiver's own 409 (key in flight) until the write finishes, then gets the stored answer;
+    the sink sees the report once."""
+    pipe = run_pipeline(timeout_s=0.3)
+    receiver.sink.gate = asyncio.Event()  # the backend hangs
+    await pipe.send(observation(2, 3))
+    await receiver.faults.until(lambda: 409 in receiver.faults.statuses(), "the receiver's 409")
+    receiver.sink.gate.set()
+    await pipe.until_drained()
+    in_flight = receiver.faults.statuses().count(409)
+    assert await receiver.metric("azfed_receiver_rejects_total", reason="in_flight") == in_flight
+    assert receiver.faults.statuses()[-1] == 200
+    assert len(set(receiver.faults.keys())) == 1
+    assert receiver.seqs() == [0]
+    assert await receiver.metric("azfed_receiver_reports_total", outcome="duplicate") == 1
+    assert pipe.value("azfed_agent_samples_total", stage="pushed") == 6
+
+
+async def test_429_waits_what_retry_after_says_then_the_report_arrives(
+    run_pipeline: Any, receiver: LiveReceiver
+) -> None:
+    """Throttled with Retry-After: 1, the agent waits that second (not its short backoff)
+    before sending the same report again."""
+    pipe = run_pipeline(max_backoff_s=10.0)
+    receiver.faults.answer(429, retry_after="1")
+    await pipe.send(observation(2, 3))
+    await pipe.until_drained()
+    throttled, accepted = receiver.faults.seen
+    assert (throttled.status, accepted.status) == (429, 200)
+    assert throttled.key == accepted.key
+    assert accepted.at - throttled.at >= 1.0
+    assert receiver.seqs() == [0]
 
 
 async def test_a_refused_signature_keeps_the_report_spooled(
-    pipe: Pipeline, double: tuple[Double, str]
+    run_pipeline: Any, receiver: LiveReceiver
 ) -> None:
     """401 is not a reason to lose data: the report stays until the secret is fixed."""
-    d, _ = double
-    d.secret = b"rotated-on-the-receiver"
-    await pipe.batcher.add(observation(1, 2))
-    await pipe.batcher.flush()
-    while len(d.requests) < 3:
-        d.got.clear()
-        await d.got.wait()
-    assert {s for _, s in d.requests} == {401}
+    pipe = run_pipeline()
+    receiver.set_secret(AGENT, b"rotated-on-the-receiver")
+    await pipe.send(observation(1, 2))
+    await receiver.faults.until(lambda: len(receiver.faults.seen) >= 3, "three attempts")
+    refused = receiver.faults.statuses()
+    assert set(refused) == {401}
     assert len(pipe.spool) == 1
-    d.secret = SECRET
+    assert receiver.sink.batches == []
+    receiver.set_secret(AGENT, SECRET)
     await pipe.until_drained()
-    assert d.seqs() == [0]
+    assert receiver.seqs() == [0]
+    refused_in_all = receiver.faults.statuses().count(401)
+    assert await receiver.metric("azfed_receiver_rejects_total", reason="bad_signature") == (
+        refused_in_all
+    )
 
 
 async def test_a_report_too_large_for_the_receiver_is_split_and_all_of_it_arrives(
-    pipe: Pipeline, double: tuple[Double, str]
+    tmp_path: Path,
 ) -> None:
-    """413 halves the report until the receiver takes the pieces; no sample is lost."""
-    d, _ = double
-    d.max_body = 400  # gzip'd bytes: a few instances a report; 40 are well over
-    await pipe.batcher.add(observation(40, 1))
-    await pipe.batcher.flush()
-    await pipe.until_drained()
-    assert any(status == 413 for _, status in d.requests)
-    assert sorted(d.samples()) == sorted(
-        (s.resource_id, s.meter, s.timestamp.isoformat().replace("+00:00", "Z"))
-        for s in observation(40, 1).samples
-    )
+    """The receiver's own 413 halves the report until it takes the pieces; no sample is lost."""
+    async with serve_receiver(tmp_path / "small", {AGENT: SECRET}, max_body_bytes=2048) as rcv:
+        (tmp_path / "secret").write_bytes(SECRET)
+        pipe = Pipeline(tmp_path, rcv.url, batch_max_samples=50, gzip=False)
+        task = asyncio.create_task(pipe.pusher.run())
+        try:
+            await pipe.send(observation(40, 1))  # about 10 kB of JSON
+            await pipe.until_drained()
+        finally:
+            task.cancel()
+        assert 413 in rcv.faults.statuses()
+        assert sorted(rcv.samples()) == sorted(sent(observation(40, 1)))
+        too_large = rcv.faults.statuses().count(413)
+        assert await rcv.metric("azfed_receiver_rejects_total", reason="too_large") == too_large
+        assert pipe.value("azfed_agent_samples_dropped_total", reason="too_large") == 0

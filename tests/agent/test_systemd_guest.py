@@ -1,5 +1,5 @@
 """A guest-mode agent (no cloud API) under a fake systemd: READY, WATCHDOG and STOPPING are
-sent over NOTIFY_SOCKET, and the host's own usage reaches the receiver double."""
+sent over NOTIFY_SOCKET, and the host's own usage reaches the real receiver."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from azfed.agent.app import Agent
 from azfed.config import parse_config
 
-from tests.agent.receiver_double import SECRET, Double, serve
+from tests.agent.live_receiver import SECRET, LiveReceiver, serve_receiver
 
 
 async def test_guest_agent_notifies_systemd_and_reports_its_host(
@@ -25,10 +25,17 @@ async def test_guest_agent_notifies_systemd_and_reports_its_host(
     monkeypatch.setenv("NOTIFY_SOCKET", str(sock_path))
     monkeypatch.setenv("WATCHDOG_USEC", "2000000")
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
-    double = Double()
-    runner, url = await serve(double)
     (tmp_path / "secret").write_bytes(SECRET)
     me = str(uuid.uuid4())
+    async with serve_receiver(tmp_path, {"guest-1": SECRET}) as receiver:
+        await run_guest(tmp_path, receiver, listener, me)
+    listener.close()
+
+
+async def run_guest(
+    tmp_path: Path, receiver: LiveReceiver, listener: socket.socket, me: str
+) -> None:
+    url = receiver.url
     agent = Agent(parse_config({
         "agent": {"id": "guest-1", "provider": "guest", "instance_uuid": me},
         "collect": {"interval_s": 1.0, "jitter_s": 0.0},
@@ -41,21 +48,22 @@ async def test_guest_agent_notifies_systemd_and_reports_its_host(
     loop = asyncio.get_running_loop()
     messages: list[str] = []
 
-    async def until(word: str) -> None:
+    async def notified(word: str) -> None:
         while not any(word in m for m in messages):
             messages.append((await loop.sock_recv(listener, 4096)).decode())
 
     try:
-        await asyncio.wait_for(until("READY=1"), 30)
-        await asyncio.wait_for(until("WATCHDOG=1"), 30)
-        while not any(s[1] == "cpu_util" for s in double.samples()):
-            double.got.clear()
-            await asyncio.wait_for(double.got.wait(), 30)
+        await asyncio.wait_for(notified("READY=1"), 30)
+        await asyncio.wait_for(notified("WATCHDOG=1"), 30)
+        await receiver.faults.until(
+            lambda: any(s[1] == "cpu_util" for s in receiver.samples()), "a cpu_util sample"
+        )
     finally:
         stop.set()
         await task
-        await runner.cleanup()
-    await asyncio.wait_for(until("STOPPING=1"), 5)
-    listener.close()
-    assert {s[0] for s in double.samples()} == {me}
-    assert {"memory.usage", "network.incoming.bytes"} <= {s[1] for s in double.samples()}
+    await asyncio.wait_for(notified("STOPPING=1"), 5)
+    assert {s[0] for s in receiver.samples()} == {me}
+    assert {"memory.usage", "network.incoming.bytes"} <= {s[1] for s in receiver.samples()}
+    instance = await receiver.store.instance(me)
+    assert instance is not None
+    assert (instance["provider"], instance["state"]) == ("guest", "running")

@@ -10,18 +10,9 @@ from typing import Any
 from azfed.config import AzfedConfig, parse_config
 
 from testbed.aws import MotoServer
+from tests.agent.aws_metrics import DOCUMENTED
 
 TAG = "azfed:instance-uuid"
-# moto answers CloudWatch with whatever was seeded; these are the AWS/EC2 metrics we read
-EC2_METRICS = {
-    "cpu_util": ("CPUUtilization", "Percent"),
-    "network.incoming.bytes": ("NetworkIn", "Bytes"),
-    "network.outgoing.bytes": ("NetworkOut", "Bytes"),
-    "disk.read.bytes": ("EBSReadBytes", "Bytes"),
-    "disk.write.bytes": ("EBSWriteBytes", "Bytes"),
-    "disk.read.requests": ("EBSReadOps", "Count"),
-    "disk.write.requests": ("EBSWriteOps", "Count"),
-}
 
 
 async def launch(ec2: Any, n: int, *, per_reservation: int = 100) -> dict[str, str]:
@@ -49,24 +40,24 @@ async def launch(ec2: Any, n: int, *, per_reservation: int = 100) -> dict[str, s
 
 
 def seed(
-    moto: MotoServer, ids: list[str], meters: list[str], points: int, period_s: int
+    moto: MotoServer, ids: list[str], metrics: list[str], points: int, period_s: int
 ) -> dt.datetime:
-    """`points` datapoints per instance and meter, one per period, ending at the current period."""
+    """`points` datapoints per instance and CloudWatch metric (AWS's own names, see
+    aws_metrics.py), one per period, ending at the current period; values 1, 2, ... from the
+    newest back."""
     now = dt.datetime.now(dt.timezone.utc)
     base = int(now.timestamp()) // period_s * period_s
-    data = [
-        {
-            "name": EC2_METRICS[m][0],
-            "dims": {"InstanceId": iid},
-            "ts": base - k * period_s + 1,
-            "value": float(k + 1),
-            "unit": EC2_METRICS[m][1],
-        }
-        for iid in ids
-        for m in meters
-        for k in range(points)
-    ]
-    moto.seed_metrics(data)
+    by_namespace: dict[str, list[dict[str, Any]]] = {}
+    for name in metrics:
+        namespace, unit = DOCUMENTED[name]
+        by_namespace.setdefault(namespace, []).extend(
+            {"name": name, "dims": {"InstanceId": iid}, "ts": base - k * period_s + 1,
+             "value": float(k + 1), "unit": unit}
+            for iid in ids
+            for k in range(points)
+        )  # fmt: skip
+    for namespace, data in by_namespace.items():
+        moto.seed_metrics(data, namespace=namespace)
     return now
 
 

@@ -8,16 +8,33 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azfed.agent.collect.ec2 import MAX_QUERIES, Ec2Collector
+from azfed.agent.collect.ec2 import MAX_QUERIES, METRICS, Ec2Collector
 from azfed.agent.health import AgentMetrics
 
 from testbed.aws import MotoServer
+from tests.agent.aws_metrics import DOCUMENTED
 from tests.agent.helpers import agent_config, launch, seed
 
-METERS7 = [
-    "cpu_util", "network.incoming.bytes", "network.outgoing.bytes", "disk.read.bytes",
-    "disk.write.bytes", "disk.read.requests", "disk.write.requests",
-]  # fmt: skip
+# What each Ceilometer meter is expected to be read from, in AWS's own metric names (disks:
+# the EBS metrics, since on Nitro instances Disk* counts instance-store volumes only).
+READS = {
+    "cpu_util": "CPUUtilization",
+    "network.incoming.bytes": "NetworkIn",
+    "network.outgoing.bytes": "NetworkOut",
+    "disk.read.bytes": "EBSReadBytes",
+    "disk.write.bytes": "EBSWriteBytes",
+    "disk.read.requests": "EBSReadOps",
+    "disk.write.requests": "EBSWriteOps",
+}
+METERS7 = list(READS)
+
+
+def test_every_cloudwatch_metric_the_collector_reads_is_one_aws_documents() -> None:
+    """A metric name CloudWatch does not publish would make a meter silently empty."""
+    assert {m: (s.namespace, s.metric) for m, s in METRICS.items()} == {
+        **{m: (DOCUMENTED[name][0], name) for m, name in READS.items()},
+        "memory.usage": ("CWAgent", "mem_used"),
+    }
 
 
 async def collect_once(aws: MotoServer, tmp: Path, meters: list[str], **kw: Any) -> Any:
@@ -40,7 +57,7 @@ async def test_one_cycle_makes_exactly_the_minimum_number_of_api_calls(
     (120 x 7 = 840 queries must be cut into two calls; moto itself would take all 840 in one.
     Several describe pages need > 1000 reservations, too slow for moto: bench/ covers 10k.)"""
     ids = await launch(ec2, n)
-    seed(aws, list(ids), meters, points=2, period_s=300)
+    seed(aws, list(ids), [READS[m] for m in meters], points=2, period_s=300)
     before = aws.stats()["hits"]
     obs, _ = await collect_once(aws, tmp_path, meters)
     hits = aws.stats()["hits"]
@@ -60,7 +77,7 @@ async def test_samples_carry_ceilometer_names_units_and_the_nova_uuid(
 ) -> None:
     """CloudWatch metrics are renamed to Ceilometer meters, keyed by the instance's Nova UUID."""
     ids = await launch(ec2, 2)
-    seed(aws, list(ids), METERS7, points=1, period_s=300)
+    seed(aws, list(ids), list(READS.values()), points=1, period_s=300)
     obs, _ = await collect_once(aws, tmp_path, METERS7)
     by_meter = {(s.resource_id, s.meter): s for s in obs.samples}
     uuid = next(iter(ids.values()))
@@ -79,7 +96,7 @@ async def test_a_second_cycle_does_not_repeat_datapoints_already_emitted(
 ) -> None:
     """The look-back window re-reads old periods, but each datapoint is emitted once."""
     ids = await launch(ec2, 3)
-    seed(aws, list(ids), ["cpu_util"], points=2, period_s=300)
+    seed(aws, list(ids), ["CPUUtilization"], points=2, period_s=300)
     cfg = agent_config(aws, tmp_path, meters=["cpu_util"])
     assert cfg.aws is not None
     col = Ec2Collector(cfg.aws, cfg.collect, AgentMetrics())
@@ -130,7 +147,7 @@ async def test_throttling_slows_the_cycle_but_loses_nothing(
     """Injected RequestLimitExceeded / Throttling answers are retried and counted; every
     instance and sample still arrives."""
     ids = await launch(ec2, 100)
-    seed(aws, list(ids), ["cpu_util", "network.outgoing.bytes"], points=1, period_s=300)
+    seed(aws, list(ids), ["CPUUtilization", "NetworkOut"], points=1, period_s=300)
     aws.fault("DescribeInstances", "RequestLimitExceeded", status=503, times=2)
     aws.fault("GetMetricData", "Throttling", status=400, times=2)
     obs, col = await collect_once(aws, tmp_path, ["cpu_util", "network.outgoing.bytes"])
@@ -151,10 +168,11 @@ async def test_memory_comes_from_the_cloudwatch_agent_in_megabytes(
     ids = await launch(ec2, 2)
     with_agent, without = list(ids)
     now = int(time.time()) // 300 * 300
+    namespace, unit = DOCUMENTED["mem_used"]
     aws.seed_metrics(
         [{"name": "mem_used", "dims": {"InstanceId": with_agent}, "ts": now + 1,
-          "value": 512 * 1048576.0, "unit": "Bytes"}],
-        namespace="CWAgent",
+          "value": 512 * 1048576.0, "unit": unit}],
+        namespace=namespace,
     )  # fmt: skip
     obs, _ = await collect_once(aws, tmp_path, ["memory.usage"])
     assert [(s.resource_id, s.meter, s.unit, s.volume) for s in obs.samples] == [
@@ -169,7 +187,7 @@ async def test_a_failed_cycle_does_not_mark_its_datapoints_as_sent(
     """When one GetMetricData call fails for good, the cycle fails, and the next cycle still
     emits every datapoint, including those the failed cycle had already read."""
     ids = await launch(ec2, 80)
-    seed(aws, list(ids), METERS7, points=1, period_s=300)  # 560 queries: 2 calls
+    seed(aws, list(ids), list(READS.values()), points=1, period_s=300)  # 560 queries: 2 calls
     cfg = agent_config(aws, tmp_path, meters=METERS7)
     assert cfg.aws is not None
     col = Ec2Collector(cfg.aws, cfg.collect.model_copy(update={"concurrency": 1}), AgentMetrics())

@@ -23,7 +23,8 @@ from testbed.openstack import OpenStackBed
 from tests.agent.helpers import TAG, seed
 
 GNOCCHI = "http://127.0.0.1:8041"
-METERS = ["cpu_util", "network.incoming.bytes"]
+METERS = ["cpu_util", "network.incoming.bytes"]  # collected from ...
+CLOUDWATCH = ["CPUUtilization", "NetworkIn"]  # ... what AWS calls them
 SECRET = b"e2e-agent-secret"
 
 
@@ -41,7 +42,7 @@ def nova_server(openstack_bed: OpenStackBed) -> Iterator[Any]:
     try:
         yield conn.compute.wait_for_server(created, status="ACTIVE", wait=180, interval=0.5)
     finally:
-        conn.compute.delete_server(created, force=True)
+        conn.compute.delete_server(created)
         conn.compute.wait_for_delete(created, wait=120)
         conn.close()
 
@@ -63,7 +64,7 @@ async def test_state_and_meters_reach_gnocchi_and_nova_through_the_real_receiver
     run = await ec2.run_instances(ImageId="ami-760aaa0f", MinCount=1, MaxCount=1)
     remote_id = run["Instances"][0]["InstanceId"]
     await ec2.create_tags(Resources=[remote_id], Tags=[{"Key": TAG, "Value": nova_server.id}])
-    seed(aws, [remote_id], METERS, points=2, period_s=300)
+    seed(aws, [remote_id], CLOUDWATCH, points=2, period_s=300)
 
     secrets = tmp_path / "secrets"
     secrets.mkdir()

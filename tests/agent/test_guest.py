@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
+from pathlib import Path
 
 from azfed.agent.collect.guest import GuestCollector, parse_cpu, parse_diskstats, parse_netdev
 from azfed.config import ALL_METERS
 from azfed.wire import METERS
+
+from tests.waiting import until
 
 # /proc/net/dev's layout (columns squeezed): two header lines, then name: 8 rx and 8 tx fields
 NETDEV = """Inter-|   Receive  |  Transmit
@@ -45,7 +47,9 @@ async def test_two_cycles_on_this_host_give_every_meter_with_the_contract_units(
     col = GuestCollector(me, ALL_METERS)
     first = await col.collect()
     assert "cpu_util" not in {s.meter for s in first.samples}
-    await asyncio.sleep(0.1)  # /proc/stat counts in 10 ms ticks: let some pass
+    # /proc/stat counts in 10 ms ticks: a rate needs at least one to have passed
+    ticks = cpu_total()
+    await until(lambda: cpu_total() > ticks, "the host's CPU time to advance", timeout=10)
     second = await col.collect()
     assert {s.meter for s in second.samples} == set(ALL_METERS)
     for s in second.samples:
@@ -54,3 +58,7 @@ async def test_two_cycles_on_this_host_give_every_meter_with_the_contract_units(
     assert [(i.instance_uuid, i.provider, i.state) for i in second.instances] == [
         (me, "guest", "running")
     ]
+
+
+def cpu_total() -> int:
+    return parse_cpu(Path("/proc/stat").read_text()).total

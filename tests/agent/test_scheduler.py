@@ -22,6 +22,7 @@ class Blocking:
 
     def __init__(self) -> None:
         self.release = asyncio.Event()
+        self.entered = asyncio.Event()  # set when a cycle is under way
         self.started = 0
         self.fail = False
 
@@ -36,6 +37,7 @@ class Blocking:
 
     async def collect(self) -> Observation:
         self.started += 1
+        self.entered.set()
         if self.fail:
             raise RuntimeError("cloud said no")
         await self.release.wait()
@@ -68,7 +70,7 @@ async def test_a_tick_while_a_cycle_runs_is_skipped_and_counted(tmp_path: Path) 
     s = scheduler(tmp_path, col)
     async with asyncio.TaskGroup() as tg:
         s._tick(tg)
-        await asyncio.sleep(0)  # let the first cycle start
+        await asyncio.wait_for(col.entered.wait(), 5)
         s._tick(tg)
         s._tick(tg)
         col.release.set()

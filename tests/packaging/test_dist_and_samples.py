@@ -110,10 +110,7 @@ def test_shipped_bootstrap_example_renders_valid_user_data(
 
 def test_shipped_agent_sample_fits_the_unit_and_the_bootstrap(tmp_path: Path) -> None:
     """The agent's annotated sample (written by its owner) renders with the EC2 bootstrap."""
-    sample = EXAMPLES / "agent.toml"
-    if not sample.exists():
-        pytest.skip("packaging/examples/agent.toml is not written yet")
-    shutil.copy(sample, tmp_path / "agent.toml")
+    shutil.copy(EXAMPLES / "agent.toml", tmp_path / "agent.toml")
     shutil.copy(EXAMPLES / "bootstrap-ec2.toml", tmp_path / "bootstrap.toml")
     render_file(tmp_path / "bootstrap.toml")
 

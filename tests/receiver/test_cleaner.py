@@ -57,7 +57,8 @@ async def test_a_public_orphan_is_terminated(aws: MotoServer, ec2: Any) -> None:
     clean = _cleaner(aws)
     assert clean is not None
     await clean(Orphan("public_without_nova", nova_uuid, "ec2", iid, "test"))
-    assert await _state(ec2, iid) in {"shutting-down", "terminated"}
+    # moto terminates at once; AWS would answer shutting-down first
+    assert await _state(ec2, iid) == "terminated"
 
 
 async def test_an_instance_tagged_for_another_uuid_is_left_running(

@@ -4,7 +4,6 @@ concurrency limits, backend failures, and the read endpoints."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 from azfed import wire
@@ -12,12 +11,7 @@ from azfed.receiver import openapi
 from azfed.receiver.app import GATE
 
 from tests.receiver.conftest import AGENT, Receiver, ReceiverFactory, example
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    """Yield to the loop until the other request has reached the point the test needs."""
-    while not condition():
-        await asyncio.sleep(0.005)
+from tests.waiting import until
 
 
 async def test_a_signed_report_is_accepted_written_once_and_cached(receiver: Receiver) -> None:
@@ -68,7 +62,11 @@ async def test_the_same_key_in_flight_gets_409_with_retry_after(receiver: Receiv
     """While a report is being written, its retry is told to come back later."""
     receiver.sink.gate = asyncio.Event()
     first = asyncio.ensure_future(receiver.post(example()))
-    await _until(lambda: len(receiver.sink.batches) == 0 and receiver.app[GATE].count == 1)
+    await until(
+        lambda: len(receiver.sink.batches) == 0 and receiver.app[GATE].count == 1,
+        "the first report held in the sink's write",
+        interval=0.005,
+    )
     status, answer, headers = await receiver.post(example())
     assert (status, answer["error"]) == (409, "in_flight")
     assert "Retry-After" in headers
@@ -83,7 +81,7 @@ async def test_too_many_reports_in_flight_get_429_with_retry_after(
     rcv = await make_receiver(max_inflight=1)
     rcv.sink.gate = asyncio.Event()
     first = asyncio.ensure_future(rcv.post(example()))
-    await _until(lambda: rcv.app[GATE].count == 1)
+    await until(lambda: rcv.app[GATE].count == 1, "one report in flight", interval=0.005)
     other = example()
     other["seq"] = 43
     status, answer, headers = await rcv.post(other)

@@ -103,7 +103,8 @@ def test_a_corrupt_file_is_set_aside_with_advice_and_the_rest_replays(
         assert drain(again) == [0, 2]
     assert (tmp_path / "corrupt" / victim.name).exists()
     events = [e for e in logs if e["log_level"] == "error"]
-    assert "delete it" in events[0]["event"]
+    assert events[0]["event"] == "spool.corrupt_file"
+    assert "delete it" in events[0]["hint"]
     assert events[0]["moved_to"].endswith(victim.name)
 
 

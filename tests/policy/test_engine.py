@@ -104,7 +104,7 @@ def test_one_canonical_log_line_per_decision_with_the_numbers(
     with capture_logs() as logs:
         engine.filter(hosts, Request(SMALL, instance_uuid="u1"))
     [line] = logs
-    assert line["event"] == "placement_decision"
+    assert line["event"] == "placement.decided"
     assert (line["instance_uuid"], line["az"], line["rule"]) == (
         "u1",
         "local",
@@ -132,7 +132,7 @@ def test_an_invalid_new_policy_is_refused_and_the_last_good_one_kept(
     with capture_logs() as logs:
         assert engine.current() is good
     [err] = logs
-    assert err["event"] == "policy_invalid"
+    assert err["event"] == "policy.invalid"
     assert err["log_level"] == "error"
     assert err["problems"] == [
         "$.burst.memory_used_pct = 200: maximum: 200 is greater than the maximum of 100"
@@ -146,7 +146,7 @@ def test_without_any_good_policy_nothing_bursts(tmp_path: Path, hosts: list[Host
         kept, decision = engine.filter(hosts, Request(SMALL))
     assert decision is None
     assert [h.host for h in kept] == ["l1", "l2", "x"]
-    assert [e["event"] for e in logs] == ["policy_invalid", "placement_decision"]
+    assert [e["event"] for e in logs] == ["policy.invalid", "placement.decided"]
 
 
 def test_the_mode_and_prices_survive_a_restart_through_the_state_file(

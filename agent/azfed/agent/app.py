@@ -71,7 +71,7 @@ class Scheduler:
             return
         except ValueError as err:
             # written atomically, so only tampering gets here; re-reading is the safe side
-            log.warning("collector checkpoint unreadable; starting afresh",
+            log.warning("checkpoint.discarded", why="unreadable: starting afresh",
                         path=str(self.checkpoint_path), reason=str(err))  # fmt: skip
             return
         self.collector.restore(data)
@@ -94,7 +94,7 @@ class Scheduler:
         name = self.collector.name
         if self.state.running is not None and not self.state.running.done():
             self.metrics.cycles.labels(name, "skipped").inc()
-            log.warning("previous cycle still running; tick skipped", collector=name,
+            log.warning("cycle.skipped", why="the previous cycle is still running", collector=name,
                         cycle=self.state.cycles)  # fmt: skip
             return
         self.state.cycles += 1
@@ -114,13 +114,13 @@ class Scheduler:
             # the plugin boundary: one bad cycle must not stop the agent; the next tick retries
             self.state.last_ok = False
             self.metrics.cycles.labels(name, "failed").inc()
-            log.exception("collection cycle failed")
+            log.exception("cycle.failed")
             return
         elapsed = time.perf_counter() - started
         self.state.last_ok = True
         self.metrics.cycles.labels(name, "ok").inc()
         self.metrics.cycle_seconds.labels(name).observe(elapsed)
-        log.info("collection cycle", instances=len(obs.instances), samples=len(obs.samples),
+        log.info("cycle.finished", instances=len(obs.instances), samples=len(obs.samples),
                  seconds=round(elapsed, 3))  # fmt: skip
 
 
@@ -187,7 +187,7 @@ class Agent:
                 scheduler = tg.create_task(self.scheduler.run(stop))
                 systemd.notify("READY=1\nSTATUS=collecting")
                 self.ready.set()
-                log.info("agent running", agent_id=self.cfg.agent.id,
+                log.info("agent.started", agent_id=self.cfg.agent.id,
                          provider=self.cfg.agent.provider,
                          health_port=self.health_port)  # fmt: skip
                 await stop.wait()
@@ -215,8 +215,8 @@ class Agent:
                 self.pusher.drained.clear()
                 self.batcher.spooled.set()
                 await self.pusher.drained.wait()
-            log.info("shutdown: spool drained")
+            log.info("shutdown.drained")
         except TimeoutError:
-            log.warning("shutdown deadline reached; reports stay spooled for the next start",
+            log.warning("shutdown.deadline_reached", then="spooled until the next start",
                         reports=len(self.spool), bytes=self.spool.bytes)  # fmt: skip
         pusher.cancel()

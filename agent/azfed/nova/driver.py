@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import nova.conf
 import nova.virt.node
+import structlog
 from azfed.clouds import RemoteInstance, RemoteState
 from azfed.errors import CloudError, NotFoundError
 from azfed.nova import logs
@@ -30,10 +31,9 @@ from nova.compute import power_state, task_states
 from nova.objects import fields as obj_fields
 from nova.virt import driver, hardware
 from oslo_config import cfg
-from oslo_log import log as logging
 
 CONF = nova.conf.CONF
-LOG = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 # azfed's events (the proxy's, the clouds') go through Nova's logging: its file, its request id
 logs.configure()
 
@@ -172,16 +172,16 @@ class FederationDriver(driver.ComputeDriver):  # type: ignore[misc]
         except CloudError as err:
             # the cloud may be briefly unreachable: the host must still start and report
             # its inventory; each instance call fails on its own with a clear error
-            LOG.warning(
-                "azfed proxy host %s cannot reach %s yet: %s", host, CONF.azfed.provider, err
+            log.warning(
+                "host.cloud_unreachable", host=host, provider=CONF.azfed.provider, error=str(err)
             )
             live = -1
-        LOG.info(
-            "azfed proxy host %s: provider %s, %d burst instance(s) live, node %s",
-            host,
-            CONF.azfed.provider,
-            live,
-            self._node_uuid,
+        log.info(
+            "host.started",
+            host=host,
+            provider=CONF.azfed.provider,
+            live_instances=live,
+            node=self._node_uuid,
         )
 
     def cleanup_host(self, host: str) -> None:
@@ -258,7 +258,7 @@ class FederationDriver(driver.ComputeDriver):  # type: ignore[misc]
         except CloudError as err:
             # unknown, not gone: Nova's power-state sync leaves NOSTATE instances alone, and
             # the compute service must start even while the cloud is unreachable
-            LOG.warning("azfed cannot read the instance's state: %s", err, instance=instance)
+            log.warning("instance.state_unreadable", instance_uuid=instance.uuid, error=str(err))
             return hardware.InstanceInfo(state=power_state.NOSTATE)
         if state is None or state is RemoteState.TERMINATED:
             raise exception.InstanceNotFound(instance_id=instance.uuid)
@@ -295,7 +295,7 @@ class FederationDriver(driver.ComputeDriver):  # type: ignore[misc]
             if not power_on:
                 self.proxy.stop(instance.uuid)
         except CloudError as err:
-            LOG.exception("azfed spawn failed", instance=instance)
+            log.exception("spawn.failed", instance_uuid=instance.uuid)
             # abort, not reschedule: the public AZ has one host, and the reason must reach
             # the instance fault unchanged (a reschedule would replace it with "no hosts")
             raise exception.BuildAbortException(
@@ -428,7 +428,7 @@ class FederationDriver(driver.ComputeDriver):  # type: ignore[misc]
                 return None
             raise exception.InstanceNotFound(instance_id=instance.uuid) from err
         except CloudError as err:
-            LOG.exception("azfed cloud call failed", instance=instance)
+            log.exception("cloud_call.failed", instance_uuid=instance.uuid)
             raise exception.NovaException(str(err)) from err
 
 

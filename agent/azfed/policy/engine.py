@@ -97,14 +97,14 @@ class PolicyEngine:
             kept = self._policy.source if self._policy else None
             # an operator's mistake, not a bug: the problems say it all, no traceback
             self.log.error(  # noqa: TRY400
-                "policy_invalid",
+                "policy.invalid",
                 policy_file=str(self.policy_file),
                 problems=[str(p) for p in err.problems],
                 kept_policy=kept,
                 action="keeping the last good policy" if kept else "not bursting",
             )
         else:
-            self.log.info("policy_loaded", policy_file=str(self.policy_file))
+            self.log.info("policy.loaded", policy_file=str(self.policy_file))
         return self._policy
 
     # --- state -----------------------------------------------------------------------------
@@ -131,7 +131,7 @@ class PolicyEngine:
                 self._local_seen = (LocalLoad(**local), float(at))
         except (OSError, ValueError, KeyError, TypeError) as err:
             self.log.error(  # noqa: TRY400 - start with a fresh history; the error says why
-                "state_unreadable", state_file=str(self.state_file), error=str(err)
+                "filter_state.unreadable", state_file=str(self.state_file), error=str(err)
             )
 
     def _save(
@@ -155,7 +155,7 @@ class PolicyEngine:
             write_atomic(self.state_file, json.dumps(doc).encode())
         except OSError as err:  # the decision stands; only the memory of it is at risk
             self.log.error(  # noqa: TRY400 - the error names the file and the cause
-                "state_unwritable", state_file=str(self.state_file), error=str(err)
+                "filter_state.unwritable", state_file=str(self.state_file), error=str(err)
             )
 
     def _prune_prices(self, alive: set[str], now: float) -> None:
@@ -177,7 +177,7 @@ class PolicyEngine:
                 decision, load = self._decide(by_az, request, policy)
         if policy is None:
             kept = [h for h in hs if host_az(h) not in self.public_azs]
-            self.log.error("placement_decision", rule="no_valid_policy", hosts_out=len(kept))
+            self.log.error("placement.decided", rule="no_valid_policy", hosts_out=len(kept))
             return kept, None
         kept = by_az.get(decision.az, []) if decision.az is not None else []
         self._log(decision, load, request, len(hs), len(kept))
@@ -220,7 +220,7 @@ class PolicyEngine:
     def _log(self, decision: Decision, load: Load, request: Request, seen: int, kept: int) -> None:
         local = load.local
         self.log.info(
-            "placement_decision",
+            "placement.decided",
             instance_uuid=request.instance_uuid,
             flavor=request.flavor.name,
             requested_az=request.requested_az,

@@ -278,7 +278,7 @@ class Ec2Collector:
                 uuid = tags.get(self.aws.tag_key, "")
                 if not UUID.match(uuid):
                     log.warning(
-                        "instance tag is not a Nova UUID; instance skipped",
+                        "instance.skipped", why="its tag is not a Nova instance UUID",
                         remote_id=raw.get("InstanceId"), key=self.aws.tag_key, value=uuid,
                     )  # fmt: skip
                     continue

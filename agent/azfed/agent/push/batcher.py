@@ -115,7 +115,7 @@ class Batcher:
             samples = p.samples.get(uuid, [])
             if inst is None:
                 self.metrics.drop("no_instance", len(samples))
-                log.error("samples of an instance never observed dropped", instance_uuid=uuid)
+                log.error("samples.dropped", why="instance never observed", instance_uuid=uuid)
                 continue
             yield from self._split(inst.as_wire(), [s.as_wire() for s in samples])
 
@@ -166,10 +166,10 @@ class Batcher:
         except InputError as err:
             # our own bug, not the receiver's: never send it, say loudly what was wrong
             self.metrics.drop("invalid", len(samples))
-            log.exception("report failed the contract and was dropped", seq=seq, problems=str(err))
+            log.exception("report.invalid", then="dropped", seq=seq, problems=str(err))
             return 0
         await asyncio.to_thread(self.spool.put, seq, body, samples=len(samples), gzip=self.cfg.gzip)
-        log.info("report spooled", seq=seq, instances=len(pieces), samples=len(samples),
+        log.info("report.spooled", seq=seq, instances=len(pieces), samples=len(samples),
                  bytes=len(body))  # fmt: skip
         return 1
 

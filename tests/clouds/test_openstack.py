@@ -29,8 +29,10 @@ def public_project(openstack_bed: OpenStackBed) -> Iterator[str]:
     role = conn.identity.find_role("admin")
     conn.identity.assign_project_role_to_user(project, admin, role)
     yield name
-    for server in conn.compute.servers(all_projects=True, project_id=project.id):
-        conn.compute.delete_server(server, force=True)
+    left = list(conn.compute.servers(all_projects=True, project_id=project.id))
+    for server in left:
+        conn.compute.delete_server(server)
+    for server in left:
         conn.compute.wait_for_delete(server, wait=120)
     conn.identity.delete_project(project)
     conn.close()

@@ -258,8 +258,10 @@ def public_openstack(federation: Federation, openstack_bed: OpenStackBed) -> Ite
     )
     yield project
     openstack_bed.reconfigure(extra_nova={"azfed": ec2_opts})
-    for server in conn.compute.servers(all_projects=True, project_id=project.id):
-        conn.compute.delete_server(server, force=True)
+    left = list(conn.compute.servers(all_projects=True, project_id=project.id))
+    for server in left:
+        conn.compute.delete_server(server)
+    for server in left:
         conn.compute.wait_for_delete(server, wait=120)
     conn.identity.delete_project(project)
     conn.compute.delete_keypair(keypair)

@@ -38,7 +38,7 @@ def server(openstack_bed: OpenStackBed) -> Iterator[Any]:
     try:
         yield conn.compute.wait_for_server(created, status="ACTIVE", wait=180, interval=0.5)
     finally:
-        conn.compute.delete_server(created, force=True)
+        conn.compute.delete_server(created)
         conn.compute.wait_for_delete(created, wait=120)
         conn.close()
 

@@ -4,13 +4,13 @@ measures."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 from typing import Any
 
 import pytest
 
 from testbed.openstack import COMPUTES, IMAGE, PORTS, OpenStackBed
+from tests.waiting import until_sync
 
 
 @pytest.mark.parametrize(("az", "host"), [("local-az", "compute-local"), ("aws-az", "compute-aws")])
@@ -94,10 +94,12 @@ def test_a_gnocchi_measure_round_trips(openstack_bed: OpenStackBed) -> None:
     gnocchi.metric.add_measures(
         "cpu_util", [{"timestamp": t, "value": v} for t, v in sent.items()], resource_id=rid
     )
-    deadline = time.monotonic() + 60
-    while True:
-        got = gnocchi.metric.get_measures("cpu_util", resource_id=rid, refresh=True)
-        if len(got) >= len(sent) or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert sorted(v for _, _, v in got) == sorted(sent.values())
+
+    def measures() -> list[Any]:
+        found: list[Any] = gnocchi.metric.get_measures("cpu_util", resource_id=rid, refresh=True)
+        return found
+
+    until_sync(
+        lambda: len(measures()) >= len(sent), "Gnocchi to aggregate the measures", timeout=60
+    )
+    assert sorted(v for _, _, v in measures()) == sorted(sent.values())

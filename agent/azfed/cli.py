@@ -21,16 +21,9 @@ from click.core import ParameterSource
 if TYPE_CHECKING:
     from azfed.config import AzfedConfig
 
-# Exit codes: 0 ok, 1 runtime failure, 2 usage (click's own), 3 invalid input file,
-# 4 not available in this release.
+# Exit codes: 0 ok, 1 runtime failure, 2 usage (click's own), 3 invalid input file.
 EXIT_FAILED = 1
 EXIT_INVALID = 3
-EXIT_UNAVAILABLE = 4
-
-
-def _unavailable(what: str) -> NoReturn:
-    click.echo(f"azfed: {what} is not yet available in azfed {__version__}", err=True)
-    sys.exit(EXIT_UNAVAILABLE)
 
 
 def _fail_input(err: InputError, as_json: bool) -> NoReturn:
@@ -127,9 +120,6 @@ def config_check(file: Path, as_json: bool) -> None:
         click.echo(json.dumps({"source": str(file), "valid": True, "tables": tables}))
     else:
         click.echo(f"{file}: valid ({', '.join(tables) or 'defaults only'})")
-
-
-# --- groups whose implementation lands in later releases ----------------------------------------
 
 
 @main.group()

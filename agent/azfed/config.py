@@ -25,7 +25,6 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 PositiveFloat = Annotated[float, Field(gt=0)]
-PositiveInt = Annotated[int, Field(gt=0)]
 Port = Annotated[int, Field(ge=0, le=65535)]
 # TOML has no path type: paths arrive as strings, so these fields alone accept a str.
 FsPath = Annotated[Path, Field(strict=False)]

@@ -16,7 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from azfed import wire
 from azfed.config import AzfedConfig, parse_config
 from azfed.receiver.app import RUNNER_KWARGS, STORE, create_app
-from azfed.receiver.sinks.memory import MemorySink
+
+from tests.receiver.memory_sink import MemorySink
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "wire"
 NOW = 1_700_000_000.0

@@ -1,15 +1,12 @@
-"""A sink that keeps every batch in memory: what tests read to see what was written."""
+"""A sink that keeps every batch in memory: what tests read to see what was written.
+
+Test-only: the receiver takes it like any sink, through `create_app(config, sinks=[...])`."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from azfed.receiver.sinks import Batch, SinkError
-
-if TYPE_CHECKING:
-    from azfed.config import AzfedConfig
-    from azfed.receiver.nova import NovaClient
 
 
 class MemorySink:
@@ -44,7 +41,3 @@ class MemorySink:
     @property
     def samples(self) -> int:
         return sum(len(b.samples) for b in self.batches)
-
-
-def from_config(config: AzfedConfig, nova: NovaClient | None) -> MemorySink:
-    return MemorySink()

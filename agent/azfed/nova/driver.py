@@ -74,8 +74,6 @@ _POWER = {
     RemoteState.ERROR: power_state.CRASHED,
     RemoteState.UNKNOWN: power_state.NOSTATE,
 }
-ADDRESS_KEYS = ("azfed_private_ip", "azfed_public_ip", "azfed_remote_id", "azfed_provider")
-
 
 def proxy_settings(conf: Any) -> ProxySettings:
     c = conf.azfed

@@ -88,11 +88,6 @@ def _pct(used: float, capacity: float) -> float:
 # --- from host states -----------------------------------------------------------------------
 
 
-class AggregateLike(Protocol):
-    @property
-    def metadata(self) -> Mapping[str, str]: ...
-
-
 class HostLike(Protocol):
     """The parts of nova.scheduler.host_manager.HostState the policy reads."""
 

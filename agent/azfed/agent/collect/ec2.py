@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, cast
@@ -58,11 +58,6 @@ METRICS: dict[MeterName, MetricSpec] = {
     "disk.write.requests": MetricSpec("AWS/EC2", "EBSWriteOps", "Sum"),
     "memory.usage": MetricSpec("CWAgent", "mem_used", "Average", 1 / 1048576),
 }
-
-
-def batched(items: list[Any], size: int) -> Iterable[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 def floor_time(now: dt.datetime, period_s: int) -> dt.datetime:

@@ -62,7 +62,6 @@ class SinkError(AzfedError):
 # shared so the receiver holds one Keystone session and one bound on Nova calls.
 SINKS: dict[str, str] = {
     "null": "azfed.receiver.sinks.null:from_config",
-    "memory": "azfed.receiver.sinks.memory:from_config",
     "gnocchi": "azfed.receiver.sinks.gnocchi:from_config",
     "nova": "azfed.receiver.sinks.nova:from_config",
 }

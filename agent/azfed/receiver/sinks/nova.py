@@ -74,8 +74,6 @@ class NovaSink:
         self.client = client
         self.concurrency = concurrency
         self._interval = last_seen_interval_s
-        self.unknown: set[str] = set()  # reported uuids Nova does not know (for reconciliation)
-        self.writes = 0
 
     async def start(self) -> None:
         return None
@@ -98,14 +96,11 @@ class NovaSink:
         uuid = inst["instance_uuid"].lower()
         facts = await self.client.server(uuid)
         if facts is None:
-            self.unknown.add(uuid)
             log.warning("nova.unknown_instance", instance_uuid=uuid, remote_id=inst["remote_id"])
             return
-        self.unknown.discard(uuid)
         changed = changed_keys(facts.metadata, desired_metadata(inst), self._interval)
         if changed:
             await self.client.set_metadata(uuid, changed)
-            self.writes += 1
             log.debug("nova.metadata_set", instance_uuid=uuid, keys=sorted(changed))
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
+from azfed.aws import AWS_CLIENT_DEFAULTS
 from azfed.errors import AzfedError
 from azfed.files import write_atomic
 
@@ -58,9 +60,8 @@ async def fetch_secret(parameter: str, region: str, out: Path) -> int:
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
-    config = Config(
-        connect_timeout=5, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 5}
-    )
+    # at boot, a short read timeout: GetParameter answers fast or not at all
+    config = Config(**replace(AWS_CLIENT_DEFAULTS, read_timeout_s=10.0).botocore_kwargs())
     try:
         async with aioboto3.Session().client("ssm", region_name=region, config=config) as ssm:
             answer = await ssm.get_parameter(Name=parameter, WithDecryption=True)

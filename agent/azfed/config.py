@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
+from azfed.aws import AWS_CLIENT_DEFAULTS, AwsClient
 from azfed.errors import ConfigError, Problem
+from azfed.wire import ALL_METERS, UUID_PATTERN, Meter, Provider
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -28,19 +30,6 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 Port = Annotated[int, Field(ge=0, le=65535)]
 # TOML has no path type: paths arrive as strings, so these fields alone accept a str.
 FsPath = Annotated[Path, Field(strict=False)]
-# the Ceilometer meters the agent can produce (agent/collect maps them to each cloud's metrics)
-MeterName = Literal[
-    "cpu_util",
-    "network.incoming.bytes",
-    "network.outgoing.bytes",
-    "disk.read.bytes",
-    "disk.write.bytes",
-    "disk.read.requests",
-    "disk.write.requests",
-    "memory.usage",
-]
-UUID_RE = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-ALL_METERS: tuple[MeterName, ...] = get_args(MeterName)
 
 
 class _Section(BaseModel):
@@ -51,9 +40,9 @@ class AgentSection(_Section):
     """`[agent]`: who this agent is."""
 
     id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
-    provider: Literal["ec2", "openstack", "guest"] = "ec2"
+    provider: Provider = "ec2"
     # guest mode reports the host it runs on: it must be told its own Nova instance UUID
-    instance_uuid: Annotated[str, Field(pattern=UUID_RE)] | None = None
+    instance_uuid: Annotated[str, Field(pattern=UUID_PATTERN)] | None = None
     # SIGTERM: stop collecting, then push what is left; what is not sent by then stays spooled
     shutdown_deadline_s: Annotated[float, Field(gt=0, le=600)] = 20.0
 
@@ -64,10 +53,13 @@ class AwsSection(_Section):
     region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]
     endpoint_url: HttpUrl | None = None
     vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]+$")] | None = None
-    tag_key: str = "azfed:instance-uuid"
-    connect_timeout_s: PositiveFloat = 5.0
-    read_timeout_s: PositiveFloat = 30.0
-    max_attempts: Annotated[int, Field(ge=1, le=20)] = 5
+    connect_timeout_s: PositiveFloat = AWS_CLIENT_DEFAULTS.connect_timeout_s
+    read_timeout_s: PositiveFloat = AWS_CLIENT_DEFAULTS.read_timeout_s
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = AWS_CLIENT_DEFAULTS.max_attempts
+
+    def client(self) -> AwsClient:
+        """These timeouts and retries, as every AWS client of azfed takes them."""
+        return AwsClient(self.connect_timeout_s, self.read_timeout_s, self.max_attempts)
 
 
 class OpenStackSection(_Section):
@@ -75,7 +67,6 @@ class OpenStackSection(_Section):
 
     cloud: Annotated[str, Field(min_length=1)]
     region: str | None = None
-    concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     timeout_s: PositiveFloat = 30.0
 
 
@@ -94,7 +85,7 @@ class CollectSection(_Section):
     metrics_rate_per_s: PositiveFloat = 10.0
     metrics_burst: Annotated[int, Field(ge=1, le=1000)] = 50
     # TOML arrays arrive as lists, hence strict=False
-    meters: Annotated[tuple[MeterName, ...], Field(min_length=1, strict=False)] = ALL_METERS
+    meters: Annotated[tuple[Meter, ...], Field(min_length=1, strict=False)] = ALL_METERS
     status_checks: bool = True
     # how many metric periods each cycle reads back (late CloudWatch datapoints)
     lookback_periods: Annotated[int, Field(ge=1, le=24)] = 2

@@ -36,7 +36,7 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
 from azfed.errors import InputError, Problem
 from jsonschema import Draft202012Validator
@@ -58,8 +58,20 @@ HEADER_SIGNATURE: Final = "X-Azfed-Signature"
 SIGNATURE_SCHEME: Final = "v1="
 
 # Ceilometer's meter names, units and types, so Gnocchi and Aodh treat burst VMs' usage
-# like local VMs'. name -> (unit, type).
-METERS: Final[Mapping[str, tuple[str, str]]] = {
+# like local VMs'. `Meter` is the list (the config's `[collect] meters` takes these names);
+# `METERS` gives each its (unit, type), and must name every one (tests/test_facts.py).
+Meter = Literal[
+    "cpu_util",
+    "network.incoming.bytes",
+    "network.outgoing.bytes",
+    "disk.read.bytes",
+    "disk.write.bytes",
+    "disk.read.requests",
+    "disk.write.requests",
+    "memory.usage",
+]
+MeterType = Literal["gauge", "cumulative", "delta"]
+METERS: Final[Mapping[Meter, tuple[str, MeterType]]] = {
     "cpu_util": ("%", "gauge"),
     "network.incoming.bytes": ("B", "cumulative"),
     "network.outgoing.bytes": ("B", "cumulative"),
@@ -69,9 +81,13 @@ METERS: Final[Mapping[str, tuple[str, str]]] = {
     "disk.write.requests": ("request", "cumulative"),
     "memory.usage": ("MB", "gauge"),
 }
+ALL_METERS: Final[tuple[Meter, ...]] = get_args(Meter)
 
-PROVIDERS: Final = ("ec2", "openstack", "guest")
-STATES: Final = (
+# Where an instance runs: "guest" is an agent reporting the host it runs on.
+Provider = Literal["ec2", "openstack", "guest"]
+PROVIDERS: Final[tuple[Provider, ...]] = get_args(Provider)
+# An instance's state, in EC2's words (the OpenStack side maps Nova's status onto them).
+State = Literal[
     "pending",
     "running",
     "stopping",
@@ -80,13 +96,30 @@ STATES: Final = (
     "terminated",
     "error",
     "unknown",
-)
-STATUS_CHECKS: Final = ("ok", "impaired", "initializing", "unknown")
+]
+STATES: Final[tuple[State, ...]] = get_args(State)
+StatusChecks = Literal["ok", "impaired", "initializing", "unknown"]
+STATUS_CHECKS: Final[tuple[StatusChecks, ...]] = get_args(StatusChecks)
 
 AGENT_ID_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$"
-_UUID_PATTERN: Final = (
-    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-)
+# A Nova instance UUID, any case. In JSON Schema (ECMA-262 regex) `$` is the end of the
+# string, but in Python's `re` it also matches before a final newline: Python callers use
+# `is_uuid` (fullmatch), and the schema also pins the length, so "<uuid>\n" is refused by both.
+UUID_PATTERN: Final = r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"
+_UUID = re.compile(UUID_PATTERN)
+UUID_SCHEMA: Final[dict[str, Any]] = {
+    "type": "string",
+    "pattern": UUID_PATTERN,
+    "minLength": 36,
+    "maxLength": 36,
+}
+
+
+def is_uuid(value: object) -> bool:
+    """True if `value` is a UUID string, exactly: no surrounding space, no trailing newline."""
+    return isinstance(value, str) and _UUID.fullmatch(value) is not None
+
+
 # The shape only; `validate_report` also parses each one (a month 13 matches this pattern).
 _RFC3339_PATTERN: Final = (
     r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
@@ -103,7 +136,7 @@ INSTANCE_SCHEMA: Final[dict[str, Any]] = {
     "additionalProperties": False,
     "required": ["instance_uuid", "provider", "remote_id", "state", "ips", "observed_at"],
     "properties": {
-        "instance_uuid": {"type": "string", "pattern": _UUID_PATTERN},
+        "instance_uuid": UUID_SCHEMA,
         "provider": {"enum": list(PROVIDERS)},
         "remote_id": {"type": "string", "minLength": 1, "maxLength": 255},
         "state": {"enum": list(STATES)},
@@ -126,10 +159,10 @@ SAMPLE_SCHEMA: Final[dict[str, Any]] = {
     "additionalProperties": False,
     "required": ["resource_id", "meter", "unit", "type", "volume", "timestamp"],
     "properties": {
-        "resource_id": {"type": "string", "pattern": _UUID_PATTERN},
+        "resource_id": UUID_SCHEMA,
         "meter": {"enum": sorted(METERS)},
         "unit": {"type": "string", "maxLength": 32},
-        "type": {"enum": ["gauge", "cumulative", "delta"]},
+        "type": {"enum": list(get_args(MeterType))},
         "volume": {"type": "number"},
         "timestamp": _TIME,
     },

@@ -6,8 +6,7 @@ import uuid
 from pathlib import Path
 
 from azfed.agent.collect.guest import GuestCollector, parse_cpu, parse_diskstats, parse_netdev
-from azfed.config import ALL_METERS
-from azfed.wire import METERS
+from azfed.wire import ALL_METERS, METERS
 
 from tests.waiting import until
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from azfed.config import ALL_METERS, load_config
+from azfed.config import load_config
+from azfed.wire import ALL_METERS
 
 SAMPLE = Path(__file__).resolve().parents[2] / "packaging" / "examples" / "agent.toml"
 

@@ -203,9 +203,10 @@ async def test_an_unknown_instance_id_is_not_found(backend: Ec2Backend) -> None:
         await backend.stop("i-0123456789abcdef0")
 
 
-async def test_an_unreachable_endpoint_is_a_retryable_cloud_error(
+async def test_an_unreachable_endpoint_is_cloud_unavailable_not_a_refusal(
     moto: MotoServer, network: Network
 ) -> None:
+    """No answer at all is CloudUnavailableError (try again), never PermanentError."""
     from azfed.clouds import CloudUnavailableError
 
     dead = settings_for(moto, network, endpoint_url="http://127.0.0.1:9", max_attempts=1)
@@ -215,4 +216,5 @@ async def test_an_unreachable_endpoint_is_a_retryable_cloud_error(
             await b.find(str(uuid.uuid4()))
     finally:
         await b.close()
-    assert caught.value.retryable
+    assert caught.value.provider == "ec2"
+    assert "did not answer" in str(caught.value)

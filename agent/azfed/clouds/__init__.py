@@ -13,22 +13,30 @@ from __future__ import annotations
 
 import enum
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from azfed.errors import CloudError
+from azfed.wire import State
 
-UUID_TAG = "azfed:instance-uuid"
-PROJECT_TAG = "azfed:project-id"
+# The tag (EC2) or metadata key (OpenStack) whose value is the Nova instance UUID. A fixed
+# name, not a setting: the driver, both collectors, the receiver's cleaner and the driver's IAM
+# policy (packaging/iam/driver-policy.json, tied by tests/packaging/test_iam.py) must agree.
+UUID_TAG: Final = "azfed:instance-uuid"
+PROJECT_TAG: Final = "azfed:project-id"
 
-BACKENDS: dict[str, str] = {
+# A public cloud the proxy host can burst into; the agent's providers add "guest".
+Cloud = Literal["ec2", "openstack"]
+BACKENDS: Final[Mapping[str, str]] = {  # one per Cloud (tests/test_facts.py)
     "ec2": "azfed.clouds.ec2:Ec2Backend",
     "openstack": "azfed.clouds.openstack:OpenStackBackend",
 }
 
 
 class RemoteState(str, enum.Enum):
-    """A remote instance's state, in the words both providers share."""
+    """A remote instance's state, in the words both providers share: the wire's `State`s
+    but "shutting-down", which the backends call TERMINATED (the driver treats it as gone)."""
 
     PENDING = "pending"
     RUNNING = "running"
@@ -75,8 +83,6 @@ class RemoteInstance:
 class CloudUnavailableError(CloudError):
     """The provider's endpoint did not answer (connection refused, timed out): try again."""
 
-    retryable = True
-
 
 class CloudBackend(Protocol):
     """The lifecycle of burst instances on one public cloud.
@@ -100,6 +106,35 @@ class CloudBackend(Protocol):
     async def resize(self, remote_id: str, instance_type: str) -> None: ...
     async def console_output(self, remote_id: str) -> str: ...
     async def close(self) -> None: ...
+
+
+# Nova's server `status` (what its API shows; nova/api/openstack/common.py) -> the wire's
+# instance state, for the servers of a public OpenStack: the backend and the agent's collector
+# both describe them with this map. RESIZE and REVERT_RESIZE are "pending", not "running": Nova
+# shows them for a stopped server too, and mid-resize the guest is powered off and rebuilt on
+# its new flavor, so neither "running" nor "stopped" is true until VERIFY_RESIZE (or ACTIVE /
+# SHUTOFF after a revert). MIGRATING is a live migration: the guest keeps running.
+NOVA_STATUS_STATES: Final[Mapping[str, State]] = {
+    "BUILD": "pending",
+    "REBUILD": "pending",
+    "RESIZE": "pending",
+    "REVERT_RESIZE": "pending",
+    "ACTIVE": "running",
+    "REBOOT": "running",
+    "HARD_REBOOT": "running",
+    "PASSWORD": "running",
+    "RESCUE": "running",
+    "MIGRATING": "running",
+    "VERIFY_RESIZE": "running",
+    "SHUTOFF": "stopped",
+    "SUSPENDED": "stopped",
+    "PAUSED": "stopped",
+    "SHELVED": "stopped",
+    "SHELVED_OFFLOADED": "stopped",
+    "DELETED": "terminated",
+    "SOFT_DELETED": "terminated",
+    "ERROR": "error",
+}
 
 
 def backend_class(name: str) -> type[Any]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import aioboto3
 import structlog
+from azfed.aws import AWS_CLIENT_DEFAULTS, THROTTLE_CODES, AwsClient
 from azfed.clouds import (
     PROJECT_TAG,
     UUID_TAG,
@@ -63,9 +64,6 @@ QUOTA_CODES = frozenset(
         "InsufficientFreeAddressesInSubnet",
     }
 )
-THROTTLE_CODES = frozenset(
-    {"RequestLimitExceeded", "Throttling", "ThrottlingException", "TooManyRequestsException"}
-)
 NOT_FOUND_CODES = frozenset({"InvalidInstanceID.NotFound"})
 
 LIVE_STATES = ("pending", "running", "stopping", "stopped")
@@ -88,9 +86,9 @@ class Ec2Settings:
     security_group_ids: tuple[str, ...] = ()
     key_name: str | None = None
     endpoint_url: str | None = None
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 30.0
-    max_attempts: int = 5
+    connect_timeout_s: float = AWS_CLIENT_DEFAULTS.connect_timeout_s
+    read_timeout_s: float = AWS_CLIENT_DEFAULTS.read_timeout_s
+    max_attempts: int = AWS_CLIENT_DEFAULTS.max_attempts
     throttle_retries: int = 3
     throttle_backoff_s: float = 1.0
     wait_delay_s: float = 5.0
@@ -156,9 +154,7 @@ class Ec2Backend:
     def _botocore_config(self) -> Config:
         s = self.settings
         return Config(
-            connect_timeout=s.connect_timeout_s,
-            read_timeout=s.read_timeout_s,
-            retries={"mode": "standard", "total_max_attempts": s.max_attempts},
+            **AwsClient(s.connect_timeout_s, s.read_timeout_s, s.max_attempts).botocore_kwargs()
         )
 
     async def _ec2(self) -> Any:

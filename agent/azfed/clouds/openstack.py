@@ -1,7 +1,8 @@
 """The public-OpenStack backend: burst instances on another OpenStack cloud via openstacksdk.
 
-openstacksdk is blocking, so every call runs in `asyncio.to_thread` behind a semaphore: the
-fan-out to the public cloud is bounded however many Nova requests arrive at once. keystoneauth
+openstacksdk is blocking, so every call runs in a worker thread through `azfed.sdk`, at most
+`concurrency` at once: the fan-out to the public cloud is bounded however many Nova requests
+arrive at once. keystoneauth
 already retries refused connections; throttling (429) and unavailability (503) are retried here
 with full-jitter backoff, because every call below is idempotent.
 
@@ -18,9 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import openstack
 import structlog
 from azfed.clouds import (
+    NOVA_STATUS_STATES,
     PROJECT_TAG,
     UUID_TAG,
     CloudUnavailableError,
@@ -36,6 +37,7 @@ from azfed.errors import (
     QuotaError,
     ThrottledError,
 )
+from azfed.sdk import SdkConnection, connector
 from keystoneauth1 import exceptions as ks_exc
 from openstack import exceptions as os_exc
 from tenacity import (
@@ -48,18 +50,7 @@ from tenacity import (
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
-_STATES = {
-    "BUILD": RemoteState.PENDING,
-    "ACTIVE": RemoteState.RUNNING,
-    "REBOOT": RemoteState.RUNNING,
-    "HARD_REBOOT": RemoteState.RUNNING,
-    "RESIZE": RemoteState.PENDING,
-    "VERIFY_RESIZE": RemoteState.RUNNING,
-    "SHUTOFF": RemoteState.STOPPED,
-    "DELETED": RemoteState.TERMINATED,
-    "SOFT_DELETED": RemoteState.TERMINATED,
-    "ERROR": RemoteState.ERROR,
-}
+_STATES = {status: RemoteState(state) for status, state in NOVA_STATUS_STATES.items()}
 
 
 @dataclass(frozen=True)
@@ -164,19 +155,10 @@ class OpenStackBackend:
 
     def __init__(self, settings: OpenStackSettings) -> None:
         self.settings = settings
-        self._sem = asyncio.Semaphore(settings.concurrency)
-        self._conn: Any = None
+        connect = connector(settings.cloud, timeout_s=settings.timeout_s, auth=dict(settings.auth))
+        self._sdk = SdkConnection(connect, concurrency=settings.concurrency)
 
     # --- plumbing ------------------------------------------------------------------------------
-
-    def _connection(self) -> Any:
-        if self._conn is None:
-            s = self.settings
-            kwargs: dict[str, Any] = {"api_timeout": s.timeout_s, **s.auth}
-            if s.cloud:
-                kwargs["cloud"] = s.cloud
-            self._conn = openstack.connect(**kwargs)
-        return self._conn
 
     async def _call(self, action: str, subject: str, fn: Callable[[Any], T]) -> T:
         """Run `fn(connection)` in a thread, bounded, errors mapped, throttling retried."""
@@ -188,22 +170,19 @@ class OpenStackBackend:
         )
         async for attempt in retrying:
             with attempt:
-                async with self._sem:
-                    return await asyncio.to_thread(self._run, action, subject, fn)
+                return await self._call_once(action, subject, fn)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
-    def _run(self, action: str, subject: str, fn: Callable[[Any], T]) -> T:
+    async def _call_once(self, action: str, subject: str, fn: Callable[[Any], T]) -> T:
         try:
-            return fn(self._connection())
+            return await self._sdk.run(fn)
         except (os_exc.SDKException, ks_exc.ClientException) as err:
             if isinstance(err, os_exc.ResourceFailure | os_exc.ResourceTimeout):
                 raise
             raise map_error(err, action, subject) from err
 
     async def close(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            await asyncio.to_thread(conn.close)
+        await self._sdk.close()
 
     async def _wait(self, remote_id: str, status: str, subject: str) -> Any:
         def wait(conn: Any) -> Any:

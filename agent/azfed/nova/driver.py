@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 import nova.conf
 import nova.virt.node
 import structlog
-from azfed.clouds import RemoteInstance, RemoteState
+from azfed.aws import AWS_CLIENT_DEFAULTS
+from azfed.clouds import BACKENDS, RemoteInstance, RemoteState
 from azfed.errors import CloudError, NotFoundError
 from azfed.nova import logs
 from azfed.nova.proxy import Capacity, ProxyHost, ProxySettings, parse_flavor_map
@@ -37,8 +38,9 @@ log = structlog.get_logger(__name__)
 # azfed's events (the proxy's, the clouds') go through Nova's logging: its file, its request id
 logs.configure()
 
+_CAPACITY = Capacity()  # the defaults of the public AZ's burst allowance
 OPTS = [
-    cfg.StrOpt("provider", default="ec2", choices=["ec2", "openstack"]),
+    cfg.StrOpt("provider", default="ec2", choices=sorted(BACKENDS)),
     cfg.StrOpt("region", default="us-east-1", help="AWS region"),
     cfg.StrOpt("endpoint_url", help="AWS endpoint override (moto, a VPC endpoint)"),
     cfg.StrOpt("subnet_id", help="the VPC subnet burst instances go into"),
@@ -46,9 +48,14 @@ OPTS = [
     cfg.StrOpt("key_name", help="EC2 key pair / public-cloud keypair name"),
     cfg.DictOpt("flavor_map", default={}, help="nova flavor:provider type, comma separated"),
     cfg.StrOpt("default_image", help="AMI id / public image used when the image has none"),
-    cfg.FloatOpt("connect_timeout_s", default=5.0),
-    cfg.FloatOpt("read_timeout_s", default=30.0),
-    cfg.IntOpt("max_attempts", default=5, min=1, help="botocore total_max_attempts per call"),
+    cfg.FloatOpt("connect_timeout_s", default=AWS_CLIENT_DEFAULTS.connect_timeout_s),
+    cfg.FloatOpt("read_timeout_s", default=AWS_CLIENT_DEFAULTS.read_timeout_s),
+    cfg.IntOpt(
+        "max_attempts",
+        default=AWS_CLIENT_DEFAULTS.max_attempts,
+        min=1,
+        help="botocore total_max_attempts per call",
+    ),
     cfg.IntOpt("throttle_retries", default=3, min=0),
     cfg.FloatOpt("wait_delay_s", default=5.0),
     cfg.IntOpt("wait_attempts", default=60),
@@ -58,10 +65,10 @@ OPTS = [
     cfg.ListOpt("public_security_groups", default=[]),
     cfg.StrOpt("receiver_url", help="azfed receiver; get_info trusts fresh agent reports"),
     cfg.FloatOpt("receiver_max_age_s", default=120.0),
-    cfg.IntOpt("vcpus", default=1000, min=1, help="burst allowance reported to Placement"),
-    cfg.IntOpt("memory_mb", default=4 * 1024 * 1024, min=1),
-    cfg.IntOpt("disk_gb", default=100_000, min=1),
-    cfg.IntOpt("max_instances", default=1000, min=1),
+    cfg.IntOpt("vcpus", default=_CAPACITY.vcpus, min=1, help="burst allowance for Placement"),
+    cfg.IntOpt("memory_mb", default=_CAPACITY.memory_mb, min=1),
+    cfg.IntOpt("disk_gb", default=_CAPACITY.disk_gb, min=1),
+    cfg.IntOpt("max_instances", default=_CAPACITY.max_instances, min=1),
     cfg.FloatOpt("spawn_timeout_s", default=900.0),
 ]
 CONF.register_opts(OPTS, group="azfed")

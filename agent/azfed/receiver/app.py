@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -24,7 +23,7 @@ from azfed.probes import add_probes
 from azfed.receiver import openapi
 from azfed.receiver.aio import bounded_each
 from azfed.receiver.metrics import Metrics
-from azfed.receiver.nova import NovaClient, connector
+from azfed.receiver.nova import NovaClient
 from azfed.receiver.placement import Placement, UnknownFlavorError, policy_placement
 from azfed.receiver.reconcile import Cleaner, Reconciler
 from azfed.receiver.sinks import Batch, Sink, SinkError, make_sink
@@ -36,6 +35,7 @@ from azfed.receiver.validate import (
     decode_body,
     parse_report,
 )
+from azfed.sdk import connector
 from sqlalchemy.exc import SQLAlchemyError
 
 log = structlog.get_logger(__name__)
@@ -56,7 +56,6 @@ GATE: web.AppKey[Gate] = web.AppKey("gate")
 PLACEMENT: web.AppKey[Placement] = web.AppKey("placement")
 RECONCILER = web.AppKey("reconciler", Reconciler)
 
-_UUID = re.compile(wire._UUID_PATTERN)
 # Keys of an in-flight claim older than this were left by a receiver that died mid-write.
 _STALE_FACTOR = 2.0
 _RETRY_AFTER_BUSY = 2
@@ -200,7 +199,7 @@ async def _write_sinks(sinks: list[Sink], batch: Batch, metrics: Metrics) -> Non
 
 async def get_instance(request: web.Request) -> web.Response:
     uuid = request.match_info["uuid"]
-    if not _UUID.match(uuid):
+    if not wire.is_uuid(uuid):
         return _error(400, "bad_uuid", f"{uuid[:64]!r} is not an instance UUID")
     row = await request.app[STORE].instance(uuid)
     if row is None:
@@ -310,7 +309,8 @@ def create_app(
     rcfg = config.receiver
     if nova is None and (sinks is None or config.nova.public_azs):
         nova = NovaClient(
-            connector(config.nova.cloud, config.nova.timeout_s), concurrency=config.nova.concurrency
+            connector(config.nova.cloud, timeout_s=config.nova.timeout_s),
+            concurrency=config.nova.concurrency,
         )
     if sinks is None:
         sinks = [make_sink(name, config, nova) for name in rcfg.sinks]
@@ -331,7 +331,7 @@ def create_app(
         placement = policy_placement(
             rcfg.policy_file,
             rcfg.policy_state_file,
-            connector(config.nova.cloud, config.nova.timeout_s),
+            connector(config.nova.cloud, timeout_s=config.nova.timeout_s),
         )
     if placement is not None:
         app[PLACEMENT] = placement

@@ -1,14 +1,15 @@
-"""A small async face on openstacksdk for the receiver: its calls block, so each runs in a
-worker thread, and a semaphore bounds how many hit Nova at once.
+"""The receiver's Nova calls, through openstacksdk from asyncio (`azfed.sdk`): each runs in a
+worker thread, and at most `concurrency` hit Nova at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from azfed.sdk import SdkConnection
 
 T = TypeVar("T")
 
@@ -57,20 +58,12 @@ class NovaClient:
     def __init__(
         self, connect: Callable[[], Any], *, concurrency: int = 8, cache_ttl_s: float = 300.0
     ) -> None:
-        self._connect = connect
-        self._conn: Any = None
-        self._sem = asyncio.Semaphore(concurrency)
+        self._sdk = SdkConnection(connect, concurrency=concurrency)
         self._ttl = cache_ttl_s
         self._cache: dict[str, tuple[float, ServerFacts | None]] = {}
 
-    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        async with self._sem:
-            return await asyncio.to_thread(self._in_thread, fn, *args, **kwargs)
-
-    def _in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        if self._conn is None:
-            self._conn = self._connect()
-        return fn(self._conn, *args, **kwargs)
+    async def _call(self, fn: Callable[[Any], T]) -> T:
+        return await self._sdk.run(fn)
 
     async def ping(self) -> None:
         """Raise if Nova does not answer (one cheap authenticated call)."""
@@ -86,7 +79,7 @@ class NovaClient:
         hit = self._cache.get(uuid)
         if hit is not None and not fresh and time.monotonic() - hit[0] < self._ttl:
             return hit[1]
-        facts = await self._call(_get_server, uuid)
+        facts = await self._call(lambda c: _get_server(c, uuid))
         self._cache[uuid] = (time.monotonic(), facts)
         return facts
 
@@ -107,9 +100,7 @@ class NovaClient:
         return [f for f in map(_facts, servers) if f.az in azs]
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await asyncio.to_thread(self._conn.close)
-            self._conn = None
+        await self._sdk.close()
 
 
 def _get_server(conn: Any, uuid: str) -> ServerFacts | None:
@@ -120,16 +111,3 @@ def _get_server(conn: Any, uuid: str) -> ServerFacts | None:
     except exceptions.NotFoundException:
         return None
     return _facts(server)
-
-
-def connector(cloud: str | None, timeout_s: float) -> Callable[[], Any]:
-    """A Connection factory: a clouds.yaml entry by name, or the OS_* variables if None."""
-
-    def connect() -> Any:
-        import openstack
-
-        if cloud:
-            return openstack.connect(cloud=cloud, api_timeout=timeout_s)
-        return openstack.connect(api_timeout=timeout_s)
-
-    return connect

@@ -11,27 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import structlog
 from azfed.agent.collect.gate import ApiGate
-from azfed.agent.collect.sample import Instance, MeterType, Observation, Sample, StatusChecks
+from azfed.agent.collect.sample import Instance, Observation, Sample
 from azfed.agent.health import AgentMetrics
-from azfed.config import AwsSection, AzfedConfig, CollectSection, MeterName
-from azfed.wire import METERS
+from azfed.aws import THROTTLE_CODES
+from azfed.clouds import UUID_TAG
+from azfed.config import AwsSection, AzfedConfig, CollectSection
+from azfed.wire import METERS, STATES, Meter, State, StatusChecks, is_uuid
 
 log = structlog.get_logger(__name__)
 
 DESCRIBE_PAGE = 1000  # DescribeInstances / DescribeInstanceStatus MaxResults cap
 MAX_QUERIES = 500  # GetMetricData: at most 500 MetricDataQuery per call
-THROTTLE_CODES = frozenset(
-    {"RequestLimitExceeded", "Throttling", "ThrottlingException", "TooManyRequestsException"}
-)
-UUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +45,7 @@ class MetricSpec:
 # cover instance-store volumes only. Memory comes from the CloudWatch agent's mem_used (bytes)
 # when it publishes it. Byte and op counts are Sums over each period, which the collector adds
 # up into the running totals Ceilometer's cumulative meters expect.
-METRICS: dict[MeterName, MetricSpec] = {
+METRICS: dict[Meter, MetricSpec] = {
     "cpu_util": MetricSpec("AWS/EC2", "CPUUtilization", "Average"),
     "network.incoming.bytes": MetricSpec("AWS/EC2", "NetworkIn", "Sum"),
     "network.outgoing.bytes": MetricSpec("AWS/EC2", "NetworkOut", "Sum"),
@@ -77,6 +74,11 @@ def fast_timestamp(value: str) -> dt.datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=dt.timezone.utc)
 
 
+def ec2_state(name: object) -> State:
+    """EC2's instance state name is already one of the wire's states; anything new is unknown."""
+    return next((s for s in STATES if s == name), "unknown")
+
+
 def combine_status(status: dict[str, Any]) -> StatusChecks:
     """Instance and system checks folded into one answer: the worse of the two."""
     both = {
@@ -101,7 +103,7 @@ def instance_from(raw: dict[str, Any], uuid: str, now: dt.datetime) -> Instance:
         instance_uuid=uuid.lower(),
         provider="ec2",
         remote_id=raw["InstanceId"],
-        state=raw.get("State", {}).get("Name", "unknown"),
+        state=ec2_state(raw.get("State", {}).get("Name")),
         observed_at=now,
         private_ips=tuple(dict.fromkeys(private)),
         public_ips=(raw["PublicIpAddress"],) if raw.get("PublicIpAddress") else (),
@@ -112,7 +114,7 @@ def instance_from(raw: dict[str, Any], uuid: str, now: dt.datetime) -> Instance:
 
 
 class Ec2Collector:
-    """Collects every instance tagged `aws.tag_key` and its CloudWatch meters."""
+    """Collects every instance tagged `azfed.clouds.UUID_TAG` and its CloudWatch meters."""
 
     name = "ec2"
 
@@ -166,10 +168,7 @@ class Ec2Collector:
         from aiobotocore.session import get_session
 
         config = AioConfig(
-            connect_timeout=self.aws.connect_timeout_s,
-            read_timeout=self.aws.read_timeout_s,
-            # standard mode retries throttles and 5xx with jittered backoff; total counts all
-            retries={"mode": "standard", "total_max_attempts": self.aws.max_attempts},
+            **self.aws.client().botocore_kwargs(),
             max_pool_connections=self.cfg.concurrency * 2,
             # botocore re-checks every request against the API model on the client; ours are
             # built by this module, AWS checks them anyway, and at 10k instances the check
@@ -224,7 +223,7 @@ class Ec2Collector:
     async def _collect(self) -> Observation:
         now = dt.datetime.now(dt.timezone.utc)
         obs = Observation()
-        pending: list[tuple[str, str, MeterName]] = []  # (nova uuid, instance id, meter)
+        pending: list[tuple[str, str, Meter]] = []  # (nova uuid, instance id, meter)
         # one task per 500-query chunk (80 at 10k x 4 meters); the metrics gate bounds how many
         # are in flight, so the task count is not the fan-out
         async with asyncio.TaskGroup() as tg:
@@ -250,7 +249,7 @@ class Ec2Collector:
 
     async def _describe(self, now: dt.datetime) -> AsyncIterator[list[Instance]]:
         """Pages of federated instances; NextToken by hand so every page waits its turn."""
-        filters = [{"Name": "tag-key", "Values": [self.aws.tag_key]}]
+        filters = [{"Name": "tag-key", "Values": [UUID_TAG]}]
         if self.aws.vpc_id:
             filters.append({"Name": "vpc-id", "Values": [self.aws.vpc_id]})
         token: str | None = None
@@ -270,11 +269,11 @@ class Ec2Collector:
         for reservation in resp.get("Reservations", []):
             for raw in reservation.get("Instances", []):
                 tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
-                uuid = tags.get(self.aws.tag_key, "")
-                if not UUID.match(uuid):
+                uuid = tags.get(UUID_TAG, "")
+                if not is_uuid(uuid):
                     log.warning(
                         "instance.skipped", why="its tag is not a Nova instance UUID",
-                        remote_id=raw.get("InstanceId"), key=self.aws.tag_key, value=uuid,
+                        remote_id=raw.get("InstanceId"), key=UUID_TAG, value=uuid,
                     )  # fmt: skip
                     continue
                 out.append(instance_from(raw, uuid, now))
@@ -314,7 +313,7 @@ class Ec2Collector:
         end = floor_time(now, period) + dt.timedelta(seconds=period)
         return end - dt.timedelta(seconds=period * (self.cfg.lookback_periods + 1)), end
 
-    def _queries(self, chunk: list[tuple[str, str, MeterName]]) -> list[dict[str, Any]]:
+    def _queries(self, chunk: list[tuple[str, str, Meter]]) -> list[dict[str, Any]]:
         out = []
         for k, (_uuid, remote_id, meter) in enumerate(chunk):
             spec = METRICS[meter]
@@ -328,7 +327,7 @@ class Ec2Collector:
         return out
 
     async def _metric_chunk(
-        self, chunk: list[tuple[str, str, MeterName]], now: dt.datetime, into: list[Sample]
+        self, chunk: list[tuple[str, str, Meter]], now: dt.datetime, into: list[Sample]
     ) -> None:
         """One GetMetricData call (more only if AWS pages the datapoints) for <= 500 queries."""
         if len(chunk) > MAX_QUERIES:  # the API refuses more; never send it
@@ -349,7 +348,7 @@ class Ec2Collector:
                 return
             kw["NextToken"] = resp["NextToken"]
 
-    def _samples(self, query: tuple[str, str, MeterName], result: dict[str, Any]) -> list[Sample]:
+    def _samples(self, query: tuple[str, str, Meter], result: dict[str, Any]) -> list[Sample]:
         uuid, _, meter = query
         spec = METRICS[meter]
         unit, kind = METERS[meter]
@@ -364,7 +363,7 @@ class Ec2Collector:
                 # a counter that starts at 0 when the agent starts, like Ceilometer's after a
                 # reboot: Gnocchi's rate aggregates treat the drop as a reset
                 volume = self._totals[key] = self._totals.get(key, 0.0) + volume
-            out.append(Sample(uuid, meter, unit, cast(MeterType, kind), volume, ts))
+            out.append(Sample(uuid, meter, unit, kind, volume, ts))
         if out:
             self._watermark[key] = max(s.timestamp for s in out)
         return out

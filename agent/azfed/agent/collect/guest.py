@@ -17,9 +17,9 @@ from typing import Any
 
 from azfed.agent.collect.sample import Instance, Observation, Sample
 from azfed.agent.health import AgentMetrics
-from azfed.config import AzfedConfig, MeterName
+from azfed.config import AzfedConfig
 from azfed.errors import ConfigError, Problem
-from azfed.wire import METERS
+from azfed.wire import METERS, Meter
 
 SECTOR = 512  # /proc/diskstats counts 512-byte sectors whatever the device's block size
 # whole disks only: partitions would count the same I/O twice
@@ -78,7 +78,7 @@ class GuestCollector:
     name = "guest"
 
     def __init__(
-        self, instance_uuid: str, meters: tuple[MeterName, ...], proc: Path = Path("/proc")
+        self, instance_uuid: str, meters: tuple[Meter, ...], proc: Path = Path("/proc")
     ) -> None:
         self.uuid = instance_uuid.lower()
         self.meters = set(meters)
@@ -115,17 +115,15 @@ class GuestCollector:
         read = {f: (self.proc / f).read_text() for f in ("stat", "meminfo", "net/dev", "diskstats")}
         values = self._values(read)
         samples = [
-            Sample(self.uuid, m, METERS[m][0], METERS[m][1], v, now)  # type: ignore[arg-type]
-            for m, v in values.items()
-            if m in self.meters
+            Sample(self.uuid, m, *METERS[m], v, now) for m, v in values.items() if m in self.meters
         ]
         inst = Instance(self.uuid, "guest", self.host, "running", now)
         return Observation([inst], samples)
 
-    def _values(self, read: dict[str, str]) -> dict[str, float]:
+    def _values(self, read: dict[str, str]) -> dict[Meter, float]:
         rx, tx = parse_netdev(read["net/dev"])
         disk = parse_diskstats(read["diskstats"])
-        values: dict[str, float] = {
+        values: dict[Meter, float] = {
             "memory.usage": parse_meminfo(read["meminfo"]),
             "network.incoming.bytes": rx,
             "network.outgoing.bytes": tx,

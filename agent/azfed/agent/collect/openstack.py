@@ -1,8 +1,8 @@
 """Public-OpenStack collector: the federated servers, their state and addresses.
 
 One paginated call a cycle: Nova's server list filtered by the `azfed-` name prefix the backend
-gives every burst server (agent/clouds/openstack.py), confirmed by the UUID in its metadata.
-openstacksdk blocks, so the call runs in a worker thread behind a semaphore.
+gives every burst server (azfed/clouds/openstack.py), confirmed by the UUID in its metadata.
+openstacksdk blocks, so the call runs in a worker thread (`azfed.sdk`).
 
 Usage is not collected here: a public OpenStack exposes no per-server usage to tenants through
 a portable API (server diagnostics are admin-only by default policy, and few public clouds
@@ -11,41 +11,23 @@ offer Gnocchi to tenants). The guest collector covers usage for images that bake
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
-from azfed.agent.collect.ec2 import UUID
-from azfed.agent.collect.sample import Instance, Observation, State
+from azfed.agent.collect.sample import Instance, Observation
 from azfed.agent.health import AgentMetrics
+from azfed.clouds import NOVA_STATUS_STATES, UUID_TAG
 from azfed.config import AzfedConfig, OpenStackSection
+from azfed.sdk import SdkConnection, connector
+from azfed.wire import is_uuid
+from keystoneauth1 import exceptions as ks_exc
+from openstack import exceptions as os_exc
 
 log = structlog.get_logger(__name__)
 
-UUID_TAG = "azfed:instance-uuid"
 NAME_FILTER = "^azfed-"
-# Nova's server status -> the wire's instance state
-STATES: dict[str, State] = {
-    "BUILD": "pending",
-    "REBUILD": "pending",
-    "ACTIVE": "running",
-    "REBOOT": "running",
-    "HARD_REBOOT": "running",
-    "RESIZE": "running",
-    "VERIFY_RESIZE": "running",
-    "MIGRATING": "running",
-    "PASSWORD": "running",
-    "SHUTOFF": "stopped",
-    "SUSPENDED": "stopped",
-    "PAUSED": "stopped",
-    "SHELVED": "stopped",
-    "SHELVED_OFFLOADED": "stopped",
-    "DELETED": "terminated",
-    "SOFT_DELETED": "terminated",
-    "ERROR": "error",
-}
 
 
 def addresses(addrs: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -60,7 +42,7 @@ def addresses(addrs: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...
 
 def instance_from(server: Any, now: dt.datetime) -> Instance | None:
     uuid = str((server.metadata or {}).get(UUID_TAG, ""))
-    if not UUID.match(uuid):
+    if not is_uuid(uuid):
         return None
     private, public = addresses(server.addresses or {})
     flavor = server.flavor or {}
@@ -69,7 +51,7 @@ def instance_from(server: Any, now: dt.datetime) -> Instance | None:
         instance_uuid=uuid.lower(),
         provider="openstack",
         remote_id=server.id,
-        state=STATES.get(str(server.status), "unknown"),
+        state=NOVA_STATUS_STATES.get(str(server.status), "unknown"),
         observed_at=now,
         private_ips=private,
         public_ips=public,
@@ -82,15 +64,25 @@ def instance_from(server: Any, now: dt.datetime) -> Instance | None:
 
 
 class OpenStackCollector:
-    """Lists the burst servers of one public OpenStack cloud (clouds.yaml entry)."""
+    """Lists the burst servers of one public OpenStack cloud (clouds.yaml entry).
+
+    `connect` builds the openstacksdk Connection (by default from `[openstack]`). One cycle is
+    one call and cycles never overlap, so the collector needs one worker thread, no more.
+    """
 
     name = "openstack"
 
-    def __init__(self, cfg: OpenStackSection, metrics: AgentMetrics) -> None:
+    def __init__(
+        self,
+        cfg: OpenStackSection,
+        metrics: AgentMetrics,
+        connect: Callable[[], Any] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.metrics = metrics
-        self._slots = asyncio.Semaphore(cfg.concurrency)
-        self._conn: Any = None
+        # keystoneauth's own retries cover refused connections; the timeout bounds a call
+        connect = connect or connector(cfg.cloud, region=cfg.region, timeout_s=cfg.timeout_s)
+        self._sdk = SdkConnection(connect, concurrency=1)
 
     @classmethod
     def from_config(cls, cfg: AzfedConfig, metrics: AgentMetrics) -> OpenStackCollector:
@@ -105,24 +97,20 @@ class OpenStackCollector:
         return None
 
     async def open(self) -> None:
-        import openstack
-
-        def connect() -> Any:
-            # keystoneauth's own retries cover refused connections; the timeout bounds a call
-            return openstack.connect(
-                cloud=self.cfg.cloud, region_name=self.cfg.region, api_timeout=self.cfg.timeout_s
-            )
-
-        self._conn = await asyncio.to_thread(connect)
+        await self._sdk.connection()
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await asyncio.to_thread(self._conn.close)
+        await self._sdk.close()
 
     async def collect(self) -> Observation:
         now = dt.datetime.now(dt.timezone.utc)
-        async with self._slots:
-            servers = await asyncio.to_thread(self._list)
+        self.metrics.api_calls.labels("compute", "ListServers").inc()
+        try:
+            servers = await self._sdk.run(_list_servers)
+        except (os_exc.SDKException, ks_exc.ClientException):
+            # keystoneauth has retried what it retries: this call failed for good
+            self.metrics.api_errors.labels("compute", "ListServers").inc()
+            raise
         obs = Observation()
         for server in servers:
             inst = instance_from(server, now)
@@ -131,6 +119,6 @@ class OpenStackCollector:
         self.metrics.instances.labels(self.name).set(len(obs.instances))
         return obs
 
-    def _list(self) -> list[Any]:
-        self.metrics.api_calls.labels("compute", "ListServers").inc()
-        return list(self._conn.compute.servers(details=True, name=NAME_FILTER))
+
+def _list_servers(conn: Any) -> list[Any]:
+    return list(conn.compute.servers(details=True, name=NAME_FILTER))

@@ -8,21 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-Provider = Literal["ec2", "openstack", "guest"]
-State = Literal[
-    "pending",
-    "running",
-    "stopping",
-    "stopped",
-    "shutting-down",
-    "terminated",
-    "error",
-    "unknown",
-]
-StatusChecks = Literal["ok", "impaired", "initializing", "unknown"]
-MeterType = Literal["gauge", "cumulative", "delta"]
+from azfed.wire import Meter, MeterType, Provider, State, StatusChecks
 
 
 def rfc3339(ts: dt.datetime) -> str:
@@ -68,7 +56,7 @@ class Sample:
     """One measure of one meter of one instance (Ceilometer's meter names and units)."""
 
     resource_id: str
-    meter: str
+    meter: Meter
     unit: str
     type: MeterType
     volume: float

@@ -1,8 +1,12 @@
 """The small error hierarchy every part of azfed raises.
 
-Callers catch the narrowest class they can act on: the driver falls back to another AZ on
-`CapacityError`, retries later on `ThrottledError`, and fails the instance cleanly on
-`PermanentError`. Messages are written for operators: they say what happened and what to do.
+Callers catch the narrowest class they can act on. The cloud backends retry `ThrottledError`
+(and the OpenStack one `CloudUnavailableError`) with backoff inside each call, beyond botocore's
+own retries; what still fails reaches the proxy host's driver, which aborts the build with the
+message as the instance's fault (the public AZ has one host: there is nowhere to reschedule)
+and otherwise reports a `NotFoundError` as Nova's InstanceNotFound and any other as a
+NovaException carrying the message. No caller picks another AZ or type on `CapacityError`.
+Messages are written for operators: they say what happened and what to do.
 """
 
 from __future__ import annotations
@@ -45,9 +49,7 @@ class PolicyError(InputError):
 
 
 class CloudError(AzfedError):
-    """A public-cloud call failed. Subclasses say whether trying again can help."""
-
-    retryable = False
+    """A public-cloud call failed; the subclass says why (and its docstring what to do)."""
 
     def __init__(self, message: str, *, provider: str = "", code: str = "") -> None:
         self.provider = provider
@@ -58,17 +60,13 @@ class CloudError(AzfedError):
 class CapacityError(CloudError):
     """The provider has no capacity for this instance type here now: try another AZ or type."""
 
-    retryable = True
-
 
 class QuotaError(CloudError):
     """An account quota or limit is reached: raise it with the provider or free resources."""
 
 
 class ThrottledError(CloudError):
-    """The provider rate-limited us: back off and try again."""
-
-    retryable = True
+    """The provider rate-limited us, and kept doing so through our retries: try again later."""
 
 
 class NotFoundError(CloudError):

@@ -194,7 +194,7 @@ class Ec2Collector:
         await self._stack.aclose()
 
     def _instrument(self, client: Any, api: str) -> None:
-        """Count every HTTP attempt and every throttle, as botocore's retries see them."""
+        """Count every HTTP attempt, every throttle, and every call that failed for good."""
 
         def on_send(event_name: str, **_: Any) -> None:
             # before-send fires once per HTTP attempt, so retries are counted too
@@ -206,8 +206,20 @@ class Ec2Collector:
             if code in THROTTLE_CODES:
                 self.metrics.throttles.labels(api, operation.name).inc()
 
+        def on_answer(http_response: Any, model: Any, **_: Any) -> None:
+            # after-call fires once per API call, after botocore's retries: an error status
+            # here is the error the collector gets
+            if http_response.status_code >= 300:
+                self.metrics.api_errors.labels(api, model.name).inc()
+
+        def on_no_answer(event_name: str, **_: Any) -> None:
+            # after-call-error: no answer at all (refused, timed out) once the retries ran out
+            self.metrics.api_errors.labels(api, event_name.rsplit(".", 1)[-1]).inc()
+
         client.meta.events.register("before-send.*.*", on_send)
         client.meta.events.register_first("needs-retry.*.*", on_retry)
+        client.meta.events.register("after-call.*.*", on_answer)
+        client.meta.events.register("after-call-error.*.*", on_no_answer)
 
     # --- one cycle --------------------------------------------------------------------------
 

@@ -374,5 +374,29 @@ def status(config_file: Path | None, as_json: bool) -> None:
     click.echo(json.dumps(result) if as_json else receiver_status.render(result))
 
 
+@main.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Newest N."
+)
+def audit(config_file: Path | None, as_json: bool, limit: int) -> None:
+    """Show what the receiver decided on its own (orphans cleaned or not), newest first."""
+    import asyncio
+
+    from azfed.config import load_config
+    from azfed.receiver import audit as receiver_audit
+
+    if config_file is None:
+        raise click.UsageError("--config FILE (the receiver's) is required")
+    try:
+        cfg = load_config(config_file)
+        cfg.require("receiver")
+    except InputError as err:
+        _fail_input(err, as_json)
+    entries = asyncio.run(receiver_audit.collect(cfg, limit))
+    click.echo(json.dumps(entries) if as_json else receiver_audit.render(entries))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

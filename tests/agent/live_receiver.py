@@ -17,11 +17,11 @@ import aiohttp
 from aiohttp import web
 from azfed.config import parse_config
 from azfed.receiver.app import RUNNER_KWARGS, STORE, create_app
-from azfed.receiver.sinks.memory import MemorySink
 from azfed.receiver.store import Store
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.agent.faults import Faults
+from tests.receiver.memory_sink import MemorySink
 
 SECRET = b"s3cret-for-tests"
 

@@ -30,8 +30,8 @@ async def test_burst_servers_are_found_by_name_and_mapped_by_their_metadata_uuid
     nova_uuid = str(uuid.uuid4())
     server = boot(os_conn, f"azfed-{nova_uuid}", {"azfed:instance-uuid": nova_uuid})
     stray = boot(os_conn, "azfed-stray", {})
-    col = OpenStackCollector(OpenStackSection(cloud="unused"), AgentMetrics())
-    col._conn = os_conn  # the bed's admin connection instead of a clouds.yaml entry
+    # the bed's admin connection instead of a clouds.yaml entry
+    col = OpenStackCollector(OpenStackSection(cloud="unused"), AgentMetrics(), lambda: os_conn)
     obs = await col.collect()
     mine = [i for i in obs.instances if i.instance_uuid == nova_uuid]
     assert [(i.remote_id, i.state, i.provider) for i in mine] == [

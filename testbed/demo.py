@@ -34,6 +34,8 @@ from azfed import texttable
 from testbed.aws import FAKE_CREDENTIALS, REGION
 from testbed.openstack import (
     AUTH,
+    AZFED_DRIVER,
+    AZFED_FILTER,
     CHECKOUT,
     DEFAULT_FILTERS,
     IMAGE,
@@ -42,9 +44,6 @@ from testbed.openstack import (
     TestbedError,
 )
 
-FILTER = "azfed.nova.filter.FederationFilter"
-# nova.virt.azfed, the shim install.sh puts into the bed's Nova (Nova loads drivers only from there)
-DRIVER = "azfed.FederationDriver"
 AGENT_ID = "demo-vpc"
 RECEIVER_PORT = 8790
 AGENT_HEALTH_PORT = 9810
@@ -174,8 +173,8 @@ class Demo:
     def enable_azfed(self, vpc: dict[str, str], policy: Path) -> None:
         env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.moto_endpoint}
         self.bed.reconfigure(
-            aws_driver=DRIVER,
-            filters=[*DEFAULT_FILTERS, FILTER],
+            aws_driver=AZFED_DRIVER,
+            filters=[*DEFAULT_FILTERS, AZFED_FILTER],
             extra_nova={
                 "azfed": {
                     "provider": "ec2",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import shutil
@@ -64,8 +65,25 @@ DATABASES = (
     "gnocchi",
 )
 COMPUTES = {"compute-local": "local-az", "compute-aws": "aws-az"}
-FAKE_DRIVER = "fake.MediumFakeDriver"
+# compute-local: Nova's fake hypervisor of 10 vCPUs and 8192 MB, the local AZ whose load the
+# policy reads; it is never restarted
+LOCAL_DRIVER = "fake.MediumFakeDriver"
+# compute-aws before azfed's driver takes it over: Nova's fake driver with a stable node
+# identity (the compute_id file), as a real single-node driver has. MediumFakeDriver makes a
+# new node UUID at every start, so a restarted proxy host would refuse to start ("Duplicate
+# compute node record"); this one can switch to azfed's driver and back.
+FAKE_DRIVER = "fake.FakeDriverWithoutFakeNodes"
+# azfed's driver and filter as nova.conf names them (the driver through its nova.virt shim)
+AZFED_DRIVER = "azfed.FederationDriver"
+AZFED_FILTER = "azfed.nova.filter.FederationFilter"
 DEFAULT_FILTERS = ("ComputeFilter", "ComputeCapabilitiesFilter", "ImagePropertiesFilter")
+# extra_nova sections only nova-scheduler reads; every other section goes to compute-aws
+SCHEDULER_SECTIONS = frozenset({"filter_scheduler", "azfed_filter"})
+# the services a reconfigure() may restart, and the config files each reads after nova.conf
+RECONFIGURABLE = {
+    "nova-scheduler": "nova-scheduler.conf",
+    "nova-compute-aws": "nova-compute-aws.conf",
+}
 FLAVORS = {  # name: (ram MB, vcpus, disk GB)
     "m1.tiny": (512, 1, 1),
     "m1.small": (1024, 1, 1),
@@ -161,6 +179,8 @@ class OpenStackBed:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     os_venv: Path | None = None
     gn_venv: Path | None = None
+    # the fingerprint of what each Nova service was last started with (see _fingerprint)
+    _started_with: dict[str, str] = field(default_factory=dict, repr=False)
 
     # --- paths -------------------------------------------------------------------------------
 
@@ -326,7 +346,7 @@ class OpenStackBed:
         nova: dict[str, dict[str, object]] = {
             "DEFAULT": {
                 "transport_url": f"rabbit://guest:guest@{HOST}:{PORTS['rabbitmq']}/",
-                "compute_driver": FAKE_DRIVER,
+                "compute_driver": LOCAL_DRIVER,
                 "state_path": b / "data/nova",
                 "my_ip": HOST,
                 "debug": "false",
@@ -345,31 +365,48 @@ class OpenStackBed:
             "service_user": {"send_service_user_token": "false"},
             "oslo_concurrency": {"lock_path": b / "data/locks"},
             "scheduler": {"discover_hosts_in_cells_interval": 2, "workers": 1},
-            "filter_scheduler": {
-                "available_filters": "nova.scheduler.filters.all_filters",
-                "enabled_filters": ",".join(self.filters),
-            },
             "conductor": {"workers": 1},
             "vnc": {"enabled": "false"},
             "oslo_messaging_notifications": {"driver": "noop"},
         }
-        for section, opts in self.extra_nova.items():
-            nova.setdefault(section, {}).update(opts)
-        custom = [f for f in self.filters if "." in f]
-        if custom:  # out-of-tree filters must be listed as available by their dotted path
-            nova["filter_scheduler"]["available_filters"] = [
-                "nova.scheduler.filters.all_filters",
-                *custom,
-            ]
-            nova["filter_scheduler"]["enabled_filters"] = ",".join(
-                f.rsplit(".", 1)[-1] for f in self.filters
-            )
         (e / "nova" / "nova.conf").write_text(_ini(nova))
+        (e / "nova-scheduler.conf").write_text(_ini(self._scheduler_conf()))
         for host in COMPUTES:
-            driver = self.aws_driver if host == "compute-aws" else FAKE_DRIVER
-            (e / f"nova-{host}.conf").write_text(
-                _ini({"DEFAULT": {"host": host, "compute_driver": driver}})
-            )
+            (e / f"nova-{host}.conf").write_text(_ini(self._compute_conf(host)))
+
+    def _scheduler_conf(self) -> dict[str, dict[str, object]]:
+        """What only nova-scheduler reads: its filters, and the filter's own options."""
+        custom = [f for f in self.filters if "." in f]
+        conf: dict[str, dict[str, object]] = {
+            "filter_scheduler": {
+                # out-of-tree filters must be listed as available by their dotted path
+                "available_filters": ["nova.scheduler.filters.all_filters", *custom],
+                "enabled_filters": ",".join(f.rsplit(".", 1)[-1] for f in self.filters),
+            }
+        }
+        for section, opts in self.extra_nova.items():
+            if section in SCHEDULER_SECTIONS:
+                conf.setdefault(section, {}).update(opts)
+        return conf
+
+    def _compute_conf(self, host: str) -> dict[str, dict[str, object]]:
+        """What one compute host reads on top of nova.conf.
+
+        Each compute has its own state_path: Nova keeps the node's identity there (the
+        `compute_id` file), and two computes sharing it cannot both keep their node.
+        """
+        own: dict[str, object] = {
+            "host": host,
+            "state_path": self.base / f"data/nova-{host}",
+            "log_file": f"nova-{host}.log",  # in log_dir, where tail() looks
+        }
+        if host != "compute-aws":
+            return {"DEFAULT": {**own, "compute_driver": LOCAL_DRIVER}}
+        conf: dict[str, dict[str, object]] = {"DEFAULT": {**own, "compute_driver": self.aws_driver}}
+        for section, opts in self.extra_nova.items():
+            if section not in SCHEDULER_SECTIONS:
+                conf.setdefault(section, {}).update(opts)
+        return conf
 
     # --- process management ------------------------------------------------------------------
 
@@ -489,6 +526,7 @@ class OpenStackBed:
             "credential-keys",
             "locks",
             "nova",
+            *(f"nova-{host}" for host in COMPUTES),
             "glance",
             "gnocchi",
             "neutron",
@@ -691,23 +729,35 @@ class OpenStackBed:
         )
         nova_conf = ["--config-file", str(self.etc / "nova/nova.conf")]
         self._spawn("nova-conductor", [self._bin("nova-conductor"), *nova_conf])
-        self._spawn("nova-scheduler", [self._bin("nova-scheduler"), *nova_conf])
+        self._start_nova_service("nova-scheduler")
         for host in COMPUTES:
-            self._start_compute(host)
+            self._start_nova_service(f"nova-{host}")
         for name in ("placement", "glance", "neutron", "nova-api", "gnocchi-api"):
             self._wait_http(name, f"http://{HOST}:{PORTS[name]}/")
 
-    def _start_compute(self, host: str) -> None:
+    def _start_nova_service(self, name: str) -> None:
+        """nova-scheduler or a nova-compute: nova.conf, then the file only it reads."""
+        binary = "nova-compute" if name.startswith("nova-compute") else name
+        own = self.etc / f"{name}.conf"
         self._spawn(
-            f"nova-{host}",
+            name,
             [
-                self._bin("nova-compute"),
+                self._bin(binary),
                 "--config-file",
                 str(self.etc / "nova/nova.conf"),
                 "--config-file",
-                str(self.etc / f"nova-{host}.conf"),
+                str(own),
             ],
         )
+        self._started_with[name] = self._fingerprint(name)
+
+    def _fingerprint(self, name: str) -> str:
+        """What a running service was started with: its config files and its environment."""
+        files = [self.etc / "nova/nova.conf", self.etc / RECONFIGURABLE.get(name, f"{name}.conf")]
+        text = "".join(f.read_text() for f in files) + json.dumps(
+            dict(self.extra_env), sort_keys=True
+        )
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def _wait_http(self, name: str, url: str, timeout: float = 180) -> None:
         def answers() -> bool:
@@ -842,6 +892,7 @@ class OpenStackBed:
             st = json.loads(self.state_file.read_text())
             self.aws_driver, self.filters = st["aws_driver"], tuple(st["filters"])
             self.extra_nova, self.extra_env = st["extra_nova"], st["extra_env"]
+            self._started_with = dict(st.get("started_with", {}))
 
     def _reconfigure(
         self,
@@ -863,41 +914,50 @@ class OpenStackBed:
         if extra_env is not None:
             self.extra_env = {**self.extra_env, **extra_env}
         self._write_nova_configs()
-        for name in ("nova-scheduler", "nova-compute-aws"):
+        # restart only the services whose files or environment changed: a restart costs
+        # seconds of waiting for the service to report in, and tests reconfigure often
+        changed = [n for n in RECONFIGURABLE if self._started_with.get(n) != self._fingerprint(n)]
+        if not changed:
+            return
+        for name in changed:
             self._stop_one(name)
         restarted_at = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-        self._spawn(
-            "nova-scheduler",
-            [self._bin("nova-scheduler"), "--config-file", str(self.etc / "nova/nova.conf")],
-        )
-        self._start_compute("compute-aws")
+        for name in changed:
+            self._start_nova_service(name)
         conn = self.connect()
         try:
-            self._wait_reported_since(conn, restarted_at)
-            self.wait_computes(conn, ["compute-aws"])
+            self._wait_reported_since(conn, restarted_at, changed)
+            if "nova-compute-aws" in changed:
+                self.wait_computes(conn, ["compute-aws"])
         finally:
             conn.close()
         self._save_state()
 
-    def _wait_reported_since(self, conn: Any, since: datetime.datetime) -> None:
-        """Wait until the new scheduler and compute-aws have each reported in.
+    def _wait_reported_since(
+        self, conn: Any, since: datetime.datetime, names: Sequence[str]
+    ) -> None:
+        """Wait until each restarted service (nova-scheduler, nova-compute-aws) has reported in.
 
         Their old service records still say "up" for a minute after the restart. A boot sent
         before the new scheduler listens fails, and so does one whose compute host publishes
         to the scheduler's fanout exchange before the new scheduler has declared it.
         """
+        wanted = {("nova-compute", "compute-aws") if n == "nova-compute-aws" else n for n in names}
 
         def fresh() -> bool:
-            seen = {
-                (svc.binary, svc.host)
-                for svc in conn.compute.services()
-                if svc.updated_at
-                and datetime.datetime.fromisoformat(svc.updated_at.rstrip("Z")) > since
-            }
-            scheduler = any(binary == "nova-scheduler" for binary, _ in seen)
-            return scheduler and ("nova-compute", "compute-aws") in seen
+            for name in names:
+                if not _alive(self.pids().get(name, -1)):
+                    raise TestbedError(f"{name} exited after the restart:\n{self.tail(name)}")
+            seen: set[object] = set()
+            for svc in conn.compute.services():
+                if svc.updated_at and (
+                    datetime.datetime.fromisoformat(svc.updated_at.rstrip("Z")) > since
+                ):
+                    seen.add(svc.binary)
+                    seen.add((svc.binary, svc.host))
+            return wanted <= seen
 
-        _wait(fresh, 120, "nova-scheduler and compute-aws to report in after the restart")
+        _wait(fresh, 120, f"{', '.join(names)} to report in after the restart")
 
     # --- stop --------------------------------------------------------------------------------
 
@@ -956,6 +1016,7 @@ class OpenStackBed:
                         k: {kk: str(vv) for kk, vv in v.items()} for k, v in self.extra_nova.items()
                     },
                     "extra_env": dict(self.extra_env),
+                    "started_with": self._started_with,
                 },
                 indent=2,
             )
@@ -971,6 +1032,7 @@ class OpenStackBed:
         bed.os_venv, bed.gn_venv = Path(st["os_venv"]), Path(st["gn_venv"])
         bed.aws_driver, bed.filters = st["aws_driver"], tuple(st["filters"])
         bed.extra_nova, bed.extra_env = st["extra_nova"], st["extra_env"]
+        bed._started_with = dict(st.get("started_with", {}))
         return bed
 
 

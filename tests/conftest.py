@@ -32,10 +32,6 @@ _MARK_BY_FIXTURE = {
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # The bed's own smoke tests run first, on the pristine bed (Nova's fake driver on both
-    # hosts): later modules switch compute-aws to azfed's driver, and a driver cannot be
-    # switched back without wiping the proxy host's compute node record.
-    items.sort(key=lambda item: not item.nodeid.startswith("tests/testbed_smoke/"))
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         for fixture, mark in _MARK_BY_FIXTURE.items():

@@ -20,10 +20,9 @@ import pytest
 from azfed.clouds import UUID_TAG
 
 from testbed.aws import FAKE_CREDENTIALS, REGION, MotoServer
-from testbed.openstack import PORTS, OpenStackBed
+from testbed.openstack import AZFED_DRIVER, OpenStackBed
 
 # Nova imports compute_driver from its own nova.virt package: the shim puts ours there
-DRIVER = "azfed.FederationDriver"
 SHIM = Path(__file__).resolve().parents[2] / "agent" / "azfed" / "nova" / "nova_virt_azfed.py"
 
 # the bed's Popen handles of restarted services are dropped on purpose (they outlive us)
@@ -69,31 +68,14 @@ def _install_shim(bed: OpenStackBed) -> None:
     shutil.copyfile(SHIM, virt / "azfed.py")
 
 
-def _restart_nova_api_once(bed: OpenStackBed) -> None:
-    """nova-api reads allow_resize_to_same_host only at start; reconfigure() leaves it running.
-
-    A marker remembers which nova-api process already has it, so it restarts once per bed.
-    """
-    marker = bed.run / "azfed-api-restarted"
-    pid = bed.pids().get("nova-api")
-    if marker.exists() and marker.read_text().strip() == str(pid):
-        return
-    bed._stop_one("nova-api")
-    bed._gunicorn("nova-api", PORTS["nova-api"], "wsgi_nova_api")
-    bed._wait_http("nova-api", f"http://127.0.0.1:{PORTS['nova-api']}/")
-    marker.write_text(f"{bed.pids()['nova-api']}\n")
-
-
 @pytest.fixture(scope="module")
 def burst(openstack_bed: OpenStackBed, moto: MotoServer) -> Iterator[Burst]:
     ec2 = boto3.client("ec2", **moto.client_kwargs())
     net = _ec2_network(ec2)
     _install_shim(openstack_bed)
     openstack_bed.reconfigure(
-        aws_driver=DRIVER,
+        aws_driver=AZFED_DRIVER,
         extra_nova={
-            # the public AZ has one proxy host, so every resize there is to the same host
-            "DEFAULT": {"allow_resize_to_same_host": "true"},
             "azfed": {
                 "provider": "ec2",
                 "region": REGION,
@@ -111,7 +93,6 @@ def burst(openstack_bed: OpenStackBed, moto: MotoServer) -> Iterator[Burst]:
         },
         extra_env={**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": moto.endpoint},
     )
-    _restart_nova_api_once(openstack_bed)
     conn = openstack_bed.connect()
     image = conn.image.create_image(
         name=f"azfed-burst-{uuid.uuid4().hex[:6]}",

@@ -20,14 +20,21 @@ from azfed.cli import main
 from azfed.policy import load_from_cloud, load_policy
 from click.testing import CliRunner
 
-from testbed.openstack import AUTH, DEFAULT_FILTERS, IMAGE, OpenStackBed
+from testbed.openstack import (
+    AUTH,
+    AZFED_FILTER,
+    DEFAULT_FILTERS,
+    FAKE_DRIVER,
+    IMAGE,
+    OpenStackBed,
+    TestbedError,
+)
 from tests.waiting import until_sync
 
 # the bed's reconfigure() lets go of the Popen of each service it restarts, on purpose (they
 # outlive the test run); Python warns when those objects are collected
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
-FILTER = "azfed.nova.filter.FederationFilter"
 PREFIX = "azfed-pol-"
 
 
@@ -71,26 +78,29 @@ class Scenario:
     def enable(self) -> None:
         """Enable the filter, re-reading the bed's state first so another engineer's driver
         settings are kept, not reverted."""
-        _current_bed(self.bed).reconfigure(
-            filters=[*DEFAULT_FILTERS, FILTER],
-            extra_nova={
-                "azfed_filter": {
-                    "policy_file": self.policy,
-                    "public_azs": "aws-az",
-                    "state_file": self.state,
-                }
-            },
-        )
-        time.sleep(5)  # a scheduler that cannot load the filter exits within seconds
-        bed = _current_bed(self.bed)
-        if not bed.running().get("nova-scheduler"):
-            log = bed.tail("nova-scheduler")
-            bed.reconfigure(filters=list(DEFAULT_FILTERS))  # never leave the bed broken
-            pytest.fail(f"nova-scheduler did not start with {FILTER}:\n{log}")
+        try:
+            # returns once the new scheduler has reported in, having loaded its filters;
+            # raises at once if it exited (a filter it cannot load)
+            _current_bed(self.bed).reconfigure(
+                # the filter is under test, not the driver: compute-aws runs Nova's own
+                aws_driver=FAKE_DRIVER,
+                filters=[*DEFAULT_FILTERS, AZFED_FILTER],
+                extra_nova={
+                    "azfed_filter": {
+                        "policy_file": self.policy,
+                        "public_azs": "aws-az",
+                        "state_file": self.state,
+                    }
+                },
+            )
+        except TestbedError as err:
+            # never leave the bed broken
+            _current_bed(self.bed).reconfigure(filters=list(DEFAULT_FILTERS))
+            pytest.fail(f"nova-scheduler did not start with {AZFED_FILTER}: {err}")
 
     def ensure_enabled(self) -> None:
-        # a colleague's reconfigure may have rewritten nova.conf from an older view of the bed
-        conf = (self.bed.etc / "nova" / "nova.conf").read_text()
+        # a colleague's reconfigure may have rewritten the scheduler's file from an older view
+        conf = (self.bed.etc / "nova-scheduler.conf").read_text()
         if "FederationFilter" not in conf or str(self.policy) not in conf:
             self.enable()
 

@@ -241,8 +241,13 @@ AGENT_CONFIG_MISFITS = [
         "[push] secret_file",
         "LoadCredential",
     ),
-    ('provider = "ec2"', 'provider = "guest"', "[agent] provider", "'guest'"),
-    ('[aws]\nregion = "eu-west-1"\n', "", "[aws] = None", "required for target 'ec2'"),
+    (
+        'provider = "ec2"',
+        'provider = "guest"\ninstance_uuid = "0b7e6f4c-7d3a-4f7e-9a51-2f0c8d1e4b6a"',
+        "[agent] provider",
+        "'guest'",
+    ),
+    ('[aws]\nregion = "eu-west-1"\n', "", "[aws] = None", 'required with [agent] provider = "ec2"'),
 ]
 
 

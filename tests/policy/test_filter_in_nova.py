@@ -27,8 +27,8 @@ from testbed.openstack import (
     FAKE_DRIVER,
     IMAGE,
     OpenStackBed,
-    TestbedError,
 )
+from testbed.openstack import TestbedError as BedError  # not collected as a test class
 from tests.waiting import until_sync
 
 # the bed's reconfigure() lets go of the Popen of each service it restarts, on purpose (they
@@ -93,7 +93,7 @@ class Scenario:
                     }
                 },
             )
-        except TestbedError as err:
+        except BedError as err:
             # never leave the bed broken
             _current_bed(self.bed).reconfigure(filters=list(DEFAULT_FILTERS))
             pytest.fail(f"nova-scheduler did not start with {AZFED_FILTER}: {err}")

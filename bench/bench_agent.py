@@ -161,8 +161,9 @@ async def agent_cycle(endpoint: str) -> dict[str, Any]:
         # moto answers a 500-query GetMetricData in tens of seconds under load: no timeout
         # retries muddying the call counts
         "aws": {"region": "us-east-1", "endpoint_url": endpoint, "read_timeout_s": 600.0},
+        # moto and the canned server hold every datapoint at once: no publication delay
         "collect": {"meters": METERS, "status_checks": False, "concurrency": 8,
-                    "metrics_rate_per_s": 50.0, "metrics_burst": 50},
+                    "metrics_rate_per_s": 50.0, "metrics_burst": 50, "publication_delay_s": 0},
         "push": {"url": "http://127.0.0.1:9/", "secret_file": str(tmp / "secret")},
         "spool": {"path": str(tmp / "spool")},
     })  # fmt: skip
@@ -282,7 +283,7 @@ def on_moto(n: int) -> list[dict[str, Any]]:
         moto.seed_metrics([
             {"name": CW[m], "dims": {"InstanceId": i}, "ts": base - k * PERIOD + 1,
              "value": 1.0, "unit": "Percent"}
-            for i in ids for m in METERS for k in (0, 1)
+            for i in ids for m in METERS for k in (1, 2)  # the two newest complete periods
         ])  # fmt: skip
 
         def stats() -> dict[str, int]:

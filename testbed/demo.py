@@ -506,6 +506,8 @@ vpc_id = "{vpc["vpc"]}"
 [collect]
 interval_s = 10
 jitter_s = 1
+# moto holds each datapoint the moment it is put: no CloudWatch publication delay to wait out
+publication_delay_s = 0
 
 [push]
 url = "http://127.0.0.1:{RECEIVER_PORT}/v1/reports"

@@ -87,8 +87,13 @@ class CollectSection(_Section):
     # TOML arrays arrive as lists, hence strict=False
     meters: Annotated[tuple[Meter, ...], Field(min_length=1, strict=False)] = ALL_METERS
     status_checks: bool = True
-    # how many metric periods each cycle reads back (late CloudWatch datapoints)
+    # each cycle reads the newest complete period and this many before it, so a failed cycle
+    # or a short restart loses no period
     lookback_periods: Annotated[int, Field(ge=1, le=24)] = 2
+    # a period is complete, and emitted once with CloudWatch's statistic over all of it, this
+    # long after it ends: CloudWatch publishes EC2 datapoints minutes late (Telegraf's
+    # cloudwatch input waits 5 minutes too). A datapoint later than that is not counted.
+    publication_delay_s: Annotated[int, Field(ge=0, le=3600)] = 300
 
 
 class PushSection(_Section):

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import uuid as uuidlib
 from typing import Any
 
-from azfed.config import AzfedConfig, parse_config
+from azfed.config import AzfedConfig, CollectSection, parse_config
 
 from testbed.aws import MotoServer
 from tests.agent.aws_metrics import DOCUMENTED
 
 TAG = "azfed:instance-uuid"
+# the collector reads a period once it ended this long ago (its default)
+DELAY_S: int = CollectSection.model_fields["publication_delay_s"].default
+
+
+def newest_complete(period_s: int, delay_s: int = DELAY_S) -> int:
+    """The start (epoch s) of the newest period the collector reads now."""
+    return (int(time.time()) - delay_s) // period_s * period_s - period_s
 
 
 async def launch(ec2: Any, n: int, *, per_reservation: int = 100) -> dict[str, str]:
@@ -43,10 +51,10 @@ def seed(
     moto: MotoServer, ids: list[str], metrics: list[str], points: int, period_s: int
 ) -> dt.datetime:
     """`points` datapoints per instance and CloudWatch metric (AWS's own names, see
-    aws_metrics.py), one per period, ending at the current period; values 1, 2, ... from the
-    newest back."""
+    aws_metrics.py), one per period, ending at the newest period the collector takes as
+    complete; values 1, 2, ... from the newest back."""
     now = dt.datetime.now(dt.timezone.utc)
-    base = int(now.timestamp()) // period_s * period_s
+    base = newest_complete(period_s)
     by_namespace: dict[str, list[dict[str, Any]]] = {}
     for name in metrics:
         namespace, unit = DOCUMENTED[name]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from azfed.agent.health import AgentMetrics
 
 from testbed.aws import MotoServer
 from tests.agent.aws_metrics import DOCUMENTED
-from tests.agent.helpers import agent_config, launch, seed
+from tests.agent.helpers import agent_config, launch, newest_complete, seed
 
 # What each Ceilometer meter is expected to be read from, in AWS's own metric names (disks:
 # the EBS metrics, since on Nitro instances Disk* counts instance-store volumes only).
@@ -167,7 +166,7 @@ async def test_memory_comes_from_the_cloudwatch_agent_in_megabytes(
     CloudWatch agent publishes nothing simply has no memory sample."""
     ids = await launch(ec2, 2)
     with_agent, without = list(ids)
-    now = int(time.time()) // 300 * 300
+    now = newest_complete(300)
     namespace, unit = DOCUMENTED["mem_used"]
     aws.seed_metrics(
         [{"name": "mem_used", "dims": {"InstanceId": with_agent}, "ts": now + 1,

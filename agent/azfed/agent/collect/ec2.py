@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +45,11 @@ class MetricSpec:
 # cover instance-store volumes only. Memory comes from the CloudWatch agent's mem_used (bytes)
 # when it publishes it. Byte and op counts are Sums over each period, which the collector adds
 # up into the running totals Ceilometer's cumulative meters expect.
+#
+# A period is read only once it is complete (it ended `publication_delay_s` ago), so each value
+# is CloudWatch's own statistic over the whole period, sent once: an open period's Average is
+# the mean of the points so far and its Sum a part of the total, and a running total built from
+# parts cannot be corrected later without breaking Gnocchi's rates.
 METRICS: dict[Meter, MetricSpec] = {
     "cpu_util": MetricSpec("AWS/EC2", "CPUUtilization", "Average"),
     "network.incoming.bytes": MetricSpec("AWS/EC2", "NetworkIn", "Sum"),
@@ -118,8 +123,15 @@ class Ec2Collector:
 
     name = "ec2"
 
-    def __init__(self, aws: AwsSection, collect: CollectSection, metrics: AgentMetrics) -> None:
+    def __init__(
+        self,
+        aws: AwsSection,
+        collect: CollectSection,
+        metrics: AgentMetrics,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+    ) -> None:
         self.aws = aws
+        self._clock = clock
         self.cfg = collect
         self.metrics = metrics
         self.describe_gate = ApiGate(
@@ -130,8 +142,8 @@ class Ec2Collector:
             "cloudwatch", rate_per_s=collect.metrics_rate_per_s, burst=collect.metrics_burst,
             concurrency=collect.concurrency,
         )  # fmt: skip
-        # newest datapoint already emitted per (instance, meter): later cycles re-read a
-        # window of `lookback_periods` for late datapoints but emit each point once
+        # newest period already emitted per (instance, meter): later cycles re-read
+        # `lookback_periods` complete periods (for missed cycles) but emit each period once
         self._watermark: dict[tuple[str, str], dt.datetime] = {}
         self._totals: dict[tuple[str, str], float] = {}
         self._stack = AsyncExitStack()
@@ -233,7 +245,7 @@ class Ec2Collector:
             raise
 
     async def _collect(self) -> Observation:
-        now = dt.datetime.now(dt.timezone.utc)
+        now = self._clock()
         obs = Observation()
         pending: list[tuple[str, str, Meter]] = []  # (nova uuid, instance id, meter)
         # one task per 500-query chunk (80 at 10k x 4 meters); the metrics gate bounds how many
@@ -321,8 +333,11 @@ class Ec2Collector:
     # --- metrics ---------------------------------------------------------------------------
 
     def _window(self, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+        """The newest complete period and `lookback_periods` before it, aligned on the period
+        (EndTime is exclusive): a period still open, or closed less than the publication delay
+        ago, is not read, so it is emitted only in a later cycle, whole."""
         period = self.cfg.metrics_period_s
-        end = floor_time(now, period) + dt.timedelta(seconds=period)
+        end = floor_time(now - dt.timedelta(seconds=self.cfg.publication_delay_s), period)
         return end - dt.timedelta(seconds=period * (self.cfg.lookback_periods + 1)), end
 
     def _queries(self, chunk: list[tuple[str, str, Meter]]) -> list[dict[str, Any]]:

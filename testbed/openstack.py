@@ -352,6 +352,9 @@ class OpenStackBed:
                 "debug": "false",
                 # the proxy host is its AZ's only host: resize happens in place on it
                 "allow_resize_to_same_host": "true",
+                # a restart between tests has nothing in flight to drain: oslo.service's
+                # 60 s default makes every restart wait seconds for idle threads
+                "graceful_shutdown_timeout": 2,
                 "log_dir": self.logs,
             },
             "wsgi": {"api_paste_config": e / "nova/api-paste.ini"},
@@ -449,6 +452,11 @@ class OpenStackBed:
                 "8",
                 "--timeout",
                 "300",
+                # longer than any client keeps an idle connection: with gunicorn's 2 s default
+                # the server closes a connection just as keystoneauth reuses it
+                # ("Remote end closed connection without response")
+                "--keep-alive",
+                "75",
                 "--chdir",
                 str(HERE / "wsgi"),
                 "--no-control-socket",

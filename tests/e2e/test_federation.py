@@ -41,7 +41,7 @@ def eventually(probe: Callable[[], T | None], what: str, timeout: float = 180) -
             return got
         if time.monotonic() > deadline:
             pytest.fail(f"after {timeout:.0f}s: {what}")
-        time.sleep(2)
+        time.sleep(0.5)
 
 
 @dataclass
@@ -61,7 +61,7 @@ class Federation:
             networks="none",
         )
         server = self.conn.compute.wait_for_server(
-            server, status="ACTIVE", failures=["ERROR"], wait=300, interval=1
+            server, status="ACTIVE", failures=["ERROR"], wait=300, interval=0.5
         )
         self.servers[name] = server
         return server
@@ -281,7 +281,7 @@ def test_6_the_driver_spawns_the_vm_on_a_public_openstack_too(
         availability_zone="aws-az",  # asked for: the policy honours an explicit AZ
     )
     server = conn.compute.wait_for_server(
-        server, status="ACTIVE", failures=["ERROR"], wait=300, interval=1
+        server, status="ACTIVE", failures=["ERROR"], wait=300, interval=0.5
     )
     federation.servers["public-os"] = server
     assert server.compute_host == "compute-aws"

@@ -45,8 +45,9 @@ lint: venv
 	$(BIN)/ruff check agent tests testbed bench
 	$(BIN)/mypy --cache-dir $(CACHE)/mypy
 
+# two workers: the OpenStack bed's tests in one (one bed), everything else in the other
 test: setup lint
-	$(BIN)/pytest -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider -n 2 --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 test-fast: venv
 	$(BIN)/pytest -p no:cacheprovider -m "not aws and not openstack and not e2e" $(PYTEST_ARGS)

@@ -31,12 +31,17 @@ _MARK_BY_FIXTURE = {
 }
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         for fixture, mark in _MARK_BY_FIXTURE.items():
             if fixture in names:
                 item.add_marker(getattr(pytest.mark, mark))
+        if item.get_closest_marker("openstack"):
+            # one bed: under `pytest -n 2 --dist loadgroup` its tests all run in one worker,
+            # while the other runs everything else
+            item.add_marker(pytest.mark.xdist_group("openstack-bed"))
 
 
 # --- AWS -----------------------------------------------------------------------------------------
@@ -50,7 +55,9 @@ def moto() -> Iterator[MotoServer]:
     os.environ.update(FAKE_CREDENTIALS)
     os.environ.pop("AWS_PROFILE", None)
     LOGS.mkdir(parents=True, exist_ok=True)
-    with MotoServer(log_file=LOGS / "moto.log") as srv:
+    # one moto per xdist worker, each on its own port and log
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with MotoServer(log_file=LOGS / f"moto-{worker}.log") as srv:
         os.environ["AWS_ENDPOINT_URL"] = srv.endpoint
         yield srv
     for k, v in saved.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -161,6 +162,8 @@ async def _write_claimed(
     try:
         async with asyncio.timeout(app[CONFIG].write_timeout_s):
             await _write_sinks(app[SINKS], batch, metrics)
+        if batch.dropped:  # kept for `azfed status`; the rest of the report was written
+            await store.note_dropped([dataclasses.asdict(d) for d in batch.dropped], now)
         answer = {
             "accepted": True,
             "key": key,
@@ -181,7 +184,12 @@ async def _write_claimed(
     metrics.reports.labels("accepted").inc()
     metrics.samples.inc(len(report["samples"]))
     metrics.instances.inc(len(report["instances"]))
-    log.info("report.accepted", key=key, instances=answer["instances"], samples=answer["samples"])
+    for d in batch.dropped:
+        metrics.dropped.labels(d.sink, d.reason).inc(d.samples)
+    log.info(
+        "report.accepted", key=key, instances=answer["instances"], samples=answer["samples"],
+        dropped=sum(d.samples for d in batch.dropped),
+    )  # fmt: skip
     return answer
 
 

@@ -18,6 +18,13 @@ class Metrics:
         )
         self.samples = Counter("azfed_receiver_samples", "Samples written", registry=r)
         self.instances = Counter("azfed_receiver_instances", "Instance states written", registry=r)
+        self.dropped = Counter(
+            "azfed_receiver_samples_dropped",
+            "Samples a sink's backend refused for good while the rest of the report was written"
+            " (`azfed status` names the resources), by sink and reason",
+            ["sink", "reason"],
+            registry=r,
+        )
         self.rejects = Counter(
             "azfed_receiver_rejects", "Reports refused, by reason", ["reason"], registry=r
         )

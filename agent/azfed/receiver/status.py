@@ -1,5 +1,6 @@
-"""`azfed status`, the receiver's part: agents' freshness, burst instances by state, orphans.
-Read straight from the store, so it works while the receiver is down."""
+"""`azfed status`, the receiver's part: agents' freshness, burst instances by state, orphans,
+and the resources whose samples a backend refused (the rest of their reports was written). Read
+straight from the store, so it works while the receiver is down."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ async def collect(config: AzfedConfig, now: float | None = None) -> dict[str, An
         agents = await store.agents()
         instances = await store.all_instances()
         orphans = await store.orphans()
+        dropped = await store.dropped()
     finally:
         await store.close()
     return {
@@ -41,6 +43,17 @@ async def collect(config: AzfedConfig, now: float | None = None) -> dict[str, An
             }
             for o in orphans
         ],
+        "dropped": [
+            {
+                "sink": d["sink"],
+                "resource_id": d["resource_id"],
+                "reason": d["reason"],
+                "samples": d["samples"],
+                "last_dropped_age_s": round(now - d["last_seen"], 1),
+                "detail": d["detail"],
+            }
+            for d in dropped
+        ],
     }
 
 
@@ -56,4 +69,10 @@ def render(status: dict[str, Any]) -> str:
     )
     lines.append(f"orphans: {len(status['orphans'])}")
     lines += [f"  {o['kind']} {o['instance_uuid']}: {o['reason']}" for o in status["orphans"]]
+    lines.append(f"resources with refused samples: {len(status['dropped'])}")
+    lines += [
+        f"  {d['sink']} {d['resource_id']}: {d['samples']} samples dropped ({d['reason']}), "
+        f"last {d['last_dropped_age_s']}s ago: {d['detail']}"
+        for d in status["dropped"]
+    ]
     return "\n".join(lines)

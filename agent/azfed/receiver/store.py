@@ -88,6 +88,20 @@ audit = Table(
     Column("detail", JSON, nullable=False),
 )
 
+# Resources whose samples a sink's backend refused (Gnocchi: a 4xx on the resource or its
+# measures), one row each: what `azfed status` shows until the refusals stop and age out.
+refused = Table(
+    "azfed_dropped",
+    metadata,
+    Column("sink", String(32), primary_key=True),
+    Column("resource_id", String(255), primary_key=True),
+    Column("reason", String(32), nullable=False),
+    Column("detail", String(500), nullable=False),
+    Column("samples", BigInteger, nullable=False),  # dropped since first_seen
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+)
+
 # IN lists are chunked: SQLite allows 32,766 bound parameters, older builds 999.
 _CHUNK = 500
 
@@ -266,6 +280,7 @@ class Store:
                     and_(reports.c.status == "done", reports.c.finished_at < before)
                 )
             )
+            await conn.execute(delete(refused).where(refused.c.last_seen < before))
         return int(res.rowcount)
 
     # --- state cache, orphans, audit ----------------------------------------------------------
@@ -325,6 +340,32 @@ class Store:
         query = select(audit).order_by(audit.c.id.desc()).limit(limit)
         if kind is not None:
             query = query.where(audit.c.kind == kind)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]
+
+    # --- samples a backend refused ------------------------------------------------------------
+
+    async def note_dropped(self, rows: Iterable[dict[str, Any]], now: float) -> None:
+        """Add refusals (sink, resource_id, samples, reason, detail) to each resource's row."""
+        for r in rows:
+            key = {"sink": r["sink"], "resource_id": r["resource_id"]}
+            where = and_(refused.c.sink == r["sink"], refused.c.resource_id == r["resource_id"])
+            bump = {"reason": r["reason"], "detail": r["detail"][:500], "last_seen": now,
+                    "samples": refused.c.samples + r["samples"]}  # fmt: skip
+            async with self.engine.begin() as conn:
+                if (await conn.execute(update(refused).where(where).values(**bump))).rowcount:
+                    continue
+            try:
+                async with self.engine.begin() as conn:
+                    row = {**key, **bump, "samples": r["samples"], "first_seen": now}
+                    await conn.execute(insert(refused).values(**row))
+            except IntegrityError:  # another receiver inserted it first: add to its row
+                async with self.engine.begin() as conn:
+                    await conn.execute(update(refused).where(where).values(**bump))
+
+    async def dropped(self) -> list[dict[str, Any]]:
+        """Every resource with refused samples, the most recent refusal first."""
+        query = select(refused).order_by(refused.c.last_seen.desc())
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(query)]
 

@@ -5,7 +5,7 @@ imported lazily, so a receiver that writes only to Gnocchi never imports opensta
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from azfed.errors import AzfedError
@@ -16,12 +16,26 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class Dropped:
+    """One resource's samples a sink's backend refused for good (a 4xx about that resource:
+    retrying the report would be refused again), while the rest of the report was written."""
+
+    sink: str
+    resource_id: str
+    samples: int
+    reason: str  # a stable label: resource_refused | measures_refused
+    detail: str  # the backend's answer, for the operator
+
+
+@dataclass(frozen=True)
 class Batch:
-    """One accepted report, validated, as the sinks get it."""
+    """One accepted report, validated, as the sinks get it. Sinks add to `dropped` what their
+    backend refused; the receiver counts, logs and keeps it for `azfed status`."""
 
     key: str
     report: dict[str, Any]
     received_at: float
+    dropped: list[Dropped] = field(default_factory=list)
 
     @property
     def instances(self) -> list[dict[str, Any]]:
@@ -36,7 +50,9 @@ class Sink(Protocol):
     """A destination of reports.
 
     Lifecycle: `start()` once before the first `write()`; `write()` may be called concurrently
-    and must be safe to repeat for the same batch (a failed report is retried whole);
+    and must be safe to repeat for the same batch (a failed report is retried whole); a
+    resource its backend refuses for good is added to `batch.dropped`, not raised, so one
+    resource never blocks the others' data (Ceilometer's Gnocchi publisher does the same);
     `check()` raises if the backend cannot be reached (it backs /readyz); `close()` is not
     called until every write has finished.
     """

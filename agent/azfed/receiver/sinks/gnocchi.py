@@ -1,6 +1,11 @@
 """Write samples to Gnocchi the way Ceilometer does: an `instance` resource per Nova instance
 (resource type and archive policy created once, with Ceilometer's definitions), measures
 through the batch API with `create_metrics=true`. Burst VMs' usage then sits beside local VMs'.
+
+One resource Gnocchi refuses (a 4xx on its creation or on its measures) loses its own measures
+only, as in Ceilometer's publisher: they are added to the batch's `dropped` and the rest is
+written, so the report is accepted and the agent does not retry it forever. Gnocchi down, a 5xx,
+or a 401/408/429 fails the write (503 to the agent, which retries).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import aiohttp
 import structlog
 from azfed.receiver.aio import bounded_each
 from azfed.receiver.nova import NovaClient, ServerFacts
-from azfed.receiver.sinks import Batch, SinkError
+from azfed.receiver.sinks import Batch, Dropped, SinkError
 from azfed.wire import METERS
 
 if TYPE_CHECKING:
@@ -50,7 +55,31 @@ CEILOMETER_POLICIES: dict[str, dict[str, Any]] = {
     },
 }
 
+# 4xx answers about us or the moment, not about the request: retried like a 5xx
+_RETRIED_4XX = frozenset({401, 408, 429})
+
 Facts = Callable[[str], Awaitable[ServerFacts | None]]
+Samples = dict[str, list[dict[str, Any]]]  # resource id -> its samples
+
+
+def refused(status: int) -> bool:
+    """Gnocchi refused the request for good: the same body would be refused again."""
+    return 400 <= status < 500 and status not in _RETRIED_4XX
+
+
+def unknown_resources(status: int, answer: Any) -> set[str]:
+    """The ids in Gnocchi's batch answer "Unknown resources" (resources deleted behind our
+    back, gnocchi/rest/api.py), or none for any other answer."""
+    desc = answer.get("description") if isinstance(answer, dict) else None
+    if status != 400 or not isinstance(desc, dict) or desc.get("cause") != "Unknown resources":
+        return set()
+    return {str(d.get("original_resource_id", "")).lower() for d in desc.get("detail", [])}
+
+
+def _detail(status: int, answer: Any) -> str:
+    return f"HTTP {status} {answer!r}"[:500]
+
+
 Auth = Callable[[], Awaitable[dict[str, str]]]
 
 
@@ -205,17 +234,60 @@ class GnocchiSink:
         if not self._ready:
             await self._setup()
         by_uuid = {i["instance_uuid"].lower(): i for i in batch.instances}
-        wanted = {s["resource_id"].lower() for s in batch.samples}
-        await self._create_resources([u for u in wanted if u not in self._known], by_uuid)
-        body = measures_body(batch.samples, self.archive_policy)
-        params = {"create_metrics": "true"}
+        samples: Samples = {}
+        for s in batch.samples:
+            samples.setdefault(s["resource_id"].lower(), []).append(s)
+        await self._create_resources([u for u in samples if u not in self._known], by_uuid, batch)
+        await self._post_measures(self._keep(samples, batch), by_uuid, batch, recreate=True)
+
+    def _keep(self, samples: Samples, batch: Batch) -> Samples:
+        """`samples` without the resources already dropped from this batch."""
+        gone = {d.resource_id for d in batch.dropped if d.sink == self.name}
+        return {rid: s for rid, s in samples.items() if rid not in gone}
+
+    def _drop(self, batch: Batch, rid: str, n: int, reason: str, detail: str) -> None:
+        batch.dropped.append(Dropped(self.name, rid, n, reason, detail))
+        log.warning(
+            "gnocchi.dropped", resource_id=rid, samples=n, reason=reason, detail=detail,
+            key=batch.key,
+        )  # fmt: skip
+
+    async def _post_measures(
+        self, samples: Samples, by_uuid: dict[str, Any], batch: Batch, *, recreate: bool
+    ) -> None:
+        """One batch call for `samples`; if Gnocchi refuses it, the resources it names as
+        unknown are created again (once), and otherwise the set is halved until the refused
+        resources stand alone and are dropped: log2(N) extra calls per bad resource."""
+        if not samples:
+            return
+        body = measures_body([s for group in samples.values() for s in group], self.archive_policy)
         status, answer = await self._request(
-            "POST", "/v1/batch/resources/metrics/measures", json=body, params=params
-        )
-        if status != 202:
-            # A resource deleted behind our back: forget what we thought we knew, retry later.
-            self._known.difference_update(wanted)
-            raise SinkError(f"gnocchi: batch measures: HTTP {status} {answer!r}")
+            "POST", "/v1/batch/resources/metrics/measures", json=body,
+            params={"create_metrics": "true"},
+        )  # fmt: skip
+        if status == 202:
+            return
+        if not refused(status):
+            raise SinkError(f"gnocchi: batch measures: {_detail(status, answer)}")
+        unknown = unknown_resources(status, answer) & samples.keys()
+        if unknown and recreate:
+            # deleted behind our back (Gnocchi's own janitor, an operator): create them again
+            self._known.difference_update(unknown)
+            await self._create_resources(sorted(unknown), by_uuid, batch)
+            await self._post_measures(self._keep(samples, batch), by_uuid, batch, recreate=False)
+            return
+        rids = sorted(samples)
+        if len(rids) == 1:
+            self._known.discard(rids[0])
+            self._drop(
+                batch, rids[0], len(samples[rids[0]]), "measures_refused", _detail(status, answer)
+            )
+            return
+        half = len(rids) // 2
+        for part in (rids[:half], rids[half:]):
+            await self._post_measures(
+                {r: samples[r] for r in part}, by_uuid, batch, recreate=recreate
+            )
 
     async def _setup(self) -> None:
         """Create the archive policy and resource type, once (at start, or at the first write
@@ -224,18 +296,33 @@ class GnocchiSink:
         await self._ensure("/v1/resource_type/instance", "/v1/resource_type", INSTANCE_TYPE)
         self._ready = True
 
-    async def _create_resources(self, uuids: list[str], by_uuid: dict[str, Any]) -> None:
-        items = [(u, by_uuid[u]) for u in uuids]
-        await bounded_each(self._create_resource, items, self._concurrency)
+    async def _create_resources(
+        self, uuids: list[str], by_uuid: dict[str, Any], batch: Batch
+    ) -> None:
+        """Create the `instance` resources of `uuids`; those Gnocchi refuses are dropped from
+        `batch` with all their samples (and tried again with the next report)."""
+        counts: dict[str, int] = {}
+        for s in batch.samples:
+            rid = s["resource_id"].lower()
+            counts[rid] = counts.get(rid, 0) + 1
 
-    async def _create_resource(self, item: tuple[str, dict[str, Any]]) -> None:
-        uuid, inst = item
+        async def create(uuid: str) -> None:
+            status, answer = await self._create_resource(uuid, by_uuid[uuid])
+            if status in (201, 409):  # 409: it exists (another receiver, an earlier try)
+                self._known.add(uuid)
+            elif refused(status):
+                self._drop(
+                    batch, uuid, counts.get(uuid, 0), "resource_refused", _detail(status, answer)
+                )
+            else:
+                raise SinkError(f"gnocchi: creating resource {uuid}: {_detail(status, answer)}")
+
+        await bounded_each(create, uuids, self._concurrency)
+
+    async def _create_resource(self, uuid: str, inst: dict[str, Any]) -> tuple[int, Any]:
         facts = await self._facts(uuid) if self._facts is not None else None
         body = resource_body(uuid, inst, facts)
-        status, answer = await self._request("POST", "/v1/resource/instance", json=body)
-        if status not in (201, 409):
-            raise SinkError(f"gnocchi: creating resource {uuid}: HTTP {status} {answer!r}")
-        self._known.add(uuid)
+        return await self._request("POST", "/v1/resource/instance", json=body)
 
 
 def keystone_auth(nova: NovaClient) -> Auth:

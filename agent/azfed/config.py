@@ -107,6 +107,11 @@ class PushSection(_Section):
     timeout_s: PositiveFloat = 15.0
     max_backoff_s: PositiveFloat = 300.0
     gzip: bool = True
+    # https:// only: the CA bundle the receiver's certificate is checked against (absent: the
+    # system's); a client certificate and key when the receiver asks for one (mutual TLS)
+    ca_file: FsPath | None = None
+    client_cert_file: FsPath | None = None
+    client_key_file: FsPath | None = None
 
 
 class SpoolSection(_Section):
@@ -148,6 +153,15 @@ class ReceiverSection(_Section):
     write_timeout_s: PositiveFloat = 60.0
     dedupe_retention_s: Annotated[float, Field(ge=3600)] = 8 * 86400.0
     shutdown_timeout_s: PositiveFloat = 30.0
+    # a request's body must arrive within this; a sender trickling bytes is answered 408
+    body_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    # an idle keep-alive connection is closed after this
+    idle_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 75.0
+    # HTTPS (TLS 1.2+): both or neither; with client_ca_file, agents must present a
+    # certificate signed by it (mutual TLS)
+    tls_cert_file: FsPath | None = None
+    tls_key_file: FsPath | None = None
+    tls_client_ca_file: FsPath | None = None
 
 
 class NovaSection(_Section):
@@ -215,7 +229,7 @@ class AzfedConfig(_Section):
     def _tables_agree(self) -> AzfedConfig:
         """Rules across tables, checked at load so `azfed config check` finds what a process
         would otherwise only find at start (or, worse, silently not do)."""
-        problems = [*_agent_problems(self), *_receiver_problems(self)]
+        problems = [*_agent_problems(self), *_receiver_problems(self), *_tls_problems(self)]
         if problems:
             summary = "; ".join(str(p) for p in problems)
             raise PydanticCustomError(
@@ -268,6 +282,50 @@ def _receiver_problems(cfg: AzfedConfig) -> list[Problem]:
             'or set action = "report"'
         )
         out.append(Problem("[nova] public_azs", [], reason))
+    return out
+
+
+def _unreadable(key: str, path: Path | None) -> list[Problem]:
+    if path is None:
+        return []
+    try:
+        with path.open("rb") as f:
+            f.read(1)
+    except OSError as err:
+        reason = f"cannot read it ({err.strerror or err}): fix the path or its permissions"
+        return [Problem(key, str(path), reason)]
+    return []
+
+
+def _pair(
+    table: str, cert: str, key: str, values: tuple[Path | None, Path | None]
+) -> list[Problem]:
+    if (values[0] is None) == (values[1] is None):
+        return []
+    missing, given = (cert, key) if values[0] is None else (key, cert)
+    return [Problem(f"[{table}] {missing}", None, f"required with {given}: set both or neither")]
+
+
+def _tls_problems(cfg: AzfedConfig) -> list[Problem]:
+    """Certificates, keys and CA bundles: given in pairs, readable, and only for HTTPS."""
+    out: list[Problem] = []
+    if (r := cfg.receiver) is not None:
+        out += _pair("receiver", "tls_cert_file", "tls_key_file", (r.tls_cert_file, r.tls_key_file))
+        if r.tls_client_ca_file is not None and r.tls_cert_file is None:
+            reason = "mutual TLS needs TLS: set tls_cert_file and tls_key_file"
+            out.append(Problem("[receiver] tls_client_ca_file", str(r.tls_client_ca_file), reason))
+        for name in ("tls_cert_file", "tls_key_file", "tls_client_ca_file"):
+            out += _unreadable(f"[receiver] {name}", getattr(r, name))
+    if (push := cfg.push) is not None:
+        files = (push.client_cert_file, push.client_key_file)
+        out += _pair("push", "client_cert_file", "client_key_file", files)
+        names = ("ca_file", "client_cert_file", "client_key_file")
+        for name in names:
+            value = getattr(push, name)
+            if value is not None and push.url.scheme != "https":
+                reason = "only used with an https:// url: set [push] url to https://... or drop it"
+                out.append(Problem(f"[push] {name}", str(value), reason))
+            out += _unreadable(f"[push] {name}", value)
     return out
 
 

@@ -19,11 +19,17 @@ Rules beyond the JSON Schema (checked by `validate_report`):
   self-contained: the receiver can create the Gnocchi resource from it without another lookup;
 - an `instance_uuid` appears at most once per report.
 
-Headers: `Idempotency-Key: <agent_id>:<seq>`, `X-Azfed-Agent`, `X-Azfed-Timestamp` (unix
+An agent may add `"epoch"`, a random id it made with its spool (`EPOCH_PATTERN`); a report
+without one (agents before epochs) is still accepted.
+
+Headers: `Idempotency-Key: <agent_id>:<epoch>:<seq>` (`<agent_id>:<seq>` without an
+epoch), `X-Azfed-Agent`, `X-Azfed-Timestamp` (unix
 seconds) and `X-Azfed-Signature: v1=<hex>`, an HMAC-SHA256 over
 `METHOD\\npath\\ntimestamp\\nsha256_hex(body as sent)`. The receiver accepts a timestamp within
 its replay window of its own clock, and dedupes by the key: a retry of a report must send the
 same body bytes (after gzip decoding), which `encode_body` guarantees for the same dict.
+A key already used for another body is answered 422 `key_conflict` (permanent: the agent
+renumbers the report under a new epoch); a key still being written, 409 `in_flight` (retry).
 """
 
 from __future__ import annotations
@@ -102,6 +108,9 @@ StatusChecks = Literal["ok", "impaired", "initializing", "unknown"]
 STATUS_CHECKS: Final[tuple[StatusChecks, ...]] = get_args(StatusChecks)
 
 AGENT_ID_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$"
+# An agent's epoch: a random id made with its spool. Keys of a new spool (a lost disk, a fresh
+# instance) start again at seq 0 under a new epoch, so they never meet an old key.
+EPOCH_PATTERN: Final = r"^[A-Za-z0-9]{1,32}$"
 # A Nova instance UUID, any case. In JSON Schema (ECMA-262 regex) `$` is the end of the
 # string, but in Python's `re` it also matches before a final newline: Python callers use
 # `is_uuid` (fullmatch), and the schema also pins the length, so "<uuid>\n" is refused by both.
@@ -180,6 +189,12 @@ REPORT_SCHEMA: Final[dict[str, Any]] = {
         "agent_id": {"type": "string", "pattern": AGENT_ID_PATTERN},
         "seq": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
         "sent_at": _TIME,
+        "epoch": {
+            "type": "string",
+            "pattern": EPOCH_PATTERN,
+            "maxLength": 32,
+            "description": "the agent's spool epoch; part of the Idempotency-Key when present",
+        },
         "instances": {"type": "array", "items": INSTANCE_SCHEMA, "maxItems": MAX_INSTANCES},
         "samples": {"type": "array", "items": SAMPLE_SCHEMA, "maxItems": MAX_SAMPLES},
     },
@@ -214,9 +229,10 @@ def verify(  # noqa: PLR0917 - the agreed contract signature mirrors sign()
     return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
 
 
-def idempotency_key(agent_id: str, seq: int) -> str:
-    """The dedupe key of report `seq` of `agent_id`."""
-    return f"{agent_id}:{seq}"
+def idempotency_key(agent_id: str, seq: int, epoch: str | None = None) -> str:
+    """The dedupe key of report `seq` of `agent_id`: `<agent_id>:<epoch>:<seq>`, or
+    `<agent_id>:<seq>` for a report without an epoch (agents before epochs)."""
+    return f"{agent_id}:{epoch}:{seq}" if epoch else f"{agent_id}:{seq}"
 
 
 def _reject_constant(name: str) -> float:
@@ -347,8 +363,10 @@ def signed_headers(
     gzip: bool,
     now: float,
     path: str = REPORTS_PATH,
+    epoch: str | None = None,
 ) -> dict[str, str]:
-    """The headers of one POST of `body` (as sent) to `path`, signed at `now`.
+    """The headers of one POST of `body` (as sent) to `path`, signed at `now`; `epoch` is the
+    report's (absent from a report of an agent before epochs).
 
     Made afresh for every attempt: a retry resends the same body under a new timestamp and
     signature, so it is not refused as a replay and is still deduped by its key."""
@@ -356,7 +374,7 @@ def signed_headers(
     headers = {"Content-Type": "application/json"}
     if gzip:
         headers["Content-Encoding"] = "gzip"
-    headers[HEADER_KEY] = idempotency_key(agent_id, seq)
+    headers[HEADER_KEY] = idempotency_key(agent_id, seq, epoch)
     headers[HEADER_AGENT] = agent_id
     headers[HEADER_TIMESTAMP] = str(timestamp)
     headers[HEADER_SIGNATURE] = sign(secret, "POST", path, timestamp, body)
@@ -376,4 +394,7 @@ def encode_report(
     """The body bytes and signed headers of one report, ready to POST to REPORTS_PATH once
     (a sender that retries keeps the body and calls `signed_headers` for each attempt)."""
     body = encode_body(report_dict, agent_id=agent_id, seq=seq, gzip=gzip, check=check)
-    return body, signed_headers(secret, agent_id=agent_id, seq=seq, body=body, gzip=gzip, now=now)
+    epoch = report_dict.get("epoch")
+    return body, signed_headers(
+        secret, agent_id=agent_id, seq=seq, body=body, gzip=gzip, now=now, epoch=epoch
+    )

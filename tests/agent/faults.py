@@ -23,7 +23,14 @@ from tests.waiting import until
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # the receiver's error names for the statuses a test may inject in its place
-_ERRORS = {409: "in_flight", 429: "busy", 500: "internal", 502: "bad_gateway", 503: "unavailable"}
+_ERRORS = {
+    409: "in_flight",
+    422: "key_conflict",
+    429: "busy",
+    500: "internal",
+    502: "bad_gateway",
+    503: "unavailable",
+}
 
 
 @dataclass

@@ -58,9 +58,10 @@ CASES: dict[str, Case] = {
     "no_agent": Case(401, "missing_header", post={"headers": {wire.HEADER_AGENT: None}}),
     "bad_signature": Case(401, "bad_signature", post={"headers": {wire.HEADER_SIGNATURE: "v1=00"}}),
     "wrong_secret": Case(401, "bad_signature", post={"secret": b"not-the-secret"}),
-    "unknown_agent": Case(401, "unknown_agent", post={"headers": {wire.HEADER_AGENT: "nobody"}}),
+    # an unknown agent is answered as a bad signature: ids are not disclosed
+    "unknown_agent": Case(401, "bad_signature", post={"headers": {wire.HEADER_AGENT: "nobody"}}),
     "path_traversal_agent": Case(
-        401, "unknown_agent", post={"headers": {wire.HEADER_AGENT: "../secrets/aws-vpc-1"}}
+        401, "bad_signature", post={"headers": {wire.HEADER_AGENT: "../secrets/aws-vpc-1"}}
     ),
     "stale_timestamp": Case(401, "stale_timestamp", post={"ts": NOW - 301}),
     "future_timestamp": Case(401, "stale_timestamp", post={"ts": NOW + 301}),

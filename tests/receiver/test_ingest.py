@@ -48,12 +48,12 @@ async def test_a_repeat_of_a_finished_key_gets_the_same_answer_and_writes_nothin
 
 
 async def test_the_same_key_with_another_body_is_refused(receiver: Receiver) -> None:
-    """A second body under a finished key is a 409 and changes nothing."""
+    """A second body under a finished key is a permanent 422 key_conflict and changes nothing."""
     await receiver.post(example())
     other = example()
     other["samples"][0]["volume"] = 99.0
     status, answer, _ = await receiver.post(other)
-    assert (status, answer["error"]) == (409, "key_conflict")
+    assert (status, answer["error"]) == (422, "key_conflict")
     assert await receiver.written() == (1, 1, 2)
     assert receiver.sink.batches[0].report["samples"][0]["volume"] == 12.5
 

@@ -30,6 +30,7 @@ from azfed.receiver.reconcile import Cleaner, Reconciler
 from azfed.receiver.sinks import Batch, Sink, SinkError, make_sink
 from azfed.receiver.store import Store
 from azfed.receiver.validate import (
+    Auth,
     Reject,
     check_auth_headers,
     check_signature,
@@ -101,7 +102,8 @@ async def post_report(request: web.Request) -> web.Response:
     except Reject as rej:
         app[METRICS].rejects.labels(rej.reason).inc()
         app[METRICS].reports.labels("rejected").inc()
-        log.info("report.rejected", status=rej.status, reason=rej.reason, message=rej.message)
+        log.info("report.rejected", status=rej.status, reason=rej.reason, message=rej.message,
+                 cause=rej.cause or None)  # fmt: skip
         headers = {"Retry-After": str(rej.retry_after)} if rej.retry_after is not None else None
         return web.json_response(rej.body(), status=rej.status, headers=headers)
     return web.json_response(answer)
@@ -116,20 +118,35 @@ async def _ingest(request: web.Request) -> dict[str, Any]:
     )
     if request.content_length is not None and request.content_length > cfg.max_body_bytes:
         raise Reject(413, "too_large", f"the body is larger than {cfg.max_body_bytes} bytes")
+    # Nothing is held before the signature is checked: a sender without the secret costs one
+    # bounded read (size and time), never an in-flight slot.
+    body = await _read_body(request, cfg.max_body_bytes, cfg.body_timeout_s)
+    # Hashing, gunzip, JSON and schema checks of a big body take CPU seconds: off the loop.
+    await asyncio.to_thread(check_signature, auth, request.method, request.path, body)
     with app[GATE].enter():
-        body = await _read_body(request, cfg.max_body_bytes)
-        check_signature(auth, request.method, request.path, body)
-        encoding = request.headers.get("Content-Encoding")
-        data = decode_body(body, encoding, request.content_type, cfg.max_body_bytes)
-        report = parse_report(data, auth)
-        return await _apply(app, auth.key, report, wire.sha256_hex(data))
+        report, digest = await asyncio.to_thread(
+            _decode_and_parse, auth, body, request.headers.get("Content-Encoding"),
+            request.content_type, cfg.max_body_bytes,
+        )  # fmt: skip
+        return await _apply(app, auth.key, report, digest)
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
+def _decode_and_parse(
+    auth: Auth, body: bytes, encoding: str | None, content_type: str, limit: int
+) -> tuple[dict[str, Any], str]:
+    data = decode_body(body, encoding, content_type, limit)
+    return parse_report(data, auth), wire.sha256_hex(data)
+
+
+async def _read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
     try:
-        return await request.read()
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise Reject(413, "too_large", f"the body is larger than {limit} bytes") from None
+    except TimeoutError:
+        msg = f"the body did not arrive within {timeout_s:.0f}s: send it at once"
+        raise Reject(408, "body_timeout", msg) from None
 
 
 async def _apply(
@@ -144,7 +161,8 @@ async def _apply(
             503, "store_failed", f"state store: {err}", retry_after=_RETRY_AFTER_BACKEND
         ) from None
     if claim.kind == "conflict":
-        raise Reject(409, "key_conflict", f"{key} was already used for a different body")
+        # Permanent, unlike in_flight: retrying the same key and body can never succeed.
+        raise Reject(422, "key_conflict", f"{key} was already used for a different body")
     if claim.kind == "inflight":
         raise Reject(409, "in_flight", f"{key} is being processed", retry_after=_RETRY_AFTER_BUSY)
     if claim.kind == "done" and claim.answer is not None:

@@ -107,7 +107,11 @@ def _post_reports() -> dict[str, Any]:
         "summary": "Ingest one signed agent report",
         "operationId": "postReport",
         "parameters": [
-            _header(wire.HEADER_KEY, {"type": "string"}, "<agent_id>:<seq>"),
+            _header(
+                wire.HEADER_KEY,
+                {"type": "string"},
+                "<agent_id>:<epoch>:<seq>, or <agent_id>:<seq> for a report without an epoch",
+            ),
             _header(wire.HEADER_AGENT, {"type": "string"}, "the agent's id"),
             _header(
                 wire.HEADER_TIMESTAMP, {"type": "string", "pattern": "^[0-9]+$"}, "unix seconds"
@@ -126,9 +130,20 @@ def _post_reports() -> dict[str, Any]:
                 },
             },
             "400": _error_response("bad schema, JSON, encoding or headers: never retried"),
-            "401": _error_response("bad signature, unknown agent, or outside the replay window"),
-            "409": _error_response("same key in flight, or same key with another body", retry=True),
+            "401": _error_response(
+                "bad signature or unknown agent (one answer for both), or outside the replay "
+                "window"
+            ),
+            "408": _error_response("the body did not arrive within [receiver] body_timeout_s"),
+            "409": _error_response(
+                "in_flight: the same key is being written now; retry after Retry-After",
+                retry=True,
+            ),
             "413": _error_response("body too large"),
+            "422": _error_response(
+                "key_conflict: the key was already used for another body; permanent, never "
+                "retried as is (the agent renumbers the report under a new epoch)"
+            ),
             "429": _error_response("too many reports in flight", retry=True),
             "503": _error_response("a backend failed: retry", retry=True),
         },

@@ -7,14 +7,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
+from typing import Any
 
 import structlog
 from aiohttp import web
 from azfed import systemd
-from azfed.config import AzfedConfig
+from azfed.config import AzfedConfig, ReceiverSection
 from azfed.receiver.app import RUNNER_KWARGS, create_app
+from azfed.tls import server_context
 
 log = structlog.get_logger(__name__)
+
+
+def runner_kwargs(rcfg: ReceiverSection) -> dict[str, Any]:
+    """aiohttp's server options for this receiver: an idle keep-alive connection is closed
+    after `idle_timeout_s` (aiohttp has no header timeout: the body deadline is the app's)."""
+    return {**RUNNER_KWARGS, "keepalive_timeout": rcfg.idle_timeout_s}
+
+
+def ssl_context(rcfg: ReceiverSection) -> ssl.SSLContext | None:
+    """The HTTPS context of `[receiver] tls_*`, or None for plain HTTP."""
+    if rcfg.tls_cert_file is None or rcfg.tls_key_file is None:
+        return None
+    return server_context(rcfg.tls_cert_file, rcfg.tls_key_file, rcfg.tls_client_ca_file)
 
 
 async def serve(config: AzfedConfig, stop: asyncio.Event) -> None:
@@ -23,12 +39,15 @@ async def serve(config: AzfedConfig, stop: asyncio.Event) -> None:
     assert config.receiver is not None
     rcfg = config.receiver
     runner = web.AppRunner(
-        create_app(config), shutdown_timeout=rcfg.shutdown_timeout_s, **RUNNER_KWARGS
+        create_app(config),
+        shutdown_timeout=rcfg.shutdown_timeout_s,
+        **runner_kwargs(rcfg),
     )
     await runner.setup()  # runs cleanup_ctx: store open, sinks started
-    site = web.TCPSite(runner, rcfg.host, rcfg.port)
+    site = web.TCPSite(runner, rcfg.host, rcfg.port, ssl_context=ssl_context(rcfg))
     await site.start()
-    log.info("receiver.listening", host=rcfg.host, port=rcfg.port, sinks=list(rcfg.sinks))
+    log.info("receiver.listening", host=rcfg.host, port=rcfg.port, sinks=list(rcfg.sinks),
+             tls=rcfg.tls_cert_file is not None)  # fmt: skip
     systemd.notify(f"READY=1\nSTATUS=listening on {rcfg.host}:{rcfg.port}")
     dog = asyncio.create_task(systemd.watchdog())
     try:

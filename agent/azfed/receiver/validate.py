@@ -29,23 +29,55 @@ class Reject(AzfedError):
     message: str
     problems: list[Problem] = field(default_factory=list)
     retry_after: int | None = None
+    # for the receiver's log only, never the answer: what the sender must not learn
+    cause: str = ""
 
     def body(self) -> dict[str, Any]:
-        """The JSON error answer: what was wrong, key by key."""
-        problems = [
-            {"key": p.key, "value": _short(p.value), "reason": p.reason} for p in self.problems
-        ]
-        return {"error": self.reason, "message": self.message, "problems": problems}
+        """The JSON error answer: what was wrong, key by key, bounded in size (at most
+        MAX_ANSWER_PROBLEMS problems, each value and text cut at MAX_ECHO characters)."""
+        problems = [_problem(p) for p in self.problems[:MAX_ANSWER_PROBLEMS]]
+        message = _cut(self.message, 2 * MAX_ECHO)
+        return {"error": self.reason, "message": message, "problems": problems}
 
     def __str__(self) -> str:
         return f"{self.status} {self.reason}: {self.message}"
 
 
+# An error answer must never be the bigger body: a 20 KB request once got a 16 MB answer.
+MAX_ANSWER_PROBLEMS = 20
+MAX_ECHO = 200
+
+
+def _problem(p: Problem) -> dict[str, Any]:
+    # jsonschema's reasons start with the value's repr ("'xxx...' is too long"): echo it once.
+    text = _repr(p.value)
+    reason = p.reason.replace(text, "the value", 1) if p.value is not None and text else p.reason
+    return {
+        "key": _cut(p.key, MAX_ECHO),
+        "value": _short(p.value),
+        "reason": _cut(reason, MAX_ECHO),
+    }
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _repr(value: object) -> str:
+    try:
+        return repr(value)
+    except ValueError:  # an integer past Python's 4300-digit str() limit
+        return ""
+
+
 def _short(value: object) -> object:
     # Echoing a whole 100,000-sample array back would make the error answer the bigger body.
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
+        return f"<an integer of {value.bit_length()} bits>"
     if isinstance(value, (dict, list)):
-        text = repr(value)
-        return text if len(text) <= 200 else text[:200] + "..."
+        return _cut(_repr(value), MAX_ECHO)
+    if isinstance(value, str):
+        return _cut(value, MAX_ECHO)
     return value
 
 
@@ -89,7 +121,8 @@ def check_auth_headers(
     key = _header(headers, wire.HEADER_KEY, 400)
     secret = read_secret(secrets_dir, agent_id, prefix)
     if secret is None:
-        raise Reject(401, "unknown_agent", f"agent {agent_id[:64]!r} has no secret here")
+        # Answered exactly as a bad signature: a sender must not learn which agent ids exist.
+        raise _bad_signature(f"unknown agent {agent_id[:64]!r}: no secret file for it")
     if not raw_ts.isascii() or not raw_ts.isdigit() or len(raw_ts) > 12:
         raise Reject(401, "bad_timestamp", f"{wire.HEADER_TIMESTAMP} must be unix seconds")
     timestamp = int(raw_ts)
@@ -102,7 +135,12 @@ def check_auth_headers(
 def check_signature(auth: Auth, method: str, path: str, body: bytes) -> None:
     """Refuse a body whose signature is not the agent's."""
     if not wire.verify(auth.secret, method, path, auth.timestamp, body, auth.signature):
-        raise Reject(401, "bad_signature", "the signature does not match the request")
+        raise _bad_signature("the signature does not match the agent's secret")
+
+
+def _bad_signature(cause: str) -> Reject:
+    msg = "the signature does not match the request: check the agent's secret and its id"
+    return Reject(401, "bad_signature", msg, cause=cause)
 
 
 def decode_body(body: bytes, encoding: str | None, content_type: str, limit: int) -> bytes:
@@ -151,7 +189,7 @@ def _check_identity(report: dict[str, Any], auth: Auth) -> None:
     problems = []
     if report["agent_id"] != auth.agent_id:
         problems.append(Problem("agent_id", report["agent_id"], f"signed by {auth.agent_id!r}"))
-    want_key = wire.idempotency_key(report["agent_id"], report["seq"])
+    want_key = wire.idempotency_key(report["agent_id"], report["seq"], report.get("epoch"))
     if auth.key != want_key:
         problems.append(Problem(wire.HEADER_KEY, auth.key, f"must be {want_key!r}"))
     if problems:

@@ -161,6 +161,8 @@ class Batcher:
             "samples": samples,
         }
         seq = await asyncio.to_thread(self.spool.allocate_seq)
+        # read once: the pusher may start a new epoch meanwhile; body and spool entry agree
+        report["epoch"] = epoch = self.spool.epoch
         try:
             body = self.encode(report, seq)
         except InputError as err:
@@ -168,7 +170,9 @@ class Batcher:
             self.metrics.drop("invalid", len(samples))
             log.exception("report.invalid", then="dropped", seq=seq, problems=str(err))
             return 0
-        await asyncio.to_thread(self.spool.put, seq, body, samples=len(samples), gzip=self.cfg.gzip)
+        await asyncio.to_thread(
+            self.spool.put, seq, body, samples=len(samples), gzip=self.cfg.gzip, epoch=epoch
+        )
         log.info("report.spooled", seq=seq, instances=len(pieces), samples=len(samples),
                  bytes=len(body))  # fmt: skip
         return 1

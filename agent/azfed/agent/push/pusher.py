@@ -12,7 +12,10 @@ What each answer means here:
   `max_backoff_s`, logged as an error each time: the usual causes (a rotated secret, a skewed
   clock) are fixed by the operator, and dropping would lose data that is still good. /readyz
   reports the receiver unreachable meanwhile and the spool bounds cap the cost.
-- 409: the same key is still in flight at the receiver: retry later.
+- 409 in_flight: the same key is still being written at the receiver: retry later.
+- 422 key_conflict: the receiver has this key for another body (a spool restored from a
+  backup reuses old numbers). Permanent for this key: start a new spool epoch and renumber the
+  report, once; a renumbered report that conflicts again is dropped and counted.
 - 413: too large: split the report in two and send the halves in its place.
 - 429: wait what Retry-After says (capped at `max_backoff_s`); 5xx, timeouts and network errors:
   full-jitter exponential backoff (tenacity's wait_random_exponential).
@@ -23,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import gzip as gzip_mod
+import json
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,13 +39,14 @@ from azfed.agent.health import AgentMetrics
 from azfed.agent.push.spool import Spool, Spooled
 from azfed.config import PushSection
 from azfed.errors import AzfedError
+from azfed.tls import client_context
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_random_exponential
 from yarl import URL
 
 log = structlog.get_logger(__name__)
 
-Outcome = Literal["accepted", "rejected", "too_large"]
+Outcome = Literal["accepted", "rejected", "too_large", "key_conflict"]
 
 
 class RetryLaterError(AzfedError):
@@ -103,10 +109,12 @@ class Pusher:
         self.drained = asyncio.Event()  # set whenever the spool is found empty
         self._jitter = wait_random_exponential(multiplier=0.5, max=cfg.max_backoff_s)
         self._session: aiohttp.ClientSession | None = None
+        self._renumbered: set[int] = set()  # seqs given by a renumbering: never renumbered again
 
     async def run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.cfg.timeout_s)
-        connector = aiohttp.TCPConnector(limit=2)  # one report in flight, one spare
+        # one report in flight, one spare
+        connector = aiohttp.TCPConnector(limit=2, ssl=self._ssl())
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             self._session = session
             while True:
@@ -119,6 +127,14 @@ class Pusher:
                     continue
                 self.drained.clear()
                 await self._deliver(item)
+
+    def _ssl(self) -> ssl.SSLContext | bool:
+        """For https://: the receiver checked against `ca_file` (else the system's CAs), and
+        our certificate presented if configured. True means aiohttp's default checks."""
+        cfg = self.cfg
+        if self.url.scheme != "https" or (cfg.ca_file is None and cfg.client_cert_file is None):
+            return True
+        return client_context(cfg.ca_file, cfg.client_cert_file, cfg.client_key_file)
 
     # --- one report ------------------------------------------------------------------------
 
@@ -139,11 +155,17 @@ class Pusher:
         if outcome == "too_large":
             await self._split(item)
             return
+        if outcome == "key_conflict" and entry.seq not in self._renumbered:
+            await self._renumber(item)
+            return
         await asyncio.to_thread(self.spool.remove, entry)
         if outcome == "accepted":
             self.metrics.count("pushed", entry.samples)
-        else:
-            self.metrics.drop("rejected", entry.samples)
+        else:  # refused for good, or a renumbered report that still conflicts
+            self.metrics.drop(outcome, entry.samples)
+            if outcome == "key_conflict":
+                log.error("push.rejected", then="dropped", seq=entry.seq, reason=outcome,
+                          samples=entry.samples)  # fmt: skip
 
     def _wait(self, state: RetryCallState) -> float:
         err = state.outcome.exception() if state.outcome else None
@@ -177,7 +199,10 @@ class Pusher:
                       "this agent and that the clock is right (NTP)")  # fmt: skip
             raise RetryLaterError("unauthorized")
         if status == 409:
-            raise RetryLaterError("in flight at the receiver")
+            raise RetryLaterError("in flight at the receiver", answer.retry_after)
+        if status == 422 and _error_code(answer.text) == "key_conflict":
+            log.error("push.key_conflict", seq=seq, epoch=item.entry.epoch, answer=answer.text)
+            return "key_conflict"
         if status == 429:
             raise RetryLaterError("throttled", answer.retry_after)
         if status >= 500:
@@ -190,7 +215,7 @@ class Pusher:
         assert self._session is not None
         headers = wire.signed_headers(
             self.secret, agent_id=self.agent_id, seq=item.entry.seq, body=item.body,
-            gzip=item.gzip, now=time.time(), path=self.url.path,
+            gzip=item.gzip, now=time.time(), path=self.url.path, epoch=item.entry.epoch,
         )  # fmt: skip
         started = time.perf_counter()
         try:
@@ -222,9 +247,37 @@ class Pusher:
             half.update(seq=seq)
             body = wire.encode_body(half, agent_id=self.agent_id, seq=seq, gzip=item.gzip)
             parts.append((seq, body, len(half["samples"])))
-        await asyncio.to_thread(self.spool.replace, item.entry, parts, item.gzip)
+        await asyncio.to_thread(
+            self.spool.replace, item.entry, parts, item.gzip, report.get("epoch")
+        )
         log.warning("push.split", why="too large for the receiver", seq=item.entry.seq,
                     into=[p[0] for p in parts])  # fmt: skip
+
+    # --- 422 key_conflict ------------------------------------------------------------------
+
+    async def _renumber(self, item: Spooled) -> None:
+        """Send a report whose key the receiver holds for another body under a new epoch
+        and sequence number, in its place in the order."""
+        report = wire.loads(gzip_mod.decompress(item.body) if item.gzip else item.body)
+        epoch = await asyncio.to_thread(self.spool.new_epoch)
+        seq = await asyncio.to_thread(self.spool.allocate_seq)
+        report.update(seq=seq, epoch=epoch)
+        body = wire.encode_body(report, agent_id=self.agent_id, seq=seq, gzip=item.gzip)
+        parts = [(seq, body, item.entry.samples)]
+        await asyncio.to_thread(self.spool.replace, item.entry, parts, item.gzip, epoch)
+        self._renumbered.add(seq)
+        log.warning("push.renumbered", why="key_conflict", seq=item.entry.seq, new_seq=seq,
+                    epoch=epoch)  # fmt: skip
+
+
+def _error_code(text: str) -> str | None:
+    """The `error` of a receiver's JSON error answer, if the text is one."""
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        return None
+    code = answer.get("error") if isinstance(answer, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def split_report(report: dict[str, Any]) -> list[dict[str, Any]] | None:

@@ -14,6 +14,12 @@ The spool is bounded in bytes and in age; when either is exceeded the oldest rep
 and every sample dropped is counted. Deleting a sent report needs no fsync: if the deletion is
 lost in a crash, the report is sent again and the receiver dedupes it by its Idempotency-Key.
 
+The spool has an epoch, a random id made with its state file and written into every report
+(`wire.EPOCH_PATTERN`): keys are `<agent>:<epoch>:<seq>`, so an agent whose spool was lost
+starts again at seq 0 without meeting its old keys at the receiver. A receiver that still finds
+a key used (422 key_conflict: a spool restored from a backup) makes the pusher call
+`new_epoch` and renumber that report.
+
 The methods are blocking (file I/O, fsync): call them through `asyncio.to_thread`. A lock
 keeps the index consistent between the batcher's writes and the pusher's reads.
 """
@@ -22,6 +28,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import struct
 import threading
 import time
@@ -32,12 +40,20 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from azfed import wire
 from azfed.agent.health import AgentMetrics
 from azfed.config import SpoolSection
 from azfed.errors import AzfedError
 from azfed.files import TMP_SUFFIX, write_atomic
 
 log = structlog.get_logger(__name__)
+
+_EPOCH = re.compile(wire.EPOCH_PATTERN)
+
+
+def _new_epoch() -> str:
+    return secrets.token_hex(8)
+
 
 MAGIC = b"AZSP"
 VERSION = 1
@@ -66,6 +82,7 @@ class Entry:
     size: int
     samples: int
     created: float
+    epoch: str | None = None  # None: spooled by an agent before epochs
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +133,7 @@ class Spool:
         self._entries: list[Entry] = []
         self._bytes = 0
         self._next_seq = 0
+        self.epoch = ""
 
     # --- start-up -------------------------------------------------------------------------
 
@@ -129,10 +147,14 @@ class Spool:
             if entry is not None:
                 self._entries.append(entry)
                 self._bytes += entry.size
-        self._next_seq = max([self._read_state(), *(e.seq + 1 for e in self._entries)])
+        next_seq, epoch = self._read_state()
+        self._next_seq = max([next_seq, *(e.seq + 1 for e in self._entries)])
+        self.epoch = epoch or _new_epoch()
+        if epoch is None:  # a new spool, or one from before epochs: its epoch starts now
+            self._write_state()
         self._publish()
         log.info("spool.opened", path=str(self.dir), reports=len(self._entries),
-                 bytes=self._bytes, next_seq=self._next_seq)  # fmt: skip
+                 bytes=self._bytes, next_seq=self._next_seq, epoch=self.epoch)  # fmt: skip
 
     def _index_file(self, path: Path) -> Entry | None:
         try:
@@ -144,9 +166,11 @@ class Spool:
 
     def _entry(self, key: str, path: Path, meta: dict[str, Any]) -> Entry:
         size = path.stat().st_size
+        epoch = meta.get("epoch")
         return Entry(
-            key, int(meta["seq"]), path, size, int(meta["samples"]), float(meta["created"])
-        )
+            key, int(meta["seq"]), path, size, int(meta["samples"]), float(meta["created"]),
+            str(epoch) if epoch else None,
+        )  # fmt: skip
 
     def _set_aside(self, path: Path, why: str) -> None:
         self.corrupt_dir.mkdir(exist_ok=True)
@@ -159,18 +183,26 @@ class Spool:
             hint="inspect it, then delete it (the agent has already moved on)",
         )  # fmt: skip
 
-    def _read_state(self) -> int:
+    def _read_state(self) -> tuple[int, str | None]:
         path = self.dir / STATE_FILE
         try:
-            return int(json.loads(path.read_bytes())["next_seq"])
+            state = json.loads(path.read_bytes())
+            next_seq, epoch = int(state["next_seq"]), state.get("epoch")
         except FileNotFoundError:
-            return 0
+            return 0, None
         except (ValueError, KeyError, TypeError) as err:
-            # written atomically, so this is tampering or disk rot: refuse to reuse numbers
-            raise SpoolStateError(
-                f"{path} is unreadable ({err}); restore it or set next_seq above the last "
-                "sequence number the receiver has seen, then restart"
-            ) from None
+            raise self._state_error(path, str(err)) from None
+        if epoch is not None and not (isinstance(epoch, str) and _EPOCH.match(epoch)):
+            raise self._state_error(path, f"epoch {epoch!r} is not {wire.EPOCH_PATTERN}")
+        return next_seq, epoch
+
+    @staticmethod
+    def _state_error(path: Path, why: str) -> SpoolStateError:
+        # written atomically, so this is tampering or disk rot: refuse to reuse numbers
+        return SpoolStateError(
+            f"{path} is unreadable ({why}); restore it or set next_seq above the last "
+            "sequence number the receiver has seen, then restart"
+        )
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -179,13 +211,37 @@ class Spool:
         with self._lock:
             seq = self._next_seq
             self._next_seq += 1
-            write_atomic(self.dir / STATE_FILE, json.dumps({"next_seq": self._next_seq}).encode())
+            self._write_state()
             return seq
 
-    def put(self, seq: int, body: bytes, *, samples: int, gzip: bool, key: str = "") -> Entry:
-        """Store one encoded report durably, then enforce the bounds (oldest dropped first)."""
+    def new_epoch(self) -> str:
+        """Start a new epoch (the receiver found a key of this one used): persisted before
+        use, like a sequence number."""
+        with self._lock:
+            self.epoch = _new_epoch()
+            self._write_state()
+        log.warning("spool.new_epoch", epoch=self.epoch)
+        return self.epoch
+
+    def _write_state(self) -> None:
+        state = {"next_seq": self._next_seq, "epoch": self.epoch}
+        write_atomic(self.dir / STATE_FILE, json.dumps(state).encode())
+
+    def put(
+        self, seq: int, body: bytes, *, samples: int, gzip: bool, key: str = "",
+        epoch: str | None = None,
+    ) -> Entry:  # fmt: skip
+        """Store one encoded report durably, then enforce the bounds (oldest dropped first).
+        `epoch` is the one written in the report (None: a report without one)."""
         key = key or f"{seq:020d}"
-        meta = {"seq": seq, "samples": samples, "gzip": gzip, "created": self.clock()}
+        meta: dict[str, Any] = {
+            "seq": seq,
+            "samples": samples,
+            "gzip": gzip,
+            "created": self.clock(),
+        }
+        if epoch:
+            meta["epoch"] = epoch
         path = self.dir / (key + SUFFIX)
         write_atomic(path, frame(meta, body))
         entry = self._entry(key, path, meta)
@@ -250,13 +306,20 @@ class Spool:
             self._forget(entry)
             self._publish()
 
-    def replace(self, entry: Entry, parts: list[tuple[int, bytes, int]], gzip: bool) -> None:
-        """Swap a report for its parts (seq, body, samples), in its place in the order.
+    def replace(
+        self,
+        entry: Entry,
+        parts: list[tuple[int, bytes, int]],
+        gzip: bool,
+        epoch: str | None = None,
+    ) -> None:
+        """Swap a report for its parts (seq, body, samples; all of `epoch`), in its place in
+        the order.
 
         The parts are written before the whole is removed: a crash in between sends both,
         which the receiver stores once (Gnocchi keeps one measure per timestamp)."""
         for n, (seq, body, samples) in enumerate(parts):
-            self.put(seq, body, samples=samples, gzip=gzip, key=entry.key + "ab"[n])
+            self.put(seq, body, samples=samples, gzip=gzip, key=entry.key + "ab"[n], epoch=epoch)
         self.remove(entry)
 
     # --- state -----------------------------------------------------------------------------

@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from testbed.aws import FAKE_CREDENTIALS, MotoServer
 from testbed.openstack import OpenStackBed
-
-ROOT = Path(__file__).resolve().parents[1]
-LOGS = ROOT / ".testbed" / "logs"
 
 _MARK_BY_FIXTURE = {
     "moto": "aws",
@@ -31,33 +27,28 @@ _MARK_BY_FIXTURE = {
 }
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        names = set(getattr(item, "fixturenames", ()))
-        for fixture, mark in _MARK_BY_FIXTURE.items():
-            if fixture in names:
-                item.add_marker(getattr(pytest.mark, mark))
-        if item.get_closest_marker("openstack"):
-            # one bed: under `pytest -n 2 --dist loadgroup` its tests all run in one worker,
-            # while the other runs everything else
-            item.add_marker(pytest.mark.xdist_group("openstack-bed"))
+def pytest_itemcollected(item: pytest.Item) -> None:
+    names = set(getattr(item, "fixturenames", ()))
+    for fixture, mark in _MARK_BY_FIXTURE.items():
+        if fixture in names:
+            item.add_marker(getattr(pytest.mark, mark))
 
 
 # --- AWS -----------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
-def moto() -> Iterator[MotoServer]:
-    """moto's server behind the fault layer, on a port the OS chose, for the whole session."""
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """moto's server behind the fault layer, on a port the OS chose, for the whole session.
+
+    Its log is in this session's pytest temp folder: `make test` runs two sessions at once,
+    and the bed's start empties .testbed/logs.
+    """
     saved = {k: os.environ.get(k) for k in [*FAKE_CREDENTIALS, "AWS_PROFILE", "AWS_ENDPOINT_URL"]}
     # never let a test reach real AWS: fake credentials, no profile, every client to moto
     os.environ.update(FAKE_CREDENTIALS)
     os.environ.pop("AWS_PROFILE", None)
-    LOGS.mkdir(parents=True, exist_ok=True)
-    # one moto per xdist worker, each on its own port and log
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    with MotoServer(log_file=LOGS / f"moto-{worker}.log") as srv:
+    with MotoServer(log_file=tmp_path_factory.getbasetemp() / "moto.log") as srv:
         os.environ["AWS_ENDPOINT_URL"] = srv.endpoint
         yield srv
     for k, v in saved.items():

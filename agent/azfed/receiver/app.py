@@ -57,11 +57,14 @@ CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 GATE: web.AppKey[Gate] = web.AppKey("gate")
 PLACEMENT: web.AppKey[Placement] = web.AppKey("placement")
 RECONCILER = web.AppKey("reconciler", Reconciler)
+SINK_FAILURES = web.AppKey("sink_failures", dict[str, tuple[float, str]])
 
 # Keys of an in-flight claim older than this were left by a receiver that died mid-write.
 _STALE_FACTOR = 2.0
 _RETRY_AFTER_BUSY = 2
 _RETRY_AFTER_BACKEND = 10
+# /readyz reports a sink's failed write for this long, unless it writes again meanwhile.
+_WRITE_FAILURE_MEMORY_S = 60.0
 
 
 class Gate:
@@ -179,7 +182,7 @@ async def _write_claimed(
     done = False
     try:
         async with asyncio.timeout(app[CONFIG].write_timeout_s):
-            await _write_sinks(app[SINKS], batch, metrics)
+            await _write_sinks(app[SINKS], batch, metrics, app[SINK_FAILURES])
         if batch.dropped:  # kept for `azfed status`; the rest of the report was written
             await store.note_dropped([dataclasses.asdict(d) for d in batch.dropped], now)
         answer = {
@@ -204,6 +207,7 @@ async def _write_claimed(
     metrics.instances.inc(len(report["instances"]))
     for d in batch.dropped:
         metrics.dropped.labels(d.sink, d.reason).inc(d.samples)
+        metrics.skipped.labels(d.sink, d.reason).inc()
     log.info(
         "report.accepted", key=key, instances=answer["instances"], samples=answer["samples"],
         dropped=sum(d.samples for d in batch.dropped),
@@ -211,11 +215,19 @@ async def _write_claimed(
     return answer
 
 
-async def _write_sinks(sinks: list[Sink], batch: Batch, metrics: Metrics) -> None:
-    # A backend failure is a SinkError (503, retried); anything else is our bug (500).
+async def _write_sinks(
+    sinks: list[Sink], batch: Batch, metrics: Metrics, failures: dict[str, tuple[float, str]]
+) -> None:
+    # A backend failure is a SinkError (503, retried); anything else is our bug (500). The
+    # last failure of each sink stays in `failures` until it writes again: /readyz shows it.
     async def timed_write(sink: Sink) -> None:
         with metrics.write_seconds.labels(sink.name).time():
-            await sink.write(batch)
+            try:
+                await sink.write(batch)
+            except SinkError as err:
+                failures[sink.name] = (time.monotonic(), str(err)[:200])
+                raise
+        failures.pop(sink.name, None)
 
     await bounded_each(timed_write, sinks, len(sinks))
 
@@ -259,6 +271,11 @@ async def readyz(request: web.Request) -> web.Response:
     results = {}
     for name, check in checks.items():
         results[name] = await _probe(check)
+    # A backend that answers a ping but fails writes is not ready either. Only for a while:
+    # behind a balancer, a receiver taken out gets no writes that could clear it.
+    for name, (at, error) in app[SINK_FAILURES].items():
+        if results.get(name) == "ok" and time.monotonic() - at < _WRITE_FAILURE_MEMORY_S:
+            results[name] = f"failed: its last write failed: {error}"
     ok = all(v == "ok" for v in results.values())
     return web.json_response({"ready": ok, "checks": results}, status=200 if ok else 503)
 
@@ -351,6 +368,7 @@ def create_app(
         clock,
     )
     app[GATE] = Gate(rcfg.max_inflight, metrics)
+    app[SINK_FAILURES] = {}
     if nova is not None:
         app[NOVA] = nova
     if placement is None and rcfg.policy_file is not None:

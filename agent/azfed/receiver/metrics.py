@@ -25,6 +25,14 @@ class Metrics:
             ["sink", "reason"],
             registry=r,
         )
+        self.skipped = Counter(
+            "azfed_receiver_resources_skipped",
+            "Resources a sink skipped while the rest of the report was written (a Nova server "
+            "deleted since it was reported: server_gone; a resource Gnocchi refused), by sink "
+            "and reason",
+            ["sink", "reason"],
+            registry=r,
+        )
         self.rejects = Counter(
             "azfed_receiver_rejects", "Reports refused, by reason", ["reason"], registry=r
         )

@@ -83,14 +83,18 @@ class NovaClient:
         self._cache[uuid] = (time.monotonic(), facts)
         return facts
 
-    async def set_metadata(self, uuid: str, changed: dict[str, str]) -> None:
-        """Set (merge) these metadata keys on the server."""
-        await self._call(lambda c: c.compute.set_server_metadata(uuid, **changed))
+    async def set_metadata(self, uuid: str, changed: dict[str, str]) -> bool:
+        """Set (merge) these metadata keys on the server. False if Nova no longer has it
+        (deleted since it was cached): the cache forgets it, so the next report looks again."""
+        if not await self._call(lambda c: _set_metadata(c, uuid, changed)):
+            self._cache.pop(uuid, None)
+            return False
         hit = self._cache.get(uuid)
         if hit is not None and hit[1] is not None:
             merged = {**hit[1].metadata, **changed}
             facts = ServerFacts(**{**hit[1].__dict__, "metadata": merged})
             self._cache[uuid] = (hit[0], facts)
+        return True
 
     async def servers_in(self, azs: tuple[str, ...]) -> list[ServerFacts]:
         """Every server (all projects) whose availability zone is one of `azs`."""
@@ -101,6 +105,16 @@ class NovaClient:
 
     async def close(self) -> None:
         await self._sdk.close()
+
+
+def _set_metadata(conn: Any, uuid: str, changed: dict[str, str]) -> bool:
+    from openstack import exceptions
+
+    try:
+        conn.compute.set_server_metadata(uuid, **changed)
+    except exceptions.NotFoundException:
+        return False
+    return True
 
 
 def _get_server(conn: Any, uuid: str) -> ServerFacts | None:

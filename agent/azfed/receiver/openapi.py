@@ -131,8 +131,7 @@ def _post_reports() -> dict[str, Any]:
             },
             "400": _error_response("bad schema, JSON, encoding or headers: never retried"),
             "401": _error_response(
-                "bad signature or unknown agent (one answer for both), or outside the replay "
-                "window"
+                "bad signature or unknown agent (one answer for both), or outside the replay window"
             ),
             "408": _error_response("the body did not arrive within [receiver] body_timeout_s"),
             "409": _error_response(

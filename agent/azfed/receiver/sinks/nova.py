@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from azfed.receiver.aio import bounded_each
 from azfed.receiver.nova import NovaClient
-from azfed.receiver.sinks import Batch, SinkError
+from azfed.receiver.sinks import Batch, Dropped, SinkError
 
 if TYPE_CHECKING:
     from azfed.config import AzfedConfig
@@ -86,22 +86,32 @@ class NovaSink:
 
     async def write(self, batch: Batch) -> None:
         try:
-            await bounded_each(self._update, batch.instances, self.concurrency)
+            await bounded_each(
+                lambda inst: self._update(inst, batch), batch.instances, self.concurrency
+            )
         except SinkError:
             raise
         except Exception as err:  # openstacksdk and keystoneauth raise many kinds: all are Nova's
             raise SinkError(f"nova: {err!r}") from err
 
-    async def _update(self, inst: dict[str, Any]) -> None:
+    async def _update(self, inst: dict[str, Any], batch: Batch) -> None:
         uuid = inst["instance_uuid"].lower()
         facts = await self.client.server(uuid)
         if facts is None:
             log.warning("nova.unknown_instance", instance_uuid=uuid, remote_id=inst["remote_id"])
             return
         changed = changed_keys(facts.metadata, desired_metadata(inst), self._interval)
-        if changed:
-            await self.client.set_metadata(uuid, changed)
+        if not changed:
+            return
+        if await self.client.set_metadata(uuid, changed):
             log.debug("nova.metadata_set", instance_uuid=uuid, keys=sorted(changed))
+            return
+        # Deleted since it was cached (`openstack server delete` of a burst VM): not a backend
+        # failure. The report is accepted; the instance is skipped and counted.
+        log.warning("nova.server_gone", instance_uuid=uuid, remote_id=inst["remote_id"])
+        batch.dropped.append(
+            Dropped("nova", uuid, 0, "server_gone", "Nova has no such server: deleted")
+        )
 
 
 def from_config(config: AzfedConfig, nova: NovaClient) -> NovaSink:

@@ -188,6 +188,46 @@ def receiver_run(config_file: Path | None) -> None:
     _run_or_explain(lambda: _serve_receiver(cfg))
 
 
+@receiver.command("release-instance")
+@click.argument("uuid")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path))
+def receiver_release_instance(uuid: str, config_file: Path | None) -> None:
+    """Hand an instance over: forget the agent that owns UUID, so the next agent to report
+    it owns it (for an owner gone for good; an owner that reports it terminated needs none)."""
+    import asyncio
+    import time
+
+    from azfed import wire
+    from azfed.config import load_config
+    from azfed.receiver.store import Store
+
+    if config_file is None:
+        raise click.UsageError("--config FILE (the receiver's) is required")
+    if not wire.is_uuid(uuid):
+        raise click.BadParameter(f"{uuid[:64]!r} is not an instance UUID", param_hint="UUID")
+    try:
+        cfg = load_config(config_file)
+        cfg.require("receiver")
+    except InputError as err:
+        _fail_input(err, False)
+    assert cfg.receiver is not None
+    url = cfg.receiver.database_url
+
+    async def release() -> str | None:
+        store = Store(url)
+        await store.open()
+        try:
+            return await store.release_instance(uuid, time.time())
+        finally:
+            await store.close()
+
+    owner = asyncio.run(release())
+    if owner is None:
+        click.echo(f"no agent has reported {uuid}: nothing to release")
+    else:
+        click.echo(f"released {uuid} from agent {owner}: the next agent to report it owns it")
+
+
 async def _serve_receiver(cfg: object) -> None:
     import asyncio
     import signal

@@ -152,6 +152,12 @@ class ReceiverSection(_Section):
     max_inflight: Annotated[int, Field(ge=1, le=1024)] = 16
     write_timeout_s: PositiveFloat = 60.0
     dedupe_retention_s: Annotated[float, Field(ge=3600)] = 8 * 86400.0
+    # Horizons of a report's timestamps around the receiver's clock. Older than max_age_s (the
+    # agent's [spool] max_age_s by default) is refused; at most dedupe_retention_s, so no
+    # report outlives the memory of its key and is applied twice. Past max_future_s ahead is
+    # refused: a far-future observed_at would otherwise freeze an instance's cached state.
+    max_age_s: Annotated[float, Field(ge=60)] = 7 * 86400.0
+    max_future_s: Annotated[float, Field(ge=0, le=86400)] = 300.0
     shutdown_timeout_s: PositiveFloat = 30.0
     # a request's body must arrive within this; a sender trickling bytes is answered 408
     body_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
@@ -269,6 +275,12 @@ def _receiver_problems(cfg: AzfedConfig) -> list[Problem]:
     if cfg.receiver is None:
         return []
     out: list[Problem] = []
+    if cfg.receiver.max_age_s > cfg.receiver.dedupe_retention_s:
+        reason = (
+            f"more than dedupe_retention_s ({cfg.receiver.dedupe_retention_s:.0f}): a report "
+            "older than the receiver remembers keys could be applied twice; lower it"
+        )
+        out.append(Problem("[receiver] max_age_s", cfg.receiver.max_age_s, reason))
     if "gnocchi" in cfg.receiver.sinks and cfg.gnocchi.endpoint is None:
         out.append(Problem("[gnocchi] endpoint", None, 'required with "gnocchi" in [receiver] '
                            "sinks: set it to Gnocchi's API (the catalog's metric endpoint), "

@@ -11,8 +11,20 @@ One report is one `POST /v1/reports` whose body is JSON (optionally `Content-Enc
                     "observed_at"}],
      "samples": [{"resource_id", "meter", "unit", "type", "volume", "timestamp"}]}
 
+The body is I-JSON (RFC 7493), checked by `loads`: UTF-8, no NaN or Infinity, no number
+beyond a double's range nor an integer of more than MAX_INT_DIGITS digits, no member name twice
+in one object, and nested at most MAX_DEPTH deep.
+
 Rules beyond the JSON Schema (checked by `validate_report`):
-- every timestamp is a real RFC 3339 date-time with a zone (`Z` or `+hh:mm`);
+- no string (member names included) holds a control character (U+0000-U+001F, U+007F-U+009F)
+  or a lone surrogate (U+D800-U+DFFF), which no database or HTTP header takes safely;
+- `version` and `seq` are written as integers: `12345.0` and `1e18` are numbers the schema's
+  "integer" would admit, but they are not the agent's key;
+- every IP address is one (`ipaddress`: IPv4 without leading zeros, or IPv6 without a zone);
+- every timestamp is a real RFC 3339 date-time with a zone (`Z` or `+hh:mm`), not before
+  1970; a receiver also bounds them by its clock (`Window`: `[receiver] max_age_s`,
+  `max_future_s`): `sent_at`, `observed_at` and sample timestamps within both horizons,
+  `launched_at` (an instance may run for years) only not in the future;
 - a sample's (unit, type) is the one `METERS` gives for its meter, as Ceilometer names them;
 - a volume is finite and not negative (every meter here counts or measures something >= 0);
 - every sample's `resource_id` names an instance in the same report, so a report is
@@ -41,11 +53,12 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any, Final, Literal, get_args
 
 from azfed.errors import InputError, Problem
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, FormatChecker
 
 CONTRACT_VERSION: Final = 1
 REPORTS_PATH: Final = "/v1/reports"
@@ -56,6 +69,14 @@ INSTANCES_PATH: Final = "/v1/instances"
 MAX_INSTANCES: Final = 10_000
 MAX_SAMPLES: Final = 100_000
 MAX_IPS: Final = 32
+# `seq` stays within what every JSON parser reads exactly (I-JSON: 2**53 - 1); a volume within
+# a signed 64-bit counter. No integer in a report needs more digits than MAX_INT_DIGITS.
+MAX_SEQ: Final = 2**53 - 1
+MAX_VOLUME: Final = 2**63 - 1
+MAX_INT_DIGITS: Final = 20
+# The contract nests 5 deep (report, instances, instance, ips, list); deeper is never valid,
+# and is refused before anything recurses into it.
+MAX_DEPTH: Final = 8
 
 HEADER_KEY: Final = "Idempotency-Key"
 HEADER_AGENT: Final = "X-Azfed-Agent"
@@ -137,7 +158,20 @@ _RFC3339 = re.compile(_RFC3339_PATTERN)
 
 _TIME: Final = {"type": "string", "pattern": _RFC3339_PATTERN, "maxLength": 40}
 _NULLABLE_TIME: Final = {"anyOf": [{"type": "null"}, _TIME]}
-_IP: Final = {"type": "string", "minLength": 1, "maxLength": 45}
+# Control characters (C0, DEL, C1) and lone surrogates; the schema says it of each free string
+# (an unanchored search, so it means the same in ECMA-262 and Python), `validate_report` of
+# every string in the report.
+_FORBIDDEN_CHARS: Final = r"[\u0000-\u001f\u007f-\u009f\ud800-\udfff]"
+_FORBIDDEN = re.compile(_FORBIDDEN_CHARS)
+_NO_CONTROL: Final = {"not": {"pattern": _FORBIDDEN_CHARS}}
+_TEXT: Final = {"type": "string", "maxLength": 255, **_NO_CONTROL}
+# Checked with `ipaddress` (the validator's FormatChecker), not only described.
+_IP: Final = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 45,
+    "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
+}
 _IP_LIST: Final = {"type": "array", "items": _IP, "maxItems": MAX_IPS}
 
 INSTANCE_SCHEMA: Final[dict[str, Any]] = {
@@ -147,7 +181,7 @@ INSTANCE_SCHEMA: Final[dict[str, Any]] = {
     "properties": {
         "instance_uuid": UUID_SCHEMA,
         "provider": {"enum": list(PROVIDERS)},
-        "remote_id": {"type": "string", "minLength": 1, "maxLength": 255},
+        "remote_id": {**_TEXT, "minLength": 1},
         "state": {"enum": list(STATES)},
         "ips": {
             "type": "object",
@@ -155,8 +189,8 @@ INSTANCE_SCHEMA: Final[dict[str, Any]] = {
             "required": ["private", "public"],
             "properties": {"private": _IP_LIST, "public": _IP_LIST},
         },
-        "instance_type": {"type": ["string", "null"], "maxLength": 255},
-        "az": {"type": ["string", "null"], "maxLength": 255},
+        "instance_type": {"anyOf": [{"type": "null"}, _TEXT]},
+        "az": {"anyOf": [{"type": "null"}, _TEXT]},
         "launched_at": _NULLABLE_TIME,
         "status_checks": {"enum": [*STATUS_CHECKS, None]},
         "observed_at": _TIME,
@@ -170,9 +204,9 @@ SAMPLE_SCHEMA: Final[dict[str, Any]] = {
     "properties": {
         "resource_id": UUID_SCHEMA,
         "meter": {"enum": sorted(METERS)},
-        "unit": {"type": "string", "maxLength": 32},
+        "unit": {"type": "string", "maxLength": 32, **_NO_CONTROL},
         "type": {"enum": list(get_args(MeterType))},
-        "volume": {"type": "number"},
+        "volume": {"type": "number", "minimum": 0, "maximum": MAX_VOLUME},
         "timestamp": _TIME,
     },
 }
@@ -185,9 +219,17 @@ REPORT_SCHEMA: Final[dict[str, Any]] = {
     "additionalProperties": False,
     "required": ["version", "agent_id", "seq", "sent_at", "instances", "samples"],
     "properties": {
-        "version": {"const": CONTRACT_VERSION},
+        "version": {
+            "const": CONTRACT_VERSION,
+            "description": "written as an integer: 1.0 is refused",
+        },
         "agent_id": {"type": "string", "pattern": AGENT_ID_PATTERN},
-        "seq": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+        "seq": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": MAX_SEQ,
+            "description": "written as an integer: 12345.0 and 1e18 are refused",
+        },
         "sent_at": _TIME,
         "epoch": {
             "type": "string",
@@ -200,7 +242,9 @@ REPORT_SCHEMA: Final[dict[str, Any]] = {
     },
 }
 
-_VALIDATOR = Draft202012Validator(REPORT_SCHEMA)
+_VALIDATOR = Draft202012Validator(
+    REPORT_SCHEMA, format_checker=FormatChecker(formats=("ipv4", "ipv6"))
+)
 # Past this many problems the rest are noise to the operator and cost CPU to the receiver.
 _MAX_PROBLEMS = 50
 
@@ -240,9 +284,45 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _parse_int(text: str) -> int:
+    # Before int(): 10**400 would later overflow every float conversion (a 500, once).
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text)} digits: at most {MAX_INT_DIGITS}")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is beyond a double's range")
+    return value
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Two parsers of one body must not see two reports: `{"seq": 1, "seq": 2}` is refused.
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise ValueError(f"the member name {name[:64]!r} appears twice in one object")
+            seen.add(name)
+    return obj
+
+
 def loads(body: bytes) -> Any:
-    """Parse a (decoded) report body as strict JSON: UTF-8, no NaN or Infinity."""
-    return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    """Parse a (decoded) report body as I-JSON (RFC 7493): UTF-8, no NaN or Infinity, numbers
+    within range, no member name twice in one object. Raises ValueError saying what is wrong."""
+    try:
+        return json.loads(
+            body.decode("utf-8"),
+            parse_constant=_reject_constant,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            object_pairs_hook=_unique_members,
+        )
+    except RecursionError:
+        raise ValueError(f"nested far deeper than the contract's {MAX_DEPTH} levels") from None
 
 
 def dumps(report: Mapping[str, Any]) -> bytes:
@@ -252,6 +332,43 @@ def dumps(report: Mapping[str, Any]) -> bytes:
 
 def _path_of(error_path: Any) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error_path).lstrip(".")
+
+
+def _escaped(text: str) -> str:
+    # An answer never carries what it refuses: each forbidden character is shown as \uXXXX.
+    return _FORBIDDEN.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+
+
+def _string_problem(path: tuple[Any, ...], text: str) -> Problem:
+    found = _FORBIDDEN.search(text)
+    code = ord(found[0]) if found else 0
+    reason = f"holds the control character or lone surrogate U+{code:04X}"
+    return Problem(_escaped(_path_of(path)) or "<report>", _escaped(text), reason)
+
+
+def _tree_problems(obj: Any) -> list[Problem]:
+    """Strings (member names too) free of control characters and lone surrogates, and no
+    nesting past MAX_DEPTH. Before the schema, without recursion: jsonschema recurses, and
+    its messages repr the values it refuses."""
+    problems: list[Problem] = []
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(obj, ())] if isinstance(obj, dict | list) else []
+    while stack and len(problems) < _MAX_PROBLEMS:
+        container, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            where = _path_of(path)
+            problems.append(Problem(where, "...", f"nested deeper than {MAX_DEPTH} levels"))
+            continue
+        items = container.items() if isinstance(container, dict) else enumerate(container)
+        for key, value in items:
+            # the path is built only for a problem: this loop sees every value of the report
+            if isinstance(key, str) and _FORBIDDEN.search(key):
+                problems.append(_string_problem((*path, key), key))
+            if isinstance(value, str):
+                if _FORBIDDEN.search(value):
+                    problems.append(_string_problem((*path, key), value))
+            elif isinstance(value, dict | list):
+                stack.append((value, (*path, key)))
+    return problems[:_MAX_PROBLEMS]
 
 
 def _size_problems(obj: Any) -> list[Problem]:
@@ -268,7 +385,7 @@ def _size_problems(obj: Any) -> list[Problem]:
 
 
 def _schema_problems(obj: Any) -> list[Problem]:
-    problems = _size_problems(obj)
+    problems = _size_problems(obj) or _tree_problems(obj)
     if problems:
         return problems
     for err in _VALIDATOR.iter_errors(obj):
@@ -280,28 +397,73 @@ def _schema_problems(obj: Any) -> list[Problem]:
     return problems
 
 
-def _check_time(key: str, value: Any, problems: list[Problem]) -> None:
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The times a receiver accepts, from its clock and its horizons: no timestamp after
+    `latest`; none but `launched_at` before `earliest`. Pure: the caller reads the clock."""
+
+    earliest: datetime
+    latest: datetime
+
+    @classmethod
+    def around(cls, now: float, max_age_s: float, max_future_s: float) -> Window:
+        at = datetime.fromtimestamp(now, timezone.utc)
+        return cls(at - timedelta(seconds=max_age_s), at + timedelta(seconds=max_future_s))
+
+
+def _time_problem(value: str, window: Window | None, old_ok: bool) -> str | None:
+    try:
+        when = datetime.fromisoformat(value.upper())
+    except ValueError as err:
+        return f"not a valid date-time: {err}"
+    if when < _EPOCH:
+        return "before 1970"
+    if window is not None and when > window.latest:
+        return f"after {window.latest.isoformat()}, the receiver's clock plus its max_future_s"
+    if window is not None and not old_ok and when < window.earliest:
+        return f"before {window.earliest.isoformat()}, the receiver's clock minus its max_age_s"
+    return None
+
+
+def _check_time(
+    key: str, value: Any, problems: list[Problem], window: Window | None, old_ok: bool = False
+) -> None:
     if isinstance(value, str) and _RFC3339.match(value):
-        try:
-            datetime.fromisoformat(value.upper())
-        except ValueError as err:
-            problems.append(Problem(key, value, f"not a valid date-time: {err}"))
+        reason = _time_problem(value, window, old_ok)
+        if reason is not None:
+            problems.append(Problem(key, value, reason))
 
 
-def _instance_problems(instances: list[dict[str, Any]], problems: list[Problem]) -> set[str]:
+def _instance_problems(
+    instances: list[dict[str, Any]], problems: list[Problem], window: Window | None
+) -> set[str]:
     seen: set[str] = set()
     for i, inst in enumerate(instances):
         uuid = inst["instance_uuid"].lower()
         if uuid in seen:
             problems.append(Problem(f"instances[{i}].instance_uuid", uuid, "listed twice"))
         seen.add(uuid)
-        _check_time(f"instances[{i}].observed_at", inst["observed_at"], problems)
-        _check_time(f"instances[{i}].launched_at", inst.get("launched_at"), problems)
+        _check_time(f"instances[{i}].observed_at", inst["observed_at"], problems, window)
+        launched = inst.get("launched_at")
+        _check_time(f"instances[{i}].launched_at", launched, problems, window, old_ok=True)
     return seen
 
 
+def _integer_problems(obj: dict[str, Any]) -> list[Problem]:
+    # JSON Schema's "integer" admits 12345.0 and 1e18 (floats with no fraction): as keys they
+    # would be distinct from 12345 and 1000000000000000000, so they are refused.
+    return [
+        Problem(key, obj[key], "must be written as an integer: no fraction, no exponent")
+        for key in ("version", "seq")
+        if type(obj[key]) is not int
+    ]
+
+
 def _sample_problems(
-    samples: list[dict[str, Any]], known: set[str], problems: list[Problem]
+    samples: list[dict[str, Any]], known: set[str], problems: list[Problem], window: Window | None
 ) -> None:
     for i, s in enumerate(samples):
         if len(problems) >= _MAX_PROBLEMS:
@@ -317,18 +479,22 @@ def _sample_problems(
         if s["resource_id"].lower() not in known:
             reason = "unknown instance: no instance of this report has this instance_uuid"
             problems.append(Problem(f"samples[{i}].resource_id", s["resource_id"], reason))
-        _check_time(f"samples[{i}].timestamp", s["timestamp"], problems)
+        _check_time(f"samples[{i}].timestamp", s["timestamp"], problems, window)
 
 
-def validate_report(obj: Any, source: str = "report") -> dict[str, Any]:
+def validate_report(
+    obj: Any, source: str = "report", *, window: Window | None = None
+) -> dict[str, Any]:
     """Check a parsed report against the contract; return it or raise InputError listing
-    every problem (key, value, reason), the schema's first and then the rules beyond it."""
+    every problem (key, value, reason), the schema's first and then the rules beyond it.
+    With `window` (a receiver), its timestamps must also fall within it."""
     problems = _schema_problems(obj)
     if problems:
         raise InputError(source, problems)
-    _check_time("sent_at", obj["sent_at"], problems)
-    known = _instance_problems(obj["instances"], problems)
-    _sample_problems(obj["samples"], known, problems)
+    problems = _integer_problems(obj)
+    _check_time("sent_at", obj["sent_at"], problems, window)
+    known = _instance_problems(obj["instances"], problems, window)
+    _sample_problems(obj["samples"], known, problems, window)
     if problems:
         raise InputError(source, problems[:_MAX_PROBLEMS])
     return dict(obj)

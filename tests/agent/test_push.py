@@ -26,7 +26,9 @@ from azfed.config import parse_config
 
 from tests.agent.live_receiver import SECRET, LiveReceiver, serve_receiver
 
-T0 = dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.timezone.utc)
+# Recent, on the minute: the live receiver reads the real clock and refuses timestamps past
+# its horizons ([receiver] max_age_s back, max_future_s ahead).
+T0 = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0) - dt.timedelta(hours=2)
 AGENT = "agent-test"
 
 

@@ -4,6 +4,7 @@ registered like any other, a SQLite store in tmp_path, and a fixed clock."""
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from azfed.receiver.app import RUNNER_KWARGS, STORE, create_app
 from tests.receiver.memory_sink import MemorySink
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "wire"
-NOW = 1_700_000_000.0
+# 2025-01-15T12:00:00Z: two hours after the examples' timestamps, within the receiver's horizons
+NOW = 1_736_942_400.0
 AGENT = "aws-vpc-1"
 SECRET = b"agent-secret-1"
 OTHER_AGENT = "aws-vpc-2"
@@ -30,6 +32,22 @@ OTHER_SECRET = b"agent-secret-2"
 def example(name: str = "report-full") -> dict[str, Any]:
     data: dict[str, Any] = json.loads((DATA / f"{name}.json").read_text())
     return copy.deepcopy(data)
+
+
+def restamp(report: dict[str, Any], now: float) -> dict[str, Any]:
+    """`report` with every timestamp moved by the same amount, so `sent_at` is `now`: an
+    example posted to a receiver that reads the real clock stays within its horizons."""
+    shift = dt.datetime.fromtimestamp(now, dt.timezone.utc) - _when(report["sent_at"])
+    times = [report, *report["instances"], *report["samples"]]
+    for item in times:
+        for key in ("sent_at", "observed_at", "launched_at", "timestamp"):
+            if item.get(key) is not None:
+                item[key] = (_when(item[key]) + shift).isoformat()
+    return report
+
+
+def _when(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def make_config(tmp_path: Path, **receiver: Any) -> AzfedConfig:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from azfed import wire
 
-from tests.receiver.conftest import AGENT, SECRET, example
+from tests.receiver.conftest import AGENT, SECRET, example, restamp
 
 
 def _free_port() -> int:
@@ -65,9 +65,10 @@ def test_receiver_run_notifies_systemd_serves_and_stops_on_sigterm(tmp_path: Pat
         try:
             ready = notify.recv(4096).decode()
             assert "READY=1" in ready
-            report = example()
+            now = time.time()
+            report = restamp(example(), now)
             body, headers = wire.encode_report(
-                report, secret=SECRET, agent_id=AGENT, seq=42, now=time.time(), gzip=True
+                report, secret=SECRET, agent_id=AGENT, seq=42, now=now, gzip=True
             )
             req = urllib.request.Request(
                 f"http://127.0.0.1:{port}{wire.REPORTS_PATH}", data=body, headers=headers

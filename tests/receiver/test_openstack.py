@@ -4,6 +4,7 @@ the Nova server's metadata through openstacksdk, and a replay changes nothing.""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -49,9 +50,7 @@ async def live(openstack_bed: OpenStackBed, tmp_path: Path) -> AsyncIterator[Tes
     nova = NovaClient(openstack_bed.connect, concurrency=4)
     gnocchi = GnocchiSink(GNOCCHI, basic_auth("admin"), facts=nova.server)
     nova_sink = NovaSink(nova, last_seen_interval_s=300)
-    app = create_app(
-        make_config(tmp_path), sinks=[gnocchi, nova_sink], nova=nova, clock=lambda: NOW
-    )
+    app = create_app(make_config(tmp_path), sinks=[gnocchi, nova_sink], nova=nova, clock=time.time)
     server = TestServer(app)
     await server.start_server(**RUNNER_KWARGS)
     client = TestClient(server)
@@ -113,7 +112,7 @@ def _report(server_id: str, seq: int, cpu: float) -> dict[str, Any]:
 
 async def _post(client: TestClient[Any, Any], report: dict[str, Any]) -> tuple[int, Any]:
     body, headers = wire.encode_report(
-        report, secret=SECRET, agent_id=AGENT, seq=report["seq"], now=NOW, gzip=True
+        report, secret=SECRET, agent_id=AGENT, seq=report["seq"], now=time.time(), gzip=True
     )
     resp = await client.post(wire.REPORTS_PATH, data=body, headers=headers)
     return resp.status, await resp.json()

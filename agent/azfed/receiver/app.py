@@ -33,6 +33,7 @@ from azfed.receiver.validate import (
     Auth,
     Reject,
     check_auth_headers,
+    check_owners,
     check_signature,
     decode_body,
     parse_report,
@@ -126,19 +127,27 @@ async def _ingest(request: web.Request) -> dict[str, Any]:
     body = await _read_body(request, cfg.max_body_bytes, cfg.body_timeout_s)
     # Hashing, gunzip, JSON and schema checks of a big body take CPU seconds: off the loop.
     await asyncio.to_thread(check_signature, auth, request.method, request.path, body)
+    window = wire.Window.around(now, cfg.max_age_s, cfg.max_future_s)
     with app[GATE].enter():
         report, digest = await asyncio.to_thread(
             _decode_and_parse, auth, body, request.headers.get("Content-Encoding"),
-            request.content_type, cfg.max_body_bytes,
+            request.content_type, cfg.max_body_bytes, window,
         )  # fmt: skip
+        # The last check, read-only like the others: nothing is written before all pass.
+        await check_owners(app[STORE], report)
         return await _apply(app, auth.key, report, digest)
 
 
-def _decode_and_parse(
-    auth: Auth, body: bytes, encoding: str | None, content_type: str, limit: int
+def _decode_and_parse(  # noqa: PLR0917 - the request's parts, in the order they are used
+    auth: Auth,
+    body: bytes,
+    encoding: str | None,
+    content_type: str,
+    limit: int,
+    window: wire.Window,
 ) -> tuple[dict[str, Any], str]:
     data = decode_body(body, encoding, content_type, limit)
-    return parse_report(data, auth), wire.sha256_hex(data)
+    return parse_report(data, auth, window), wire.sha256_hex(data)
 
 
 async def _read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:

@@ -133,6 +133,11 @@ def _post_reports() -> dict[str, Any]:
             "401": _error_response(
                 "bad signature or unknown agent (one answer for both), or outside the replay window"
             ),
+            "403": _error_response(
+                "an instance of the report belongs to another agent (foreign_instance): the "
+                "first agent to report an instance owns it until it reports it terminated or "
+                "an operator runs `azfed receiver release-instance UUID`; never retried"
+            ),
             "408": _error_response("the body did not arrive within [receiver] body_timeout_s"),
             "409": _error_response(
                 "in_flight: the same key is being written now; retry after Retry-After",

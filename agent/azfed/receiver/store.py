@@ -25,6 +25,7 @@ from sqlalchemy import (
     and_,
     delete,
     insert,
+    or_,
     select,
     text,
     update,
@@ -101,6 +102,10 @@ refused = Table(
     Column("first_seen", Float, nullable=False),
     Column("last_seen", Float, nullable=False),
 )
+
+# An instance's owner is the agent that first reported it; once the owner reports it in this
+# state, another agent may report it (a hand-over: the server now runs in another cloud).
+RELEASED = "terminated"
 
 # IN lists are chunked: SQLite allows 32,766 bound parameters, older builds 999.
 _CHUNK = 500
@@ -266,9 +271,12 @@ class Store:
             if new:
                 await conn.execute(insert(instances), new)
             for r in newer:
+                # Ownership was checked before the write (`owners`); the condition keeps a
+                # concurrent report of another agent from taking an instance in between.
+                mine = or_(instances.c.agent_id == r["agent_id"], instances.c.state == RELEASED)
                 await conn.execute(
                     update(instances)
-                    .where(instances.c.instance_uuid == r["instance_uuid"])
+                    .where(and_(instances.c.instance_uuid == r["instance_uuid"], mine))
                     .values(**r)
                 )
 
@@ -290,6 +298,35 @@ class Store:
             query = select(instances).where(instances.c.instance_uuid == uuid.lower())
             row = (await conn.execute(query)).first()
         return dict(row._mapping) if row is not None else None
+
+    async def owners(self, uuids: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """instance_uuid -> (the agent that owns it, its last reported state), for those of
+        `uuids` (lower case) that some agent has reported."""
+        wanted = list(uuids)
+        out: dict[str, tuple[str, str]] = {}
+        query = select(instances.c.instance_uuid, instances.c.agent_id, instances.c.state)
+        async with self.engine.connect() as conn:
+            for i in range(0, len(wanted), _CHUNK):
+                chunk = wanted[i : i + _CHUNK]
+                rows = await conn.execute(query.where(instances.c.instance_uuid.in_(chunk)))
+                out.update({r.instance_uuid: (r.agent_id, r.state) for r in rows})
+        return out
+
+    async def release_instance(self, uuid: str, now: float) -> str | None:
+        """Forget who owns `uuid` (and its cached state), recording it in the audit trail:
+        the next agent to report it owns it. Returns the agent that owned it, or None."""
+        uuid = uuid.lower()
+        async with self.engine.begin() as conn:
+            query = select(instances).where(instances.c.instance_uuid == uuid)
+            row = (await conn.execute(query)).first()
+            if row is None:
+                return None
+            await conn.execute(delete(instances).where(instances.c.instance_uuid == uuid))
+            detail = {"agent_id": row.agent_id, "provider": row.provider, "reason": "released"}
+            detail["remote_id"] = row.remote_id
+            entry = {"at": now, "kind": "released", "subject": uuid, "detail": detail}
+            await conn.execute(insert(audit).values(**entry))
+        return str(row.agent_id)
 
     async def all_instances(self) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:

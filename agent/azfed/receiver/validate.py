@@ -15,6 +15,8 @@ from typing import Any
 
 from azfed import wire
 from azfed.errors import AzfedError, InputError, Problem
+from azfed.receiver.store import RELEASED, Store
+from sqlalchemy.exc import SQLAlchemyError
 
 _AGENT_ID = re.compile(wire.AGENT_ID_PATTERN)
 
@@ -171,14 +173,15 @@ def _gunzip(body: bytes, limit: int) -> bytes:
     return out
 
 
-def parse_report(data: bytes, auth: Auth) -> dict[str, Any]:
-    """The validated report; its agent and seq must be the ones the headers named."""
+def parse_report(data: bytes, auth: Auth, window: wire.Window | None = None) -> dict[str, Any]:
+    """The validated report; its agent and seq must be the ones the headers named, and its
+    timestamps within `window` (the receiver's horizons)."""
     try:
         obj = wire.loads(data)
     except (UnicodeDecodeError, ValueError) as err:
         raise Reject(400, "bad_json", f"the body is not valid JSON: {err}") from None
     try:
-        report = wire.validate_report(obj)
+        report = wire.validate_report(obj, window=window)
     except InputError as err:
         raise Reject(400, "bad_schema", "the report breaks the contract", err.problems) from None
     _check_identity(report, auth)
@@ -194,3 +197,30 @@ def _check_identity(report: dict[str, Any], auth: Auth) -> None:
         problems.append(Problem(wire.HEADER_KEY, auth.key, f"must be {want_key!r}"))
     if problems:
         raise Reject(400, "identity_mismatch", "the headers and the report disagree", problems)
+
+
+async def check_owners(store: Store, report: dict[str, Any]) -> None:
+    """Refuse (403) a report that restates an instance another agent owns: the first agent
+    to report an instance owns it, until it reports it `terminated` (store.RELEASED) or an
+    operator releases it (`azfed receiver release-instance`); then the next agent to report it
+    owns it. Read-only: run before anything is written."""
+    uuids = [inst["instance_uuid"].lower() for inst in report["instances"]]
+    try:
+        owners = await store.owners(uuids)
+    except SQLAlchemyError as err:
+        msg = f"state store: {type(err).__name__}: retry later"
+        raise Reject(503, "store_failed", msg, retry_after=10, cause=str(err)) from None
+    foreign = [
+        Problem(f"instances[{i}].instance_uuid", uuid, f"owned by agent {owner!r}")
+        for i, uuid in enumerate(uuids)
+        if (found := owners.get(uuid)) is not None
+        and (owner := found[0]) != report["agent_id"]
+        and found[1] != RELEASED
+    ]
+    if foreign:
+        msg = (
+            f"{len(foreign)} instance(s) belong to another agent: an agent reports only its own; "
+            f"ownership passes on once the owner reports the instance {RELEASED!r}, or an "
+            "operator runs `azfed receiver release-instance UUID`"
+        )
+        raise Reject(403, "foreign_instance", msg, foreign)

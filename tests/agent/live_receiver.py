@@ -16,7 +16,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from azfed.config import parse_config
-from azfed.receiver.app import RUNNER_KWARGS, STORE, create_app
+from azfed.receiver.app import STORE, create_app
+from azfed.receiver.run import runner_kwargs, ssl_context
 from azfed.receiver.store import Store
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -77,7 +78,8 @@ class LiveReceiver:
 async def serve_receiver(
     tmp: Path, agents: dict[str, bytes], **receiver: Any
 ) -> AsyncIterator[LiveReceiver]:
-    """The receiver on 127.0.0.1 (an OS-chosen port), knowing `agents` {id: secret}."""
+    """The receiver on 127.0.0.1 (an OS-chosen port), knowing `agents` {id: secret}; over
+    HTTPS when `receiver` sets tls_cert_file and tls_key_file, as `azfed receiver run` does."""
     home = tmp / "receiver"
     secrets = home / "secrets"
     secrets.mkdir(parents=True)
@@ -91,12 +93,15 @@ async def serve_receiver(
     faults = Faults()
     app = create_app(config, sinks=[sink])
     app.middlewares.append(faults.middleware)
-    runner = web.AppRunner(app, access_log=None, **RUNNER_KWARGS)
+    assert config.receiver is not None
+    tls = ssl_context(config.receiver)
+    runner = web.AppRunner(app, access_log=None, **runner_kwargs(config.receiver))
     await runner.setup()
     try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls).start()
         port = runner.addresses[0][1]
-        yield LiveReceiver(f"http://127.0.0.1:{port}", app, sink, faults, secrets)
+        scheme = "https" if tls is not None else "http"
+        yield LiveReceiver(f"{scheme}://127.0.0.1:{port}", app, sink, faults, secrets)
     finally:
         for rule in faults.rules:
             if rule.hold is not None:

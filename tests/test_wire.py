@@ -58,6 +58,41 @@ def test_loads_refuses_non_json_constants(text: bytes, why: str) -> None:
         wire.loads(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (b'{"seq": 1, "seq": 2}', "appears twice"),
+        (b'{"a": {"b": 1, "b": 1}}', "appears twice"),
+        (b'{"volume": 1' + b"0" * 20 + b"}", "21 digits"),
+        (b'{"volume": 1e400}', "beyond a double"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested"),
+    ],
+)
+def test_loads_reads_i_json_only(text: bytes, why: str) -> None:
+    """I-JSON (RFC 7493): one value per member name, numbers in range, and a nesting past the
+    recursion limit is a ValueError like any other bad body, not a RecursionError."""
+    with pytest.raises(ValueError, match=why):
+        wire.loads(text)
+
+
+def test_without_a_window_only_the_contract_bounds_timestamps() -> None:
+    """The agent's own check has no clock: a two-year-old report passes, year 1 does not;
+    the receiver's window adds both horizons, and launched_at only the future one."""
+    report = _load(DATA / "report-full.json")
+    wire.validate_report(report)
+    report["instances"][0]["launched_at"] = "2001-01-01T00:00:00Z"
+    at = wire.Window.around(1_736_942_400, max_age_s=86400, max_future_s=300)
+    wire.validate_report(report, window=at)
+    late = wire.Window.around(1_736_942_400 + 2 * 86400, max_age_s=86400, max_future_s=300)
+    with pytest.raises(InputError) as exc:
+        wire.validate_report(report, window=late)
+    assert "sent_at" in {p.key for p in exc.value.problems}
+    assert "instances[0].launched_at" not in {p.key for p in exc.value.problems}
+    report["sent_at"] = "0001-01-01T00:00:00+01:00"
+    with pytest.raises(InputError, match="before 1970"):
+        wire.validate_report(report)
+
+
 def test_a_timestamp_of_the_right_shape_but_impossible_date_is_refused() -> None:
     """A month 13 matches the RFC 3339 pattern but is refused by the date check."""
     report = _load(DATA / "report-empty.json")

@@ -204,7 +204,8 @@ SAMPLE_SCHEMA: Final[dict[str, Any]] = {
     "properties": {
         "resource_id": UUID_SCHEMA,
         "meter": {"enum": sorted(METERS)},
-        "unit": {"type": "string", "maxLength": 32, **_NO_CONTROL},
+        # no _NO_CONTROL: the unit must be its meter's (METERS), checked after the schema
+        "unit": {"type": "string", "maxLength": 32},
         "type": {"enum": list(get_args(MeterType))},
         "volume": {"type": "number", "minimum": 0, "maximum": MAX_VOLUME},
         "timestamp": _TIME,

@@ -169,6 +169,6 @@ async def test_a_signed_report_lands_in_real_gnocchi_and_nova_and_a_replay_chang
     assert await _post(client, report) == (200, answer)
     changed = dict(report, samples=[dict(report["samples"][0], volume=99.0)])
     status, refused = await _post(client, changed)
-    assert (status, refused["error"]) == (409, "key_conflict")
+    assert (status, refused["error"]) == (422, "key_conflict")
     assert await _sink_writes(client) == writes
     assert _measures(gn, server.id, "cpu_util") == [37.5]

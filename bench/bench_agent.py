@@ -155,7 +155,7 @@ async def agent_cycle(endpoint: str) -> dict[str, Any]:
     from azfed.config import parse_config
 
     tmp = Path(tempfile.mkdtemp(prefix="azfed-bench-"))
-    (tmp / "secret").write_text("bench")
+    (tmp / "secret").write_text("bench-secret-0123456789abcdefghij")
     cfg = parse_config({
         "agent": {"id": "bench"},
         # moto answers a 500-query GetMetricData in tens of seconds under load: no timeout

@@ -32,7 +32,7 @@ from azfed.receiver.sinks import Sink
 from azfed.receiver.sinks.gnocchi import GnocchiSink, basic_auth
 from azfed.receiver.sinks.null import NullSink
 
-AGENT, SECRET = "bench-agent", b"bench-secret"
+AGENT, SECRET = "bench-agent", b"bench-secret-0123456789abcdefghij"
 RESULTS = Path(__file__).parent / "results" / "receiver.json"
 
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from azfed.aws import AWS_CLIENT_DEFAULTS, AwsClient
 from azfed.errors import ConfigError, Problem
-from azfed.wire import ALL_METERS, UUID_PATTERN, Meter, Provider
+from azfed.wire import ALL_METERS, MIN_SECRET_BYTES, UUID_PATTERN, Meter, Provider
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -235,7 +235,12 @@ class AzfedConfig(_Section):
     def _tables_agree(self) -> AzfedConfig:
         """Rules across tables, checked at load so `azfed config check` finds what a process
         would otherwise only find at start (or, worse, silently not do)."""
-        problems = [*_agent_problems(self), *_receiver_problems(self), *_tls_problems(self)]
+        problems = [
+            *_agent_problems(self),
+            *_receiver_problems(self),
+            *_tls_problems(self),
+            *_secret_problems(self),
+        ]
         if problems:
             summary = "; ".join(str(p) for p in problems)
             raise PydanticCustomError(
@@ -338,6 +343,39 @@ def _tls_problems(cfg: AzfedConfig) -> list[Problem]:
                 reason = "only used with an https:// url: set [push] url to https://... or drop it"
                 out.append(Problem(f"[push] {name}", str(value), reason))
             out += _unreadable(f"[push] {name}", value)
+    return out
+
+
+def short_secret(path: Path) -> str | None:
+    """Why the signing secret in `path` is too short, or None if it is long enough or cannot
+    be read now (a systemd credential exists only inside the unit: the process checks again
+    when it reads it)."""
+    try:
+        size = len(path.read_bytes().strip())
+    except OSError:
+        return None
+    if size >= MIN_SECRET_BYTES:
+        return None
+    return (
+        f"the secret is {size} bytes; at least {MIN_SECRET_BYTES} are required: set a longer "
+        "one (openssl rand -hex 32) here and on the other side"
+    )
+
+
+def _secret_problems(cfg: AzfedConfig) -> list[Problem]:
+    """Signing secrets shorter than wire.MIN_SECRET_BYTES, where they can be read now."""
+    out: list[Problem] = []
+    if cfg.push is not None and (why := short_secret(cfg.push.secret_file)) is not None:
+        out.append(Problem("[push] secret_file", str(cfg.push.secret_file), why))
+    if cfg.receiver is not None:
+        r = cfg.receiver
+        try:
+            files = sorted(r.secrets_dir.glob(f"{r.secrets_prefix}*"))
+        except OSError:
+            files = []
+        for path in files:
+            if path.is_file() and (why := short_secret(path)) is not None:
+                out.append(Problem("[receiver] secrets_dir", str(path), why))
     return out
 
 

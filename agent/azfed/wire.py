@@ -78,6 +78,10 @@ MAX_INT_DIGITS: Final = 20
 # and is refused before anything recurses into it.
 MAX_DEPTH: Final = 8
 
+# The shortest signing secret either side accepts (bytes, as read from its file, stripped):
+# HMAC-SHA256's own output length. `openssl rand -hex 32` makes a good one.
+MIN_SECRET_BYTES: Final = 32
+
 HEADER_KEY: Final = "Idempotency-Key"
 HEADER_AGENT: Final = "X-Azfed-Agent"
 HEADER_TIMESTAMP: Final = "X-Azfed-Timestamp"

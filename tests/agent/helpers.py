@@ -73,7 +73,7 @@ def agent_config(
     moto: MotoServer, tmp: Any, *, meters: list[str], status: bool = False, **collect: Any
 ) -> AzfedConfig:
     secret = tmp / "secret"
-    secret.write_text("s3cret-for-tests")
+    secret.write_text("s3cret-for-tests-0123456789abcdef")
     return parse_config(
         {
             "agent": {"id": "agent-test", "provider": "ec2"},

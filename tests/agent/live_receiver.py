@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.agent.faults import Faults
 from tests.receiver.memory_sink import MemorySink
 
-SECRET = b"s3cret-for-tests"
+SECRET = b"s3cret-for-tests-0123456789abcdef"  # wire.MIN_SECRET_BYTES or more
 
 
 @dataclass

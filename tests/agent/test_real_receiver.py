@@ -25,7 +25,7 @@ from tests.agent.helpers import TAG, seed
 GNOCCHI = "http://127.0.0.1:8041"
 METERS = ["cpu_util", "network.incoming.bytes"]  # collected from ...
 CLOUDWATCH = ["CPUUtilization", "NetworkIn"]  # ... what AWS calls them
-SECRET = b"e2e-agent-secret"
+SECRET = b"e2e-agent-secret-0123456789abcdef"
 
 
 @pytest.fixture

@@ -119,7 +119,7 @@ def test_an_unreadable_spool_state_stops_the_agent_with_what_to_do(tmp_path: Pat
     spool = tmp_path / "spool"
     spool.mkdir()
     (spool / "state.json").write_text("{not json")
-    (tmp_path / "secret").write_text("s3cret")
+    (tmp_path / "secret").write_text("s3cret-0123456789abcdefghijklmnopq")
     path = tmp_path / "agent.toml"
     path.write_text(
         f'[agent]\nid = "a1"\nprovider = "guest"\ninstance_uuid = "{uuid.uuid4()}"\n'

@@ -56,7 +56,7 @@ def _restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def _config(tmp_path: Path, process: str, logging_table: dict[str, str]) -> Path:
     lines = []
     if process == "agent":
-        (tmp_path / "secret").write_text("s3cret")
+        (tmp_path / "secret").write_text("s3cret-0123456789abcdefghijklmnopq")
         lines += [
             "[agent]",
             'id = "probe"',

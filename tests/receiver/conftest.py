@@ -24,9 +24,9 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "wire"
 # 2025-01-15T12:00:00Z: two hours after the examples' timestamps, within the receiver's horizons
 NOW = 1_736_942_400.0
 AGENT = "aws-vpc-1"
-SECRET = b"agent-secret-1"
+SECRET = b"agent-secret-1-0123456789abcdefghij"  # wire.MIN_SECRET_BYTES or more
 OTHER_AGENT = "aws-vpc-2"
-OTHER_SECRET = b"agent-secret-2"
+OTHER_SECRET = b"agent-secret-2-0123456789abcdefghij"
 
 
 def example(name: str = "report-full") -> dict[str, Any]:

@@ -5,20 +5,29 @@ stall the event loop, and an unknown agent looks like a bad signature."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
-import http.client
-import io
+import datetime as dt
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from azfed import wire
+from azfed.config import parse_config
+from azfed.errors import ConfigError
 from azfed.receiver.app import GATE
 
-from tests.receiver.conftest import AGENT, NOW, Receiver, ReceiverFactory, example
+from tests.receiver.conftest import AGENT, NOW, Receiver, ReceiverFactory, example, restamp
 
 SLOW = 16  # the default [receiver] max_inflight
 
@@ -121,10 +130,10 @@ def _secret() -> bytes:
     return SECRET
 
 
-def _max_size_report(limit: int) -> bytes:
-    """A valid report whose body is just under `limit` bytes: many samples over 1,000
-    instances (the samples, not the instances, are what fill 8 MiB)."""
-    report = example()
+def _max_size_report(limit: int, now: float) -> bytes:
+    """A valid report, current at `now`, whose body is just under `limit` bytes: many samples
+    over 1,000 instances (the samples, not the instances, are what fill 8 MiB)."""
+    report = restamp(example(), now)
     inst0 = report["instances"][0]
     instances = [
         dict(inst0, instance_uuid=str(uuid.UUID(int=i)), remote_id=f"i-{i:017x}")
@@ -135,57 +144,93 @@ def _max_size_report(limit: int) -> bytes:
     report.update(instances=instances, samples=samples)
     size = len(wire.dumps(report))
     per = len(wire.dumps(sample)) + 1
-    n = min((limit - size) // per - 1, wire.MAX_SAMPLES)
-    for i in range(n):
-        seconds = i // 1000
-        ts = f"2025-01-15T{10 + seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}Z"
+    start = dt.datetime.fromtimestamp(now - 3600, dt.timezone.utc).replace(microsecond=0)
+    for i in range(min((limit - size) // per - 1, wire.MAX_SAMPLES)):
+        ts = (start + dt.timedelta(seconds=i // 1000)).isoformat()
         samples.append(dict(sample, resource_id=instances[i % 1000]["instance_uuid"], timestamp=ts))
     body = wire.encode_body(report, agent_id=AGENT, seq=report["seq"], gzip=False)
     assert limit * 0.9 < len(body) <= limit, len(body)
     return body
 
 
-def _poll_healthz(host: str, port: int, stop: threading.Event) -> list[float]:
-    """GET /healthz every 10 ms from another thread (the test's own loop is the server's, so
-    it cannot time a stall of that loop), until `stop`; the latencies in seconds."""
+def _poll_healthz(url: str, stop: threading.Event) -> list[float]:
+    """GET /healthz every 10 ms until `stop`; the latencies in seconds."""
     latencies = []
-    conn = http.client.HTTPConnection(host, port, timeout=30)
-    try:
-        while not stop.is_set():
-            started = time.perf_counter()
-            conn.request("GET", "/healthz")
-            resp = conn.getresponse()
+    while not stop.is_set():
+        started = time.perf_counter()
+        with urllib.request.urlopen(url + "/healthz", timeout=30) as resp:
             resp.read()
             assert resp.status == 200
-            latencies.append(time.perf_counter() - started)
-            stop.wait(0.01)
-    finally:
-        conn.close()
+        latencies.append(time.perf_counter() - started)
+        stop.wait(0.01)
     return latencies
 
 
-async def test_healthz_answers_within_100_ms_while_a_maximum_size_report_is_processed(
-    make_receiver: ReceiverFactory,
-) -> None:
-    """Decoding and validating an 8 MiB report runs off the event loop: /healthz, asked from
-    another thread, keeps answering quickly the whole time."""
-    limit = 8 * 1024 * 1024
-    rcv = await make_receiver(max_body_bytes=limit)
-    body = _max_size_report(limit)
-    headers = wire.signed_headers(_secret(), agent_id=AGENT, seq=42, body=body, gzip=False, now=NOW)
-    stop = threading.Event()
-    server = rcv.client.server
-    poller = asyncio.ensure_future(asyncio.to_thread(_poll_healthz, server.host, server.port, stop))
+@contextlib.contextmanager
+def _receiver_process(tmp_path: Path) -> Iterator[str]:
+    """`azfed receiver run` in its own process, as in production (a test process's own heap
+    would make the garbage collector's pauses the test's, not the receiver's)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    secrets = tmp_path / "secrets"
+    secrets.mkdir(exist_ok=True)
+    (secrets / AGENT).write_bytes(_secret())
+    cfg = tmp_path / "receiver.toml"
+    cfg.write_text(
+        f'[receiver]\nhost = "127.0.0.1"\nport = {port}\nsecrets_dir = "{secrets}"\n'
+        f'database_url = "sqlite:///{tmp_path / "state.db"}"\nsinks = ["null"]\n'
+        f'secrets_prefix = ""\nmax_body_bytes = {8 * 1024 * 1024}\n'
+    )
+    env = {**os.environ, "AZFED_LOG_FORMAT": "json", "AZFED_LOG_LEVEL": "warning"}
+    cmd = [sys.executable, "-m", "azfed.cli", "receiver", "run", "--config", str(cfg)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
     try:
-        await asyncio.sleep(0.05)
-        started = time.perf_counter()
-        resp = await rcv.client.post(wire.REPORTS_PATH, data=io.BytesIO(body), headers=headers)
-        took = time.perf_counter() - started
-        assert resp.status == 200, await resp.text()
-        assert (await resp.json())["samples"] > 40_000
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/healthz", timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+                assert time.monotonic() < deadline, "the receiver did not start within 60 s"
+                time.sleep(0.1)
+        yield url
     finally:
-        stop.set()
-        latencies = await poller
+        proc.terminate()
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+def test_healthz_answers_within_100_ms_while_a_maximum_size_report_is_processed(
+    tmp_path: Path,
+) -> None:
+    """Decoding and validating an 8 MiB report runs off the event loop: /healthz, asked all
+    along from another thread, answers within 100 ms every time."""
+    limit = 8 * 1024 * 1024
+    with _receiver_process(tmp_path) as url:
+        now = time.time()
+        body = _max_size_report(limit, now)
+        headers = wire.signed_headers(_secret(), agent_id=AGENT, seq=42, body=body, gzip=False,
+                                      now=now)  # fmt: skip
+        stop = threading.Event()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            poller = pool.submit(_poll_healthz, url, stop)
+            time.sleep(0.05)
+            started = time.perf_counter()
+            try:
+                req = urllib.request.Request(url + wire.REPORTS_PATH, data=body, headers=headers)
+                with urllib.request.urlopen(req, timeout=120) as resp:
+                    answer = json.load(resp)
+            finally:
+                took = time.perf_counter() - started
+                stop.set()
+            latencies = poller.result()
+    assert answer["samples"] > 40_000
     assert took > 0.5, "the report was processed too fast to measure anything"
     assert len(latencies) >= took / 0.11 - 1, (len(latencies), took)
     assert max(latencies) < 0.1, sorted(latencies)[-5:]
@@ -215,3 +260,38 @@ async def test_a_key_that_leaves_out_the_reports_epoch_is_refused(receiver: Rece
     status, answer, _ = await receiver.post(report, headers={wire.HEADER_KEY: f"{AGENT}:42"})
     assert (status, answer["error"]) == (400, "identity_mismatch")
     assert await receiver.written() == (0, 0, 0)
+
+
+async def test_a_secret_shorter_than_the_minimum_is_refused_like_an_unknown_agent(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    """A 31-byte secret on disk: even a report correctly signed with it gets the
+    bad-signature answer, and nothing is written."""
+    short = b"s" * (wire.MIN_SECRET_BYTES - 1)
+    (tmp_path / "secrets" / AGENT).write_bytes(short)
+    status, answer, _ = await receiver.post(example(), secret=short)
+    assert (status, answer["error"]) == (401, "bad_signature")
+    assert await receiver.written() == (0, 0, 0)
+
+
+def test_config_check_names_a_short_secret_on_either_side(tmp_path: Path) -> None:
+    """[push] secret_file and each secret in [receiver] secrets_dir (with the prefix) must
+    hold at least wire.MIN_SECRET_BYTES bytes; each short one is named with its path."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "agents_a1").write_bytes(b"short\n")
+    (secrets / "agents_a2").write_bytes(b"k" * wire.MIN_SECRET_BYTES)
+    (secrets / "clouds.yaml").write_bytes(b"not a secret, not prefixed")
+    (tmp_path / "push-secret").write_bytes(b"tiny")
+    with pytest.raises(ConfigError) as err:
+        parse_config({
+            "receiver": {"secrets_dir": str(secrets), "secrets_prefix": "agents_",
+                         "sinks": ["null"]},
+            "push": {"url": "https://r.example", "secret_file": str(tmp_path / "push-secret")},
+        })  # fmt: skip
+    found = {(p.key, p.value) for p in err.value.problems}
+    assert found == {
+        ("[receiver] secrets_dir", str(secrets / "agents_a1")),
+        ("[push] secret_file", str(tmp_path / "push-secret")),
+    }
+    assert all("at least 32" in p.reason for p in err.value.problems)

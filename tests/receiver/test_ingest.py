@@ -155,5 +155,6 @@ async def test_secrets_named_by_systemd_credentials_are_found_with_the_prefix(
 ) -> None:
     """With secrets_prefix = "agents_" the secret of agent X is read from agents_X."""
     rcv = await make_receiver(secrets_prefix="agents_")
-    (tmp_path / "secrets" / "agents_aws-vpc-1").write_bytes(b"prefixed-secret")
-    assert (await rcv.post(example(), secret=b"prefixed-secret"))[0] == 200
+    secret = b"prefixed-secret-0123456789abcdefghij"
+    (tmp_path / "secrets" / "agents_aws-vpc-1").write_bytes(secret)
+    assert (await rcv.post(example(), secret=secret))[0] == 200

@@ -26,7 +26,8 @@ from azfed.agent.health import AgentMetrics, Readiness, bound_port, create_healt
 from azfed.agent.push.batcher import Batcher
 from azfed.agent.push.pusher import Pusher
 from azfed.agent.push.spool import Spool
-from azfed.config import AzfedConfig, CollectSection
+from azfed.config import AzfedConfig, CollectSection, short_secret
+from azfed.errors import ConfigError, Problem
 from azfed.files import write_atomic
 
 log = structlog.get_logger(__name__)
@@ -136,6 +137,10 @@ class Agent:
         self.metrics = AgentMetrics()
         self.spool = Spool(cfg.spool, self.metrics)
         secret = cfg.push.secret_file.read_bytes().strip()
+        if (why := short_secret(cfg.push.secret_file)) is not None:
+            raise ConfigError(
+                cfg.source, [Problem("[push] secret_file", str(cfg.push.secret_file), why)]
+            )
         self.batcher = Batcher(cfg.push, cfg.agent.id, self.spool, self.metrics)
         self.pusher = Pusher(
             cfg.push,

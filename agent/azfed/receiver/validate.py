@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
 from azfed import wire
 from azfed.errors import AzfedError, InputError, Problem
 from azfed.receiver.store import RELEASED, Store
 from sqlalchemy.exc import SQLAlchemyError
+
+log = structlog.get_logger(__name__)
 
 _AGENT_ID = re.compile(wire.AGENT_ID_PATTERN)
 
@@ -102,7 +105,9 @@ def _header(headers: Any, name: str, status: int) -> str:
 
 
 def read_secret(secrets_dir: Path, agent_id: str, prefix: str = "") -> bytes | None:
-    """The agent's shared secret, or None for an agent this receiver does not know."""
+    """The agent's shared secret, or None for an agent this receiver does not know (or whose
+    secret is shorter than wire.MIN_SECRET_BYTES, which is logged: `azfed config check`
+    names the file)."""
     # The pattern keeps agent_id a plain file name: no "..", no "/".
     if not _AGENT_ID.match(agent_id) or agent_id in {".", ".."}:
         return None
@@ -110,7 +115,12 @@ def read_secret(secrets_dir: Path, agent_id: str, prefix: str = "") -> bytes | N
         secret = (secrets_dir / f"{prefix}{agent_id}").read_bytes().strip()
     except OSError:
         return None
-    return secret or None
+    if len(secret) < wire.MIN_SECRET_BYTES:
+        log.error("receiver.secret_too_short", agent_id=agent_id, bytes=len(secret),
+                  minimum=wire.MIN_SECRET_BYTES, then="the agent is refused",
+                  hint="write a longer secret (openssl rand -hex 32) on both sides")  # fmt: skip
+        return None
+    return secret
 
 
 def check_auth_headers(

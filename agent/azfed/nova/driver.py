@@ -82,6 +82,7 @@ _POWER = {
     RemoteState.UNKNOWN: power_state.NOSTATE,
 }
 
+
 def proxy_settings(conf: Any) -> ProxySettings:
     c = conf.azfed
     return ProxySettings(

@@ -82,7 +82,7 @@ def make_report(seq: int, n_samples: int, n_instances: int) -> dict[str, Any]:
 def _secrets(tmp: str) -> Path:
     secrets = Path(tmp, "secrets")
     secrets.mkdir()
-    (secrets / AGENT).write_bytes(SECRET)
+    (secrets / f"agents_{AGENT}").write_bytes(SECRET)
     return secrets
 
 

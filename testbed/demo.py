@@ -207,7 +207,7 @@ class Demo:
         secret = secrets.token_hex(32)
         secrets_dir = self.home / "secrets"
         secrets_dir.mkdir(exist_ok=True, mode=0o700)
-        (secrets_dir / AGENT_ID).write_text(secret + "\n")
+        (secrets_dir / f"agents_{AGENT_ID}").write_text(secret + "\n")  # secrets_prefix
         (self.home / "agent.secret").write_text(secret + "\n")
         clouds = self.home / "clouds.yaml"
         clouds.write_text(_clouds_yaml())

@@ -138,8 +138,11 @@ class ReceiverSection(_Section):
     replay_window_s: Annotated[float, Field(ge=10, le=3600)] = 300.0
     database_url: str = "sqlite:////var/lib/azfed-receiver/state.db"
     secrets_dir: FsPath
-    # systemd's LoadCredential= of a directory names each file "<credential>_<file name>"
-    secrets_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]*$")] = ""
+    # Only files named <prefix><agent id> are secrets: a credential directory also holds
+    # clouds.yaml, which must never pass for an agent's key. systemd's LoadCredential= of a
+    # directory names each file "<credential>_<file name>": the shipped unit's is "agents".
+    # "" only for a directory that holds nothing but agents' secrets.
+    secrets_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]*$")] = "agents_"
     policy_file: FsPath | None = None
     # the scheduler filter's [azfed_filter] state_file, when this host can read it: GET
     # /v1/placement then accounts for the filter's current mode and cooldowns

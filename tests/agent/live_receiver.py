@@ -60,7 +60,7 @@ class LiveReceiver:
 
     def set_secret(self, agent_id: str, secret: bytes) -> None:
         """What the operator does on a rotation: the receiver reads it at the next request."""
-        (self.secrets_dir / agent_id).write_bytes(secret)
+        (self.secrets_dir / f"agents_{agent_id}").write_bytes(secret)
 
     async def metric(self, name: str, **labels: str) -> float:
         """One sample of the receiver's GET /metrics (0 when the series does not exist yet)."""
@@ -84,7 +84,7 @@ async def serve_receiver(
     secrets = home / "secrets"
     secrets.mkdir(parents=True)
     for agent_id, secret in agents.items():
-        (secrets / agent_id).write_bytes(secret)
+        (secrets / f"agents_{agent_id}").write_bytes(secret)
     config = parse_config({"receiver": {
         "secrets_dir": str(secrets), "database_url": f"sqlite:///{home / 'state.db'}",
         "sinks": ["null"], **receiver,

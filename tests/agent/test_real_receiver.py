@@ -68,7 +68,7 @@ async def test_state_and_meters_reach_gnocchi_and_nova_through_the_real_receiver
 
     secrets = tmp_path / "secrets"
     secrets.mkdir()
-    (secrets / "agent-e2e").write_bytes(SECRET)
+    (secrets / "agents_agent-e2e").write_bytes(SECRET)
     (tmp_path / "push-secret").write_bytes(SECRET)
     receiver_cfg = parse_config({"receiver": {
         "secrets_dir": str(secrets), "database_url": f"sqlite:///{tmp_path / 'state.db'}",

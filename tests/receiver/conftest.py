@@ -53,8 +53,9 @@ def _when(text: str) -> dt.datetime:
 def make_config(tmp_path: Path, **receiver: Any) -> AzfedConfig:
     secrets = tmp_path / "secrets"
     secrets.mkdir(exist_ok=True)
-    (secrets / AGENT).write_bytes(SECRET + b"\n")
-    (secrets / OTHER_AGENT).write_bytes(OTHER_SECRET)
+    # named as [receiver] secrets_prefix's default wants them
+    (secrets / f"agents_{AGENT}").write_bytes(SECRET + b"\n")
+    (secrets / f"agents_{OTHER_AGENT}").write_bytes(OTHER_SECRET)
     section = {
         "secrets_dir": str(secrets),
         "database_url": f"sqlite:///{tmp_path / 'state.db'}",

@@ -27,7 +27,7 @@ def _free_port() -> int:
 def _write_config(tmp_path: Path, port: int) -> Path:
     secrets = tmp_path / "secrets"
     secrets.mkdir()
-    (secrets / AGENT).write_bytes(SECRET)
+    (secrets / f"agents_{AGENT}").write_bytes(SECRET)
     cfg = tmp_path / "receiver.toml"
     cfg.write_text(
         f"""

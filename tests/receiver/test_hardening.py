@@ -175,12 +175,12 @@ def _receiver_process(tmp_path: Path) -> Iterator[str]:
         port = int(s.getsockname()[1])
     secrets = tmp_path / "secrets"
     secrets.mkdir(exist_ok=True)
-    (secrets / AGENT).write_bytes(_secret())
+    (secrets / f"agents_{AGENT}").write_bytes(_secret())
     cfg = tmp_path / "receiver.toml"
     cfg.write_text(
         f'[receiver]\nhost = "127.0.0.1"\nport = {port}\nsecrets_dir = "{secrets}"\n'
         f'database_url = "sqlite:///{tmp_path / "state.db"}"\nsinks = ["null"]\n'
-        f'secrets_prefix = ""\nmax_body_bytes = {8 * 1024 * 1024}\n'
+        f"max_body_bytes = {8 * 1024 * 1024}\n"
     )
     env = {**os.environ, "AZFED_LOG_FORMAT": "json", "AZFED_LOG_LEVEL": "warning"}
     cmd = [sys.executable, "-m", "azfed.cli", "receiver", "run", "--config", str(cfg)]
@@ -268,7 +268,7 @@ async def test_a_secret_shorter_than_the_minimum_is_refused_like_an_unknown_agen
     """A 31-byte secret on disk: even a report correctly signed with it gets the
     bad-signature answer, and nothing is written."""
     short = b"s" * (wire.MIN_SECRET_BYTES - 1)
-    (tmp_path / "secrets" / AGENT).write_bytes(short)
+    (tmp_path / "secrets" / f"agents_{AGENT}").write_bytes(short)
     status, answer, _ = await receiver.post(example(), secret=short)
     assert (status, answer["error"]) == (401, "bad_signature")
     assert await receiver.written() == (0, 0, 0)
@@ -295,3 +295,17 @@ def test_config_check_names_a_short_secret_on_either_side(tmp_path: Path) -> Non
         ("[push] secret_file", str(tmp_path / "push-secret")),
     }
     assert all("at least 32" in p.reason for p in err.value.problems)
+
+
+async def test_a_file_without_the_secrets_prefix_never_passes_for_a_secret(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    """By default only agents_<id> files are secrets: a credential beside them (clouds.yaml)
+    cannot be used to sign as an "agent" named after it."""
+    content = b"clouds:\n  azfed: {auth: {password: long-enough-to-sign-with-0123456789}}\n"
+    (tmp_path / "secrets" / "clouds.yaml").write_bytes(content)
+    report = example()
+    report["agent_id"] = "clouds.yaml"
+    status, answer, _ = await receiver.post(report, secret=content.strip())
+    assert (status, answer["error"]) == (401, "bad_signature")
+    assert await receiver.written() == (0, 0, 0)

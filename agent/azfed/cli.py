@@ -153,6 +153,9 @@ def agent_run(config_file: Path) -> None:
     except OSError as err:  # the secret file: unreadable is an operator's fix, say which
         click.echo(f"azfed: cannot read {err.filename}: {err.strerror}", err=True)
         sys.exit(EXIT_INVALID)
+    except AzfedError as err:  # a certificate or CA bundle that is not PEM: names the file
+        click.echo(f"azfed: {err}", err=True)
+        sys.exit(EXIT_INVALID)
 
     async def run() -> None:
         stop = asyncio.Event()

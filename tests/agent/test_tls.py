@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from azfed.cli import main
 from azfed.config import parse_config
 from azfed.errors import ConfigError
+from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -217,3 +220,33 @@ def test_config_names_missing_tls_files_and_half_pairs(tmp_path: Path, pki: Pki)
     assert ("[push] ca_file", str(pki.ca)) in found  # with an http:// url
     reasons = " ".join(p.reason for p in err.value.problems)
     assert "cannot read it" in reasons
+
+
+def test_a_certificate_that_is_not_pem_stops_either_process_at_start_naming_it(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """Readable, so `config check` passes; `azfed receiver run` and `azfed agent run` then
+    exit with a message naming the file instead of a traceback."""
+    bogus = tmp_path / "bogus.crt"
+    bogus.write_text("not a certificate\n")
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    receiver = tmp_path / "receiver.toml"
+    receiver.write_text(
+        f'[receiver]\nsecrets_dir = "{tmp_path}"\nsinks = ["null"]\nport = 0\n'
+        f'database_url = "sqlite:///{tmp_path / "state.db"}"\n'
+        f'tls_cert_file = "{bogus}"\ntls_key_file = "{pki.server_key}"\n'
+    )
+    agent = tmp_path / "agent.toml"
+    agent.write_text(
+        f'[agent]\nid = "a1"\nprovider = "guest"\ninstance_uuid = "{uuid.uuid4()}"\n'
+        f'[push]\nurl = "https://127.0.0.1:9"\nsecret_file = "{secret}"\nca_file = "{bogus}"\n'
+        f'[spool]\npath = "{tmp_path / "spool"}"\n[health]\nport = 0\n'
+    )
+    runner = CliRunner()
+    for args in (["receiver", "run", "--config", str(receiver)],
+                 ["agent", "run", "--config", str(agent)]):  # fmt: skip
+        result = runner.invoke(main, args)
+        assert result.exit_code in {1, 3}, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert str(bogus) in result.stderr

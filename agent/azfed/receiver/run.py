@@ -39,6 +39,7 @@ async def serve(config: AzfedConfig, stop: asyncio.Event) -> None:
     config.require("receiver")
     assert config.receiver is not None
     rcfg = config.receiver
+    tls = ssl_context(rcfg)  # before anything opens: a bad certificate file stops us here
     runner = web.AppRunner(
         create_app(config),
         shutdown_timeout=rcfg.shutdown_timeout_s,
@@ -49,7 +50,7 @@ async def serve(config: AzfedConfig, stop: asyncio.Event) -> None:
     # collector from scanning it on every full collection. Full collections happen while big
     # reports are parsed and hold the GIL: without this, /healthz stalls past 100 ms.
     gc.freeze()
-    site = web.TCPSite(runner, rcfg.host, rcfg.port, ssl_context=ssl_context(rcfg))
+    site = web.TCPSite(runner, rcfg.host, rcfg.port, ssl_context=tls)
     await site.start()
     log.info("receiver.listening", host=rcfg.host, port=rcfg.port, sinks=list(rcfg.sinks),
              tls=rcfg.tls_cert_file is not None)  # fmt: skip

@@ -109,12 +109,14 @@ class Pusher:
         self.drained = asyncio.Event()  # set whenever the spool is found empty
         self._jitter = wait_random_exponential(multiplier=0.5, max=cfg.max_backoff_s)
         self._session: aiohttp.ClientSession | None = None
+        # built now, so a certificate that is not PEM stops the agent at start, naming the file
+        self._tls = self._ssl()
         self._renumbered: set[int] = set()  # seqs given by a renumbering: never renumbered again
 
     async def run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.cfg.timeout_s)
         # one report in flight, one spare
-        connector = aiohttp.TCPConnector(limit=2, ssl=self._ssl())
+        connector = aiohttp.TCPConnector(limit=2, ssl=self._tls)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             self._session = session
             while True:

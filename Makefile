@@ -34,10 +34,12 @@ $(UV):
 	$(PYTHON) -m venv $(UV_HOME)
 	$(UV_HOME)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 
+# --compile-bytecode as pip does: compiled at import instead, old escapes in dependencies
+# (parliament's) warn, and the tests treat warnings as errors
 $(VENV)/.installed: pyproject.toml constraints.txt | $(UV)
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "azfed needs Python 3.10+"'
 	test -x $(BIN)/python || $(UV) venv -q --seed --python $(PYTHON) $(VENV)
-	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(UV) pip install -q -c constraints.txt -e '.[test]'
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(UV) pip install -q --compile-bytecode -c constraints.txt -e '.[test]'
 	touch $@
 
 lint: venv

@@ -163,7 +163,11 @@ class GnocchiSink:
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self._concurrency)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        # Gnocchi (pecan, webob) answers an error as HTML to aiohttp's default "Accept: */*";
+        # only in JSON does its body carry what the sink acts on ("Unknown resources").
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=self._timeout, headers={"Accept": "application/json"}
+        )
         try:
             await self._setup()
         except (aiohttp.ClientError, TimeoutError) as err:

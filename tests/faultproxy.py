@@ -71,7 +71,9 @@ class FaultProxy:
             request.method,
             self.upstream + request.path_qs,
             headers=headers,
-            data=await request.read(),
+            # no body, not an empty one: aiohttp would label b"" application/octet-stream,
+            # which Nova answers with 415
+            data=await request.read() or None,
             allow_redirects=False,
         ) as resp:
             body = await resp.read()

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.e2e
 T = TypeVar("T")
 FLAVOR = "m1.small"  # 1024 MB: 12.5% of compute-local's 8192 MB
 STEP_PCT = 12.5
+LOCAL = ("local-1", "local-2")  # two boots under the threshold; the third crosses it
 
 
 def eventually(probe: Callable[[], T | None], what: str, timeout: float = 180) -> T:
@@ -65,6 +66,19 @@ class Federation:
         )
         self.servers[name] = server
         return server
+
+    def ensure(self, name: str) -> Any:
+        """The server the workflow boots as `name`, booted now if no test has yet.
+
+        Boots happen in the workflow's order whatever order the tests run in: the local ones
+        first (they bring the local AZ over the burst threshold), then each burst one.
+        """
+        if name not in self.servers:
+            if not name.startswith("local-"):
+                for local in LOCAL:
+                    self.ensure(local)
+            self.boot(name)
+        return self.servers[name]
 
     def ec2_instances_for(self, server_id: str) -> list[dict[str, Any]]:
         pages = self.ec2.get_paginator("describe_instances").paginate(
@@ -117,8 +131,8 @@ def test_1_each_boot_under_the_threshold_is_checked_and_placed_locally(
 ) -> None:
     """Step 1 and the blueprint's last step: the scheduler checks the policy on every request,
     and while the local AZ is under its threshold the native driver runs the VM locally."""
-    for name in ("local-1", "local-2"):
-        server = federation.boot(name)
+    for name in LOCAL:
+        server = federation.ensure(name)
         assert (server.availability_zone, server.compute_host) == ("local-az", "compute-local")
         decision = _decision(federation, server.id)
         assert decision["az"] == "local-az"
@@ -131,7 +145,7 @@ def test_2_over_the_threshold_the_driver_spawns_the_vm_in_the_aws_vpc(
 ) -> None:
     """Step 2: over the threshold the VM goes to the public AZ, whose proxy host's driver
     spawns it on EC2 in the configured subnet, tagged with the Nova UUID."""
-    server = federation.boot("burst-1")
+    server = federation.ensure("burst-1")
     assert (server.availability_zone, server.compute_host) == ("aws-az", "compute-aws")
     decision = _decision(federation, server.id)
     assert decision["burst"] is True
@@ -163,7 +177,7 @@ def test_4_usage_is_monitored_in_aws_and_returned_to_gnocchi_and_nova(
 ) -> None:
     """Step 4: the agent collects the burst VM's usage from CloudWatch and pushes it home; the
     receiver writes it to Gnocchi beside local VMs' meters, and its state into Nova."""
-    server = federation.servers["burst-1"]
+    server = federation.ensure("burst-1")
     [instance] = federation.ec2_instances_for(server.id)
     federation.demo.seed_usage({server.id: instance})
     gnocchi = federation.demo.gnocchi()
@@ -192,7 +206,7 @@ def test_5_a_vm_terminated_directly_on_ec2_shows_in_nova_and_is_reported(
 ) -> None:
     """Someone terminates the burst VM in the AWS console: after the agent's next cycle Nova
     shows it terminated, and the receiver's reconciliation reports the husk."""
-    server = federation.servers["burst-1"]
+    server = federation.ensure("burst-doomed")  # its own: test 4 needs burst-1 running
     [instance] = federation.ec2_instances_for(server.id)
     federation.ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
 

@@ -118,3 +118,16 @@ def test_simulate_names_the_line_and_column_of_a_bad_cell(tmp_path: Path) -> Non
     code, _, err = run("policy", "simulate", "--policy", str(EXAMPLE), "--trace", str(trace))
     assert code == 3
     assert "line 3: memory_used_pct = 'lots': not a number" in err
+
+
+def test_explain_reads_a_missing_filter_state_as_the_filters_fresh_start(tmp_path: Path) -> None:
+    """Before the filter's first decision there is no state file: a fresh history, as the
+    filter itself reads it; a state file that exists but is unreadable is still refused."""
+    from azfed.errors import PolicyError
+    from azfed.policy import History
+    from azfed.policy.commands import read_history
+
+    assert read_history(tmp_path / "state.json") == History()
+    (tmp_path / "state.json").write_text("{not json")
+    with pytest.raises(PolicyError, match="unreadable filter state"):
+        read_history(tmp_path / "state.json")

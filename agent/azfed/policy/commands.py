@@ -39,8 +39,11 @@ def check_summary(policy: Policy) -> dict[str, Any]:
 
 
 def read_history(state_file: Path | None) -> History:
-    """The filter's remembered mode, from its state file; a fresh history without one."""
-    if state_file is None:
+    """The filter's remembered mode, from its state file; a fresh history without one.
+
+    A state file that does not exist yet is the filter's own fresh start (it writes the file
+    at its first decision), as the filter itself reads it."""
+    if state_file is None or not state_file.exists():
         return History()
     try:
         data = json.loads(state_file.read_text("utf-8"))

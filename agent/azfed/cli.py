@@ -231,6 +231,81 @@ def receiver_release_instance(uuid: str, config_file: Path | None) -> None:
         click.echo(f"released {uuid} from agent {owner}: the next agent to report it owns it")
 
 
+@receiver.group("db")
+def receiver_db() -> None:
+    """The receiver's database schema (Alembic migrations shipped with azfed)."""
+
+
+def _receiver_database_url(config_file: Path | None) -> str:
+    from azfed.config import load_config
+
+    if config_file is None:
+        raise click.UsageError("--config FILE (the receiver's) is required")
+    try:
+        cfg = load_config(config_file)
+        cfg.require("receiver")
+    except InputError as err:
+        _fail_input(err, False)
+    assert cfg.receiver is not None
+    return cfg.receiver.database_url
+
+
+@receiver_db.command("upgrade")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path))
+def receiver_db_upgrade(config_file: Path | None) -> None:
+    """Bring the database to this azfed's schema. Migrations are expand-then-contract: the
+    receivers still running the previous version keep working on the upgraded database."""
+    import asyncio
+
+    from azfed.receiver import migrate
+    from azfed.receiver.store import async_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    url = _receiver_database_url(config_file)
+
+    async def upgrade() -> tuple[str | None, str | None]:
+        engine = create_async_engine(async_url(url))
+        try:
+            return await migrate.upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    before, after = asyncio.run(upgrade())
+    if before == after:
+        click.echo(f"the database is at {after}: nothing to do")
+    else:
+        click.echo(f"upgraded the database from {before or 'empty'} to {after}")
+
+
+@receiver_db.command("current")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path))
+def receiver_db_current(config_file: Path | None) -> None:
+    """Show the database's schema revision and this azfed's head."""
+    import asyncio
+
+    from azfed.receiver import migrate
+    from azfed.receiver.store import async_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    url = _receiver_database_url(config_file)
+
+    async def current() -> str | None:
+        engine = create_async_engine(async_url(url))
+        try:
+            return await migrate.current(engine)
+        finally:
+            await engine.dispose()
+
+    rev, head = asyncio.run(current()), migrate.head()
+    if rev == head:
+        state = "at head"
+    elif rev is None or migrate.known(rev):
+        state = "behind: run `azfed receiver db upgrade`"
+    else:
+        state = "newer than this azfed"
+    click.echo(f"database: {rev or 'none'}\nhead: {head}\n{state}")
+
+
 async def _serve_receiver(cfg: object) -> None:
     import asyncio
     import signal

@@ -1,23 +1,26 @@
 """The receiver's state: dedupe keys, agents' sequence numbers, the instance state cache,
 orphans found by reconciliation and the audit trail of what the receiver decided.
 
-SQLite by default; any SQLAlchemy async URL (MySQL, PostgreSQL) when several receivers share
-the load behind a balancer: the dedupe key's primary key is what makes a report's effect
-happen once across all of them.
+SQLite by default; MySQL/MariaDB (Galera) when several receivers share the load behind a
+balancer: the dedupe key's primary key is what makes a report's effect happen once across all
+of them. The schema is Alembic's (`migrate`): these tables declare what its head creates.
+Every transaction runs through `in_transaction`, which retries deadlock victims.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+from azfed.receiver import migrate
+from azfed.receiver.transactions import in_transaction
 from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
-    Float,
+    Double,
     Integer,
     MetaData,
     String,
@@ -30,10 +33,20 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.expression import Executable
+
+T = TypeVar("T")
 
 metadata = MetaData()
+# Case- and trailing-space-sensitive keys on MySQL/MariaDB, whose default collations are not.
+_MYSQL: dict[str, Any] = {
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+    "mysql_engine": "InnoDB",
+}
 
 reports = Table(
     "azfed_reports",
@@ -44,8 +57,9 @@ reports = Table(
     Column("body_sha256", String(64), nullable=False),
     Column("status", String(16), nullable=False),  # inflight | done
     Column("answer", JSON),
-    Column("created_at", Float, nullable=False),
-    Column("finished_at", Float),
+    Column("created_at", Double, nullable=False),
+    Column("finished_at", Double),
+    **_MYSQL,
 )
 
 agents = Table(
@@ -53,7 +67,8 @@ agents = Table(
     metadata,
     Column("agent_id", String(64), primary_key=True),
     Column("last_seq", BigInteger, nullable=False),
-    Column("last_report_at", Float, nullable=False),
+    Column("last_report_at", Double, nullable=False),
+    **_MYSQL,
 )
 
 instances = Table(
@@ -66,7 +81,8 @@ instances = Table(
     Column("state", String(16), nullable=False),
     Column("ips", JSON, nullable=False),
     Column("observed_at", String(40), nullable=False),
-    Column("received_at", Float, nullable=False),
+    Column("received_at", Double, nullable=False),
+    **_MYSQL,
 )
 
 orphans = Table(
@@ -75,18 +91,20 @@ orphans = Table(
     Column("kind", String(32), primary_key=True),
     Column("subject", String(255), primary_key=True),
     Column("detail", JSON, nullable=False),
-    Column("first_seen", Float, nullable=False),
-    Column("last_seen", Float, nullable=False),
+    Column("first_seen", Double, nullable=False),
+    Column("last_seen", Double, nullable=False),
+    **_MYSQL,
 )
 
 audit = Table(
     "azfed_audit",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", Float, nullable=False),
+    Column("at", Double, nullable=False),
     Column("kind", String(32), nullable=False),
     Column("subject", String(255), nullable=False),
     Column("detail", JSON, nullable=False),
+    **_MYSQL,
 )
 
 # Resources whose samples a sink's backend refused (Gnocchi: a 4xx on the resource or its
@@ -99,8 +117,9 @@ refused = Table(
     Column("reason", String(32), nullable=False),
     Column("detail", String(500), nullable=False),
     Column("samples", BigInteger, nullable=False),  # dropped since first_seen
-    Column("first_seen", Float, nullable=False),
-    Column("last_seen", Float, nullable=False),
+    Column("first_seen", Double, nullable=False),
+    Column("last_seen", Double, nullable=False),
+    **_MYSQL,
 )
 
 # An instance's owner is the agent that first reported it; once the owner reports it in this
@@ -160,16 +179,36 @@ class Store:
         return self._engine
 
     async def open(self) -> None:
-        """Connect and create the tables that are missing (never alters existing ones)."""
-        args: dict[str, Any] = {}
-        if self.url.startswith("sqlite"):
+        """Connect. SQLite is brought to the schema's head here (one receiver owns the file:
+        the default needs no step); any other database must be at head already
+        (`azfed receiver db upgrade`), or this raises `migrate.SchemaError`."""
+        sqlite = self.url.startswith("sqlite")
+        if sqlite:
             # Writers wait for each other instead of failing at once with "database is locked".
-            args["connect_args"] = {"timeout": 30}
+            args: dict[str, Any] = {"connect_args": {"timeout": 30}}
+        else:
+            # The server closes idle connections (wait_timeout), HAProxy and Galera fail over.
+            args = {"pool_pre_ping": True, "pool_recycle": 3600}
         self._engine = create_async_engine(self.url, **args)
-        async with self._engine.begin() as conn:
-            if self.url.startswith("sqlite") and ":memory:" not in self.url:
-                await conn.execute(text("PRAGMA journal_mode=WAL"))
-            await conn.run_sync(metadata.create_all)
+        try:
+            if not sqlite:
+                await migrate.check(self._engine)
+                return
+            if ":memory:" not in self.url:
+                async with self._engine.begin() as conn:
+                    await conn.execute(text("PRAGMA journal_mode=WAL"))
+            await migrate.upgrade(self._engine)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _tx(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run `work` in one transaction, again if the database made it a deadlock's victim."""
+        return await in_transaction(self.engine, work)
+
+    async def _run(self, statement: Executable) -> CursorResult[Any]:
+        """One statement in its own transaction, retried as `_tx` does."""
+        return await self._tx(lambda conn: conn.execute(statement))
 
     async def close(self) -> None:
         if self._engine is not None:
@@ -197,8 +236,7 @@ class Store:
             "created_at": now,
         }
         try:
-            async with self.engine.begin() as conn:
-                await conn.execute(insert(reports).values(**row))
+            await self._run(insert(reports).values(**row))
         except IntegrityError:
             return await self._existing_claim(key, body_sha256, now, stale_after)
         return Claim("new")
@@ -206,7 +244,7 @@ class Store:
     async def _existing_claim(
         self, key: str, body_sha256: str, now: float, stale_after: float
     ) -> Claim:
-        async with self.engine.begin() as conn:
+        async def work(conn: AsyncConnection) -> Claim:
             found = (await conn.execute(select(reports).where(reports.c.key == key))).first()
             if found is None:  # released between our insert and this read: let the agent retry
                 return Claim("inflight")
@@ -223,18 +261,19 @@ class Store:
             )
             return Claim("new" if took.rowcount == 1 else "inflight")
 
+        return await self._tx(work)
+
     async def release(self, key: str) -> None:
         """Give up an in-flight claim (the write failed), so the agent's retry can run."""
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                delete(reports).where(and_(reports.c.key == key, reports.c.status == "inflight"))
-            )
+        mine = and_(reports.c.key == key, reports.c.status == "inflight")
+        await self._run(delete(reports).where(mine))
 
     async def finish(
         self, key: str, answer: dict[str, Any], report: dict[str, Any], now: float
     ) -> None:
         """Record the answer, the agent's sequence and the instances' state in one transaction."""
-        async with self.engine.begin() as conn:
+
+        async def work(conn: AsyncConnection) -> None:
             await conn.execute(
                 update(reports)
                 .where(reports.c.key == key)
@@ -243,6 +282,8 @@ class Store:
             await self._bump_agent(conn, report["agent_id"], report["seq"], now)
             rows = [_instance_row(report["agent_id"], i, now) for i in report["instances"]]
             await self._upsert_instances(conn, rows)
+
+        await self._tx(work)
 
     async def _bump_agent(self, conn: AsyncConnection, agent_id: str, seq: int, now: float) -> None:
         found = (await conn.execute(select(agents).where(agents.c.agent_id == agent_id))).first()
@@ -282,14 +323,17 @@ class Store:
 
     async def prune(self, before: float) -> int:
         """Forget finished reports older than `before`; returns how many."""
-        async with self.engine.begin() as conn:
+
+        async def work(conn: AsyncConnection) -> int:
             res = await conn.execute(
                 delete(reports).where(
                     and_(reports.c.status == "done", reports.c.finished_at < before)
                 )
             )
             await conn.execute(delete(refused).where(refused.c.last_seen < before))
-        return int(res.rowcount)
+            return int(res.rowcount)
+
+        return await self._tx(work)
 
     # --- state cache, orphans, audit ----------------------------------------------------------
 
@@ -316,7 +360,8 @@ class Store:
         """Forget who owns `uuid` (and its cached state), recording it in the audit trail:
         the next agent to report it owns it. Returns the agent that owned it, or None."""
         uuid = uuid.lower()
-        async with self.engine.begin() as conn:
+
+        async def work(conn: AsyncConnection) -> str | None:
             query = select(instances).where(instances.c.instance_uuid == uuid)
             row = (await conn.execute(query)).first()
             if row is None:
@@ -326,7 +371,9 @@ class Store:
             detail["remote_id"] = row.remote_id
             entry = {"at": now, "kind": "released", "subject": uuid, "detail": detail}
             await conn.execute(insert(audit).values(**entry))
-        return str(row.agent_id)
+            return str(row.agent_id)
+
+        return await self._tx(work)
 
     async def all_instances(self) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
@@ -345,7 +392,8 @@ class Store:
     ) -> None:
         """Replace the orphan list with `found` (kind, subject, detail), keeping first_seen."""
         found = list(found)
-        async with self.engine.begin() as conn:
+
+        async def work(conn: AsyncConnection) -> None:
             old = {(r.kind, r.subject): r.first_seen for r in await conn.execute(select(orphans))}
             await conn.execute(delete(orphans))
             rows = [
@@ -361,6 +409,8 @@ class Store:
             if rows:
                 await conn.execute(insert(orphans), rows)
 
+        await self._tx(work)
+
     async def orphans(self) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(select(orphans))]
@@ -368,8 +418,7 @@ class Store:
     async def record(self, kind: str, subject: str, detail: dict[str, Any], now: float) -> None:
         """Append one decision to the audit trail."""
         row = {"at": now, "kind": kind, "subject": subject[:255], "detail": _jsonable(detail)}
-        async with self.engine.begin() as conn:
-            await conn.execute(insert(audit).values(**row))
+        await self._run(insert(audit).values(**row))
 
     async def audit_trail(
         self, kind: str | None = None, limit: int = 100
@@ -389,16 +438,14 @@ class Store:
             where = and_(refused.c.sink == r["sink"], refused.c.resource_id == r["resource_id"])
             bump = {"reason": r["reason"], "detail": r["detail"][:500], "last_seen": now,
                     "samples": refused.c.samples + r["samples"]}  # fmt: skip
-            async with self.engine.begin() as conn:
-                if (await conn.execute(update(refused).where(where).values(**bump))).rowcount:
-                    continue
+            add = update(refused).where(where).values(**bump)
+            if (await self._run(add)).rowcount:
+                continue
+            row = {**key, **bump, "samples": r["samples"], "first_seen": now}
             try:
-                async with self.engine.begin() as conn:
-                    row = {**key, **bump, "samples": r["samples"], "first_seen": now}
-                    await conn.execute(insert(refused).values(**row))
+                await self._run(insert(refused).values(**row))
             except IntegrityError:  # another receiver inserted it first: add to its row
-                async with self.engine.begin() as conn:
-                    await conn.execute(update(refused).where(where).values(**bump))
+                await self._run(add)
 
     async def dropped(self) -> list[dict[str, Any]]:
         """Every resource with refused samples, the most recent refusal first."""

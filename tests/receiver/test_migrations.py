@@ -1,0 +1,91 @@
+"""The receiver's schema under Alembic, on SQLite (the default): the store brings a new file
+to head at open, the head equals the tables store.py declares, a file made before migrations
+is taken over, and `azfed receiver db upgrade|current` answer. The same on MariaDB is in
+test_mariadb.py."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from azfed.cli import main
+from azfed.receiver import migrate
+from azfed.receiver.store import Store, agents, metadata
+from click.testing import CliRunner
+from sqlalchemy import Connection, insert
+from sqlalchemy.ext.asyncio import create_async_engine
+
+
+def _diff(conn: Connection) -> list[object]:
+    return list(compare_metadata(MigrationContext.configure(conn), metadata))
+
+
+async def test_a_new_sqlite_file_is_brought_to_head_equal_to_the_declared_tables(
+    tmp_path: Path,
+) -> None:
+    """Store.open on a new file runs the migrations (no step for the default), and what they
+    create is what store.py declares: Alembic's autogenerate finds nothing to add."""
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    await store.open()
+    try:
+        assert await migrate.current(store.engine) == migrate.head()
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+    finally:
+        await store.close()
+
+
+async def test_a_sqlite_file_made_before_migrations_is_taken_over_with_its_rows(
+    tmp_path: Path,
+) -> None:
+    """A file an older azfed made with create_all (no alembic_version) is stamped at the
+    initial revision and upgraded; its rows stay."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'state.db'}"
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        await conn.execute(insert(agents).values(agent_id="a", last_seq=7, last_report_at=1.0))
+    await engine.dispose()
+    store = Store(url)
+    await store.open()
+    try:
+        assert await migrate.current(store.engine) == migrate.head()
+        assert [a["last_seq"] for a in await store.agents()] == [7]
+    finally:
+        await store.close()
+
+
+async def test_a_database_behind_head_is_refused_with_what_to_run(tmp_path: Path) -> None:
+    """migrate.check (what Store.open runs on MySQL) names the revisions and the command."""
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
+    try:
+        with pytest.raises(migrate.SchemaError) as err:
+            await migrate.check(engine)
+    finally:
+        await engine.dispose()
+    assert "at schema revision none" in str(err.value)
+    assert f"this azfed needs {migrate.head()}" in str(err.value)
+    assert "run `azfed receiver db upgrade --config FILE`" in str(err.value)
+
+
+async def test_db_upgrade_and_current_on_sqlite(tmp_path: Path) -> None:
+    """`azfed receiver db current` says behind, `db upgrade` upgrades, then at head."""
+    cfg = tmp_path / "receiver.toml"
+    (tmp_path / "secrets").mkdir()
+    cfg.write_text(
+        f'[receiver]\nsecrets_dir = "{tmp_path / "secrets"}"\nsinks = ["null"]\n'
+        f'database_url = "sqlite:///{tmp_path / "state.db"}"\n'
+    )
+
+    async def cli(*args: str) -> str:
+        result = await asyncio.to_thread(CliRunner().invoke, main, [*args, "--config", str(cfg)])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "behind: run `azfed receiver db upgrade`" in await cli("receiver", "db", "current")
+    upgraded = await cli("receiver", "db", "upgrade")
+    assert upgraded.strip() == f"upgraded the database from empty to {migrate.head()}"
+    assert "at head" in await cli("receiver", "db", "current")

@@ -26,6 +26,7 @@ from azfed.receiver.store import agents, async_url, metadata
 from azfed.receiver.transactions import in_transaction
 from click.testing import CliRunner
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from structlog.testing import capture_logs
 
@@ -207,3 +208,46 @@ async def test_a_real_deadlock_is_retried_and_both_transactions_commit(
     async with engine.connect() as conn:
         seqs = dict((await conn.execute(select(agents.c.agent_id, agents.c.last_seq))).all())
     assert seqs == {"a": 2, "b": 2}
+
+
+async def test_a_lock_wait_timeout_is_retried_a_bounded_number_of_times_then_raised(
+    upgraded_url: str, engine: AsyncEngine
+) -> None:
+    """A row held by another transaction for longer than the lock wait (1205, every attempt):
+    in_transaction tries `attempts` times in all, then lets the error through."""
+    async with engine.begin() as conn:
+        await conn.execute(insert(agents).values(agent_id="a", last_seq=0, last_report_at=0.0))
+    tries = 0
+
+    async def work(conn: AsyncConnection) -> None:
+        nonlocal tries
+        tries += 1
+        await conn.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")
+        await conn.execute(update(agents).values(last_seq=1))
+
+    async with engine.connect() as holder, holder.begin():
+        await holder.execute(select(agents).with_for_update())
+        with capture_logs() as logs, pytest.raises(OperationalError) as err:
+            await in_transaction(engine, work, attempts=2)
+    assert err.value.orig is not None
+    assert err.value.orig.args[0] == 1205
+    assert tries == 2
+    assert [(e["attempt"], e["code"]) for e in logs if e["event"] == "store.retried"] == [(1, 1205)]
+
+
+async def test_an_error_a_retry_cannot_clear_is_raised_at_once(engine: AsyncEngine) -> None:
+    """A real MariaDB error that is not a deadlock or a lock wait (1146: no such table) is
+    not retried."""
+    tries = 0
+
+    async def work(conn: AsyncConnection) -> None:
+        nonlocal tries
+        tries += 1
+        await conn.execute(select(agents))
+
+    with capture_logs() as logs, pytest.raises(ProgrammingError) as err:
+        await in_transaction(engine, work)
+    assert err.value.orig is not None
+    assert err.value.orig.args[0] == 1146
+    assert tries == 1
+    assert [e for e in logs if e["event"] == "store.retried"] == []

@@ -166,7 +166,9 @@ class OpenStackBed:
     aws_driver:    nova `compute_driver` of the compute-aws proxy host (a dotted path for
                    out-of-tree drivers, which are imported from this checkout).
     filters:       nova-scheduler `enabled_filters`.
-    extra_nova:    extra nova.conf sections/options for every Nova service (e.g. `[azfed]`).
+    extra_nova:    extra nova.conf sections/options: the scheduler's sections (SCHEDULER_SECTIONS,
+                   e.g. `[azfed_filter]`) go to nova-scheduler, every other one (e.g. `[azfed]`)
+                   to compute-aws; reconfigure() restarts only the service whose file changed.
     extra_env:     extra environment for the Nova services (e.g. AWS_ENDPOINT_URL for moto).
     """
 

@@ -271,7 +271,11 @@ def receiver_db_upgrade(config_file: Path | None) -> None:
             await engine.dispose()
 
     before, after = asyncio.run(upgrade())
-    if before == after:
+    if after != migrate.head():
+        click.echo(
+            f"the database is at {after}, newer than this azfed's {migrate.head()}: left as is"
+        )
+    elif before == after:
         click.echo(f"the database is at {after}: nothing to do")
     else:
         click.echo(f"upgraded the database from {before or 'empty'} to {after}")

@@ -15,8 +15,9 @@ from azfed.cli import main
 from azfed.receiver import migrate
 from azfed.receiver.store import Store, agents, metadata
 from click.testing import CliRunner
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
+from structlog.testing import capture_logs
 
 
 def _diff(conn: Connection) -> list[object]:
@@ -89,3 +90,24 @@ async def test_db_upgrade_and_current_on_sqlite(tmp_path: Path) -> None:
     upgraded = await cli("receiver", "db", "upgrade")
     assert upgraded.strip() == f"upgraded the database from empty to {migrate.head()}"
     assert "at head" in await cli("receiver", "db", "current")
+
+
+async def test_a_database_a_newer_azfed_upgraded_is_served_as_it_is(tmp_path: Path) -> None:
+    """Expand-then-contract: a revision this azfed does not know is a newer one's, whose
+    schema still serves this version; the store opens on it, changes nothing, and says so."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'state.db'}"
+    store = Store(url)
+    await store.open()
+    async with store.engine.begin() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
+    await store.close()
+    with capture_logs() as logs:
+        await store.open()
+        try:
+            await migrate.check(store.engine)
+            assert await migrate.current(store.engine) == "f00d"
+            assert await store.agents() == []
+        finally:
+            await store.close()
+    newer = [e for e in logs if e["event"] == "store.schema_newer"]
+    assert [e["revision"] for e in newer] == ["f00d", "f00d"]

@@ -70,6 +70,8 @@ async def current(engine: AsyncEngine) -> str | None:
 
 def _upgrade(conn: Connection) -> tuple[str | None, str | None]:
     before = _current(conn)
+    if before is not None and not known(before):
+        return before, before  # upgraded by a newer azfed: nothing this one can add
     cfg = _config(conn)
     if before is None and inspect(conn).has_table(_A_TABLE_OF_INITIAL):
         command.stamp(cfg, INITIAL)  # made by an older azfed's create_all: that is 0001
@@ -78,9 +80,13 @@ def _upgrade(conn: Connection) -> tuple[str | None, str | None]:
 
 
 async def upgrade(engine: AsyncEngine) -> tuple[str | None, str | None]:
-    """Bring the database to head; returns its revision before and after."""
+    """Bring the database to head; returns its revision before and after. A database at a
+    revision this azfed does not know (a newer one's) is left as it is, and logged."""
     async with engine.begin() as conn:
-        return await conn.run_sync(_upgrade)
+        before, after = await conn.run_sync(_upgrade)
+    if after is not None and not known(after):
+        log.warning("store.schema_newer", revision=after, head=head(), url=_safe(engine))
+    return before, after
 
 
 async def check(engine: AsyncEngine) -> None:

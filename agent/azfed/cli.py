@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from azfed import __version__, logs
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 # Exit codes: 0 ok, 1 runtime failure, 2 usage (click's own), 3 invalid input file.
 EXIT_FAILED = 1
 EXIT_INVALID = 3
+
+T = TypeVar("T")
 
 
 def _fail_input(err: InputError, as_json: bool) -> NoReturn:
@@ -250,27 +252,38 @@ def _receiver_database_url(config_file: Path | None) -> str:
     return cfg.receiver.database_url
 
 
+def _on_database(url: str, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    """Run `work(engine)` on the receiver's database; a database that cannot be reached or
+    used ends the command with the reason, not a traceback."""
+    import asyncio
+
+    from azfed.receiver.store import async_url, require_driver
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def run() -> T:
+        require_driver(async_url(url))
+        engine = create_async_engine(async_url(url))
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except (AzfedError, SQLAlchemyError) as err:
+        click.echo(f"azfed: {err}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
 @receiver_db.command("upgrade")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path))
 def receiver_db_upgrade(config_file: Path | None) -> None:
     """Bring the database to this azfed's schema. Migrations are expand-then-contract: the
     receivers still running the previous version keep working on the upgraded database."""
-    import asyncio
-
     from azfed.receiver import migrate
-    from azfed.receiver.store import async_url
-    from sqlalchemy.ext.asyncio import create_async_engine
 
-    url = _receiver_database_url(config_file)
-
-    async def upgrade() -> tuple[str | None, str | None]:
-        engine = create_async_engine(async_url(url))
-        try:
-            return await migrate.upgrade(engine)
-        finally:
-            await engine.dispose()
-
-    before, after = asyncio.run(upgrade())
+    before, after = _on_database(_receiver_database_url(config_file), migrate.upgrade)
     if after != migrate.head():
         click.echo(
             f"the database is at {after}, newer than this azfed's {migrate.head()}: left as is"
@@ -285,22 +298,10 @@ def receiver_db_upgrade(config_file: Path | None) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path))
 def receiver_db_current(config_file: Path | None) -> None:
     """Show the database's schema revision and this azfed's head."""
-    import asyncio
-
     from azfed.receiver import migrate
-    from azfed.receiver.store import async_url
-    from sqlalchemy.ext.asyncio import create_async_engine
 
-    url = _receiver_database_url(config_file)
-
-    async def current() -> str | None:
-        engine = create_async_engine(async_url(url))
-        try:
-            return await migrate.current(engine)
-        finally:
-            await engine.dispose()
-
-    rev, head = asyncio.run(current()), migrate.head()
+    rev = _on_database(_receiver_database_url(config_file), migrate.current)
+    head = migrate.head()
     if rev == head:
         state = "at head"
     elif rev is None or migrate.known(rev):

@@ -6,6 +6,7 @@ test_mariadb.py."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from azfed.cli import main
 from azfed.receiver import migrate
-from azfed.receiver.store import Store, agents, metadata
+from azfed.receiver.store import Store, StoreError, agents, metadata
 from click.testing import CliRunner
 from sqlalchemy import Connection, insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -111,3 +112,36 @@ async def test_a_database_a_newer_azfed_upgraded_is_served_as_it_is(tmp_path: Pa
             await store.close()
     newer = [e for e in logs if e["event"] == "store.schema_newer"]
     assert [e["revision"] for e in newer] == ["f00d", "f00d"]
+
+
+async def test_a_database_whose_driver_is_not_installed_says_what_to_install() -> None:
+    """A URL whose async driver is missing (asyncpg is no dependency of azfed) stops the store
+    with the key and what to install, not an import traceback."""
+    with pytest.raises(StoreError) as err:
+        await Store("postgresql://azfed:pw@db.example/azfed").open()
+    assert str(err.value) == (
+        "[receiver] database_url needs the asyncpg driver, which is not installed: "
+        "pip install asyncpg"
+    )
+
+
+def test_db_upgrade_on_a_database_it_cannot_reach_says_why_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """`azfed receiver db upgrade` on a MySQL URL where nothing listens exits 1 with the
+    driver's reason, and never prints the password."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = tmp_path / "receiver.toml"
+    (tmp_path / "secrets").mkdir()
+    cfg.write_text(
+        f'[receiver]\nsecrets_dir = "{tmp_path / "secrets"}"\nsinks = ["null"]\n'
+        f'database_url = "mysql://azfed:hunter2@127.0.0.1:{port}/azfed"\n'
+    )
+    result = CliRunner().invoke(main, ["receiver", "db", "upgrade", "--config", str(cfg)])
+    assert result.exit_code == 1, result.output
+    assert "azfed: " in result.output
+    assert "Can't connect" in result.output
+    assert "hunter2" not in result.output
+    assert "Traceback" not in result.output

@@ -9,11 +9,13 @@ Every transaction runs through `in_transaction`, which retries deadlock victims.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+from azfed.errors import AzfedError
 from azfed.receiver import migrate
 from azfed.receiver.transactions import in_transaction
 from sqlalchemy import (
@@ -138,6 +140,14 @@ _ASYNC_DRIVERS = {
 }
 
 
+# what to install for a driver that is missing
+_EXTRAS = {"aiomysql": "pip install 'azfed[mysql]'", "asyncpg": "pip install asyncpg"}
+
+
+class StoreError(AzfedError):
+    """The state store cannot be used as configured."""
+
+
 def async_url(url: str) -> str:
     """The async-driver form of a plain SQLAlchemy URL (`sqlite:///x` -> `sqlite+aiosqlite`)."""
     scheme, sep, rest = url.partition("://")
@@ -182,6 +192,7 @@ class Store:
         """Connect. SQLite is brought to the schema's head here (one receiver owns the file:
         the default needs no step); any other database must be at head already
         (`azfed receiver db upgrade`), or this raises `migrate.SchemaError`."""
+        require_driver(self.url)
         sqlite = self.url.startswith("sqlite")
         if sqlite:
             # Writers wait for each other instead of failing at once with "database is locked".
@@ -452,6 +463,16 @@ class Store:
         query = select(refused).order_by(refused.c.last_seen.desc())
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(query)]
+
+
+def require_driver(url: str) -> None:
+    """Raise StoreError, saying what to install, when the URL's async driver is missing."""
+    driver = url.partition("://")[0].partition("+")[2]
+    if driver and importlib.util.find_spec(driver) is None:
+        how = _EXTRAS.get(driver, f"install {driver}")
+        raise StoreError(
+            f"[receiver] database_url needs the {driver} driver, which is not installed: {how}"
+        )
 
 
 def _later(a: str, b: str) -> bool:

@@ -10,9 +10,15 @@ bed's server is touched. Run beside a running bed with
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import secrets
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -20,6 +26,7 @@ from typing import Any
 
 import pymysql
 import pytest
+from azfed import wire
 from azfed.cli import main
 from azfed.receiver import migrate
 from azfed.receiver.store import agents, async_url, metadata
@@ -31,7 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from structlog.testing import capture_logs
 
 from testbed.openstack import DB_PASSWORD, HOST, PORTS, OpenStackBed
-from tests.receiver.conftest import ReceiverFactory
+from tests.receiver.conftest import AGENT, SECRET, ReceiverFactory, example, restamp
+from tests.receiver.test_cli import _azfed, _free_port
 from tests.receiver.test_contract import (  # noqa: F401 - collected here again, on MariaDB
     test_an_instance_its_owner_reported_terminated_passes_to_the_next_agent,
     test_another_agent_restating_an_instance_gets_403_and_writes_nothing,
@@ -93,12 +101,12 @@ async def make_receiver(make_receiver: ReceiverFactory, upgraded_url: str) -> Re
     return make
 
 
-def _config(tmp_path: Path, url: str) -> Path:
+def _config(tmp_path: Path, url: str, port: int = 0) -> Path:
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir(exist_ok=True)
     cfg = tmp_path / "receiver.toml"
     cfg.write_text(
-        f'[receiver]\nhost = "127.0.0.1"\nport = 0\nsecrets_dir = "{secrets_dir}"\n'
+        f'[receiver]\nhost = "127.0.0.1"\nport = {port}\nsecrets_dir = "{secrets_dir}"\n'
         f'sinks = ["null"]\ndatabase_url = "{url}"\n'
     )
     return cfg
@@ -251,3 +259,49 @@ async def test_an_error_a_retry_cannot_clear_is_raised_at_once(engine: AsyncEngi
     assert err.value.orig.args[0] == 1146
     assert tries == 1
     assert [e for e in logs if e["event"] == "store.retried"] == []
+
+
+def test_receiver_run_on_an_upgraded_database_serves_and_status_reads_it(
+    upgraded_url: str, tmp_path: Path
+) -> None:
+    """After `db upgrade`, `azfed receiver run` on MariaDB says READY=1, accepts a signed
+    report and stops on SIGTERM; `azfed status --json` reads the agent and its instances
+    back from MariaDB."""
+    port = _free_port()
+    cfg = _config(tmp_path, upgraded_url, port)
+    (tmp_path / "secrets" / f"agents_{AGENT}").write_bytes(SECRET)
+    notify_path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(notify_path)
+        notify.settimeout(60)
+        env = {**os.environ, "NOTIFY_SOCKET": notify_path, "AZFED_LOG_FORMAT": "json"}
+        proc = subprocess.Popen(
+            _azfed("receiver", "run", "--config", str(cfg)),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert "READY=1" in notify.recv(4096).decode()
+            now = time.time()
+            body, headers = wire.encode_report(
+                restamp(example(), now), secret=SECRET, agent_id=AGENT, seq=42, now=now, gzip=True
+            )
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}{wire.REPORTS_PATH}", data=body, headers=headers
+            )
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                assert json.load(resp)["samples"] == 9
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    out = subprocess.run(
+        _azfed("status", "--config", str(cfg), "--json"), capture_output=True, check=True
+    )
+    status = json.loads(out.stdout)
+    assert [(a["agent_id"], a["last_seq"]) for a in status["agents"]] == [(AGENT, 42)]
+    assert status["instances"] == {"running": 1, "stopped": 1}

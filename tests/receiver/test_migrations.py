@@ -145,3 +145,16 @@ def test_db_upgrade_on_a_database_it_cannot_reach_says_why_without_a_traceback(
     assert "Can't connect" in result.output
     assert "hunter2" not in result.output
     assert "Traceback" not in result.output
+
+
+async def test_a_database_that_does_not_answer_stops_the_store_with_what_to_check() -> None:
+    """The receiver's start on an unreachable MySQL: an error that names the URL without its
+    password, the driver's reason and what to check (azfed receiver run prints it)."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(StoreError) as err:
+        await Store(f"mysql://azfed:hunter2@127.0.0.1:{port}/azfed").open()
+    assert f"database mysql+aiomysql://azfed:***@127.0.0.1:{port}/azfed" in str(err.value)
+    assert "Can't connect" in str(err.value)
+    assert "check [receiver] database_url" in str(err.value)

@@ -36,7 +36,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.expression import Executable
 
@@ -209,6 +209,14 @@ class Store:
                 async with self._engine.begin() as conn:
                     await conn.execute(text("PRAGMA journal_mode=WAL"))
             await migrate.upgrade(self._engine)
+        except SQLAlchemyError as err:
+            where = self.engine.url.render_as_string(hide_password=True)
+            why = getattr(err, "orig", None) or err
+            await self.close()
+            raise StoreError(
+                f"the receiver's database {where} cannot be used: {why}; check "
+                "[receiver] database_url, and that the database answers to this host"
+            ) from err
         except BaseException:
             await self.close()
             raise

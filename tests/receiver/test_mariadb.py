@@ -26,13 +26,15 @@ from typing import Any
 
 import pymysql
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from azfed import wire
 from azfed.cli import main
 from azfed.receiver import migrate
 from azfed.receiver.store import agents, async_url, metadata
 from azfed.receiver.transactions import in_transaction
 from click.testing import CliRunner
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from structlog.testing import capture_logs
@@ -118,6 +120,10 @@ async def _cli(*args: str) -> str:
     return result.output
 
 
+def _diff(conn: Connection) -> list[object]:
+    return list(compare_metadata(MigrationContext.configure(conn), metadata))
+
+
 async def _tables(engine: AsyncEngine) -> dict[str, tuple[str, dict[str, str]]]:
     """table -> (its collation, column -> data type), from information_schema."""
     async with engine.connect() as conn:
@@ -159,6 +165,8 @@ async def test_db_upgrade_brings_an_empty_database_to_head_and_current_says_wher
         assert collation == "utf8mb4_bin", name
         assert set(columns) == {c.name for c in table.columns}, name
     assert tables["azfed_reports"][1]["created_at"] == "double"
+    async with engine.connect() as conn:  # Alembic's autogenerate finds nothing to change
+        assert await conn.run_sync(_diff) == []
 
 
 async def test_the_receiver_refuses_to_start_on_a_database_not_at_head(

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+import structlog
 
 from testbed.aws import FAKE_CREDENTIALS, MotoServer
 from testbed.openstack import OpenStackBed
@@ -32,6 +33,15 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     for fixture, mark in _MARK_BY_FIXTURE.items():
         if fixture in names:
             item.add_marker(getattr(pytest.mark, mark))
+
+
+@pytest.fixture(autouse=True)
+def _structlog_as_found() -> Iterator[None]:
+    """Each test leaves structlog as it found it: the CLI and the Nova adapter configure it
+    process-wide, and a later test's capture_logs must still see every event."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 # --- AWS -----------------------------------------------------------------------------------------

@@ -38,7 +38,9 @@ def configure(level: str = "info", fmt: Format = "auto") -> None:
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        # not cached: module-level loggers must follow a later configure() (the CLI
+        # configures from its flags, then again from the config file's [logging])
+        cache_logger_on_first_use=False,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,

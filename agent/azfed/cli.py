@@ -180,15 +180,7 @@ def receiver() -> None:
 def receiver_run(config_file: Path | None) -> None:
     """Run the receiver in the foreground (systemd Type=notify)."""
 
-    from azfed.config import load_config
-
-    if config_file is None:
-        raise click.UsageError("--config FILE is required")
-    try:
-        cfg = load_config(config_file)
-        cfg.require("receiver")
-    except InputError as err:
-        _fail_input(err, False)
+    cfg = _receiver_config(config_file)
     _configure_logs(cfg)
     _run_or_explain(lambda: _serve_receiver(cfg))
 
@@ -203,20 +195,11 @@ def receiver_release_instance(uuid: str, config_file: Path | None) -> None:
     import time
 
     from azfed import wire
-    from azfed.config import load_config
     from azfed.receiver.store import Store
 
-    if config_file is None:
-        raise click.UsageError("--config FILE (the receiver's) is required")
     if not wire.is_uuid(uuid):
         raise click.BadParameter(f"{uuid[:64]!r} is not an instance UUID", param_hint="UUID")
-    try:
-        cfg = load_config(config_file)
-        cfg.require("receiver")
-    except InputError as err:
-        _fail_input(err, False)
-    assert cfg.receiver is not None
-    url = cfg.receiver.database_url
+    url = _receiver_database_url(config_file)
 
     async def release() -> str | None:
         store = Store(url)
@@ -226,7 +209,11 @@ def receiver_release_instance(uuid: str, config_file: Path | None) -> None:
         finally:
             await store.close()
 
-    owner = asyncio.run(release())
+    try:
+        owner = asyncio.run(release())
+    except AzfedError as err:  # e.g. the state database cannot be reached: its reason, no traceback
+        click.echo(f"azfed: {err}", err=True)
+        sys.exit(EXIT_FAILED)
     if owner is None:
         click.echo(f"no agent has reported {uuid}: nothing to release")
     else:
@@ -238,7 +225,8 @@ def receiver_db() -> None:
     """The receiver's database schema (Alembic migrations shipped with azfed)."""
 
 
-def _receiver_database_url(config_file: Path | None) -> str:
+def _receiver_config(config_file: Path | None) -> AzfedConfig:
+    """The receiver's config from --config, or the command ends naming what is wrong."""
     from azfed.config import load_config
 
     if config_file is None:
@@ -248,8 +236,13 @@ def _receiver_database_url(config_file: Path | None) -> str:
         cfg.require("receiver")
     except InputError as err:
         _fail_input(err, False)
-    assert cfg.receiver is not None
-    return cfg.receiver.database_url
+    return cfg
+
+
+def _receiver_database_url(config_file: Path | None) -> str:
+    receiver = _receiver_config(config_file).receiver
+    assert receiver is not None  # required above
+    return receiver.database_url
 
 
 def _on_database(url: str, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:

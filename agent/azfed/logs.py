@@ -55,6 +55,8 @@ def configure(level: str = "info", fmt: Format = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # botocore logs every retry at DEBUG and credentials lookups at INFO: too chatty for info
-    for noisy in ("botocore", "aiobotocore", "urllib3", "keystoneauth", "stevedore"):
+    # botocore logs every retry at DEBUG and credentials lookups at INFO, and alembic each of
+    # its plugins as it is imported: too chatty for info (alembic's migration steps still show)
+    noisy_loggers = ("botocore", "aiobotocore", "urllib3", "keystoneauth", "stevedore")
+    for noisy in (*noisy_loggers, "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -125,11 +125,15 @@ async def test_a_database_whose_driver_is_not_installed_says_what_to_install() -
     )
 
 
-def test_db_upgrade_on_a_database_it_cannot_reach_says_why_without_a_traceback(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    "command",
+    [["db", "upgrade"], ["release-instance", "0b7e6f4c-7d3a-4f7e-9a51-2f0c8d1e4b6a"]],
+)
+def test_a_command_on_a_database_it_cannot_reach_says_why_without_a_traceback(
+    tmp_path: Path, command: list[str]
 ) -> None:
-    """`azfed receiver db upgrade` on a MySQL URL where nothing listens exits 1 with the
-    driver's reason, and never prints the password."""
+    """`azfed receiver db upgrade` or `release-instance` on a MySQL URL where nothing listens
+    exits 1 with the driver's reason, and never prints the password."""
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -139,7 +143,7 @@ def test_db_upgrade_on_a_database_it_cannot_reach_says_why_without_a_traceback(
         f'[receiver]\nsecrets_dir = "{tmp_path / "secrets"}"\nsinks = ["null"]\n'
         f'database_url = "mysql://azfed:hunter2@127.0.0.1:{port}/azfed"\n'
     )
-    result = CliRunner().invoke(main, ["receiver", "db", "upgrade", "--config", str(cfg)])
+    result = CliRunner().invoke(main, ["receiver", *command, "--config", str(cfg)])
     assert result.exit_code == 1, result.output
     assert "azfed: " in result.output
     assert "Can't connect" in result.output

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from azfed import wire
 
@@ -46,11 +47,10 @@ def _azfed(*args: str, **kw: object) -> list[str]:
     return [sys.executable, "-m", "azfed.cli", *args]
 
 
-def test_receiver_run_notifies_systemd_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
-    """The service says READY=1, accepts a signed report, and exits 0 on SIGTERM after
-    STOPPING=1; `azfed status --json` then shows the agent and its instances."""
-    port = _free_port()
-    cfg = _write_config(tmp_path, port)
+def serve_one_report(cfg: Path, port: int, tmp_path: Path) -> dict[str, Any]:
+    """Run `azfed receiver run --config CFG` (listening on PORT) as systemd would: it must say
+    READY=1, accept a signed report, say STOPPING=1 on SIGTERM and exit 0. Returns what
+    `azfed status --json` then reads from the receiver's database."""
     notify_path = str(tmp_path / "notify.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
         notify.bind(notify_path)
@@ -63,8 +63,7 @@ def test_receiver_run_notifies_systemd_serves_and_stops_on_sigterm(tmp_path: Pat
             stderr=subprocess.PIPE,
         )
         try:
-            ready = notify.recv(4096).decode()
-            assert "READY=1" in ready
+            assert "READY=1" in notify.recv(4096).decode()
             now = time.time()
             report = restamp(example(), now)
             body, headers = wire.encode_report(
@@ -86,9 +85,16 @@ def test_receiver_run_notifies_systemd_serves_and_stops_on_sigterm(tmp_path: Pat
     out = subprocess.run(
         _azfed("status", "--config", str(cfg), "--json"), capture_output=True, check=True
     )
-    status = json.loads(out.stdout)
-    assert status["agents"][0]["agent_id"] == AGENT
-    assert status["agents"][0]["last_seq"] == 42
+    status: dict[str, Any] = json.loads(out.stdout)
+    return status
+
+
+def test_receiver_run_notifies_systemd_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """The service says READY=1, accepts a signed report, and exits 0 on SIGTERM after
+    STOPPING=1; `azfed status --json` then shows the agent and its instances."""
+    port = _free_port()
+    status = serve_one_report(_write_config(tmp_path, port), port, tmp_path)
+    assert [(a["agent_id"], a["last_seq"]) for a in status["agents"]] == [(AGENT, 42)]
     assert status["instances"] == {"running": 1, "stopped": 1}
     assert status["orphans"] == []
 

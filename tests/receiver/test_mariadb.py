@@ -10,15 +10,9 @@ bed's server is touched. Run beside a running bed with
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -28,7 +22,6 @@ import pymysql
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from azfed import wire
 from azfed.cli import main
 from azfed.receiver import migrate
 from azfed.receiver.store import agents, async_url, metadata
@@ -40,8 +33,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from structlog.testing import capture_logs
 
 from testbed.openstack import DB_PASSWORD, HOST, PORTS, OpenStackBed
-from tests.receiver.conftest import AGENT, SECRET, ReceiverFactory, example, restamp
-from tests.receiver.test_cli import _azfed, _free_port
+from tests.receiver.conftest import AGENT, SECRET, ReceiverFactory
+from tests.receiver.test_cli import _free_port, serve_one_report
 from tests.receiver.test_contract import (  # noqa: F401 - collected here again, on MariaDB
     test_an_instance_its_owner_reported_terminated_passes_to_the_next_agent,
     test_another_agent_restating_an_instance_gets_403_and_writes_nothing,
@@ -278,38 +271,6 @@ def test_receiver_run_on_an_upgraded_database_serves_and_status_reads_it(
     port = _free_port()
     cfg = _config(tmp_path, upgraded_url, port)
     (tmp_path / "secrets" / f"agents_{AGENT}").write_bytes(SECRET)
-    notify_path = str(tmp_path / "notify.sock")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-        notify.bind(notify_path)
-        notify.settimeout(60)
-        env = {**os.environ, "NOTIFY_SOCKET": notify_path, "AZFED_LOG_FORMAT": "json"}
-        proc = subprocess.Popen(
-            _azfed("receiver", "run", "--config", str(cfg)),
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            assert "READY=1" in notify.recv(4096).decode()
-            now = time.time()
-            body, headers = wire.encode_report(
-                restamp(example(), now), secret=SECRET, agent_id=AGENT, seq=42, now=now, gzip=True
-            )
-            req = urllib.request.Request(
-                f"http://127.0.0.1:{port}{wire.REPORTS_PATH}", data=body, headers=headers
-            )
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                assert json.load(resp)["samples"] == 9
-            proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode == 0, err.decode()[-2000:]
-    out = subprocess.run(
-        _azfed("status", "--config", str(cfg), "--json"), capture_output=True, check=True
-    )
-    status = json.loads(out.stdout)
+    status = serve_one_report(cfg, port, tmp_path)
     assert [(a["agent_id"], a["last_seq"]) for a in status["agents"]] == [(AGENT, 42)]
     assert status["instances"] == {"running": 1, "stopped": 1}

@@ -23,6 +23,7 @@ from azfed.errors import PolicyError
 from azfed.probes import add_probes
 from azfed.receiver import openapi
 from azfed.receiver.aio import bounded_each
+from azfed.receiver.lease import RECONCILE, Lease
 from azfed.receiver.metrics import Metrics
 from azfed.receiver.nova import NovaClient
 from azfed.receiver.placement import Placement, UnknownFlavorError, policy_placement
@@ -334,11 +335,17 @@ def _resources(
 
 def _reconcile_loop(app: web.Application) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(app[RECONCILER].run_forever(), name="azfed-reconcile")
+        reconciler = app[RECONCILER]
+        tasks = [asyncio.create_task(reconciler.run_forever(), name="azfed-reconcile")]
+        if reconciler.lease is not None:
+            tasks.append(asyncio.create_task(reconciler.lease.keep(), name="azfed-lease"))
         yield
-        task.cancel("receiver shutting down")
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel("receiver shutting down")
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if reconciler.lease is not None:
+            await reconciler.lease.release()
 
     return ctx
 
@@ -394,7 +401,10 @@ def create_app(
 
         cleaner = cloud_cleaner(config)
     if reconcile and nova is not None and config.nova.public_azs:
-        app[RECONCILER] = Reconciler(config, store, nova, metrics, clock=clock, cleaner=cleaner)
+        lease = Lease(store, RECONCILE, config.reconcile.lease_ttl_s, clock, metrics)
+        app[RECONCILER] = Reconciler(
+            config, store, nova, metrics, clock=clock, cleaner=cleaner, lease=lease
+        )
         app.cleanup_ctx.append(_reconcile_loop(app))
     _routes(app)
     return app

@@ -56,3 +56,9 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.lease_held = Gauge(
+            "azfed_receiver_lease_held",
+            "1 while this receiver holds the lease for the once-per-cloud work, by lease",
+            ["lease"],
+            registry=r,
+        )

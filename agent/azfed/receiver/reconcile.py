@@ -16,6 +16,7 @@ makes one from the config's `[aws]` table) and only ever applies to `public_with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -23,6 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from azfed.receiver.lease import Lease
 from azfed.receiver.metrics import Metrics
 from azfed.receiver.nova import NovaClient, ServerFacts
 from azfed.receiver.store import Store
@@ -104,22 +106,41 @@ class Reconciler:
         *,
         clock: Callable[[], float] = time.time,
         cleaner: Cleaner | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.public_azs = config.nova.public_azs
         self.cfg = config.reconcile
         self.retention_s = config.receiver.dedupe_retention_s if config.receiver else 8 * 86400.0
         self.store, self.nova, self.metrics = store, nova, metrics
         self.clock, self.cleaner = clock, cleaner
+        # With a lease, only its holder runs (several receivers share one database); without
+        # one, every interval.
+        self.lease = lease
 
     async def run_forever(self) -> None:
         while True:
-            try:
-                await self.run_once()
-                self.metrics.reconcile_runs.labels("ok").inc()
-            except Exception:  # a bad run must not end the loop: log it, try next interval
-                self.metrics.reconcile_runs.labels("failed").inc()
-                log.exception("reconcile.failed")
+            if self.lease is None or self.lease.held:
+                await self._run_logged()
+            await self._pause()
+
+    async def _run_logged(self) -> None:
+        try:
+            await self.run_once()
+            self.metrics.reconcile_runs.labels("ok").inc()
+        except Exception:  # a bad run must not end the loop: log it, try next interval
+            self.metrics.reconcile_runs.labels("failed").inc()
+            log.exception("reconcile.failed")
+
+    async def _pause(self) -> None:
+        """The interval, cut short when this receiver takes the lease over (the one that held
+        it died): the new holder runs at once."""
+        if self.lease is None:
             await asyncio.sleep(self.cfg.interval_s)
+            return
+        self.lease.gained.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.cfg.interval_s):
+                await self.lease.gained.wait()
 
     async def run_once(self) -> list[Orphan]:
         """One pass: find, record, report and (if configured) clean orphans; prune old keys."""

@@ -124,6 +124,17 @@ refused = Table(
     **_MYSQL,
 )
 
+# Work that one receiver at a time does for the whole cloud (reconciliation and cleaning): a
+# row per kind of work, held by one receiver until `expires_at`, renewed while it lives.
+leases = Table(
+    "azfed_leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", Double, nullable=False),
+    **_MYSQL,
+)
+
 # An instance's owner is the agent that first reported it; once the owner reports it in this
 # state, another agent may report it (a hand-over: the server now runs in another cloud).
 RELEASED = "terminated"
@@ -447,6 +458,41 @@ class Store:
             query = query.where(audit.c.kind == kind)
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(query)]
+
+    # --- leases ------------------------------------------------------------------------------
+
+    async def take_lease(self, name: str, holder: str, now: float, ttl_s: float) -> bool:
+        """Hold lease `name` until `now + ttl_s` if it is free, expired or already ours; say
+        whether we hold it. One conditional UPDATE (or the first INSERT) decides, so two
+        receivers asking at once cannot both win."""
+        free = or_(leases.c.holder == holder, leases.c.expires_at < now)
+        take = (
+            update(leases)
+            .where(and_(leases.c.name == name, free))
+            .values(holder=holder, expires_at=now + ttl_s)
+        )
+        if (await self._run(take)).rowcount:
+            return True
+        try:
+            await self._run(insert(leases).values(name=name, holder=holder, expires_at=now + ttl_s))
+        except IntegrityError:  # someone else holds it (or inserted it just now)
+            return False
+        return True
+
+    async def drop_lease(self, name: str, holder: str) -> None:
+        """Give the lease up (a clean stop), so another receiver takes it at its next try
+        instead of after the expiry."""
+        mine = and_(leases.c.name == name, leases.c.holder == holder)
+        await self._run(delete(leases).where(mine))
+
+    async def lease_holder(self, name: str, now: float) -> str | None:
+        """Who holds lease `name` now, or None."""
+        query = select(leases.c.holder).where(
+            and_(leases.c.name == name, leases.c.expires_at >= now)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else str(row.holder)
 
     # --- samples a backend refused ------------------------------------------------------------
 

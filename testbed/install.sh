@@ -22,10 +22,11 @@ OS_PKGS="nova openstack-placement keystone glance neutron python-openstackclient
 GN_PKGS="gnocchi[mysql,file] gnocchiclient gunicorn"
 
 # cloud-init: its schema validator checks our rendered user data; systemd: systemd-analyze;
-# shellcheck: lints the boot script the user data carries
-APT_PKGS="rabbitmq-server mariadb-server mariadb-client curl cloud-init systemd shellcheck"
+# shellcheck: lints the boot script the user data carries; haproxy: the balancer in front of two
+# receivers in the HA tests
+APT_PKGS="rabbitmq-server mariadb-server mariadb-client curl cloud-init systemd shellcheck haproxy"
 need_apt=""
-for b in mariadbd mariadb rabbitmq-server curl cloud-init systemd-analyze shellcheck; do
+for b in mariadbd mariadb rabbitmq-server curl cloud-init systemd-analyze shellcheck haproxy; do
   command -v $b >/dev/null 2>&1 || [ -x /usr/sbin/$b ] || [ -x /usr/lib/rabbitmq/bin/$b ] || need_apt=1
 done
 if [ -n "$need_apt" ]; then

@@ -200,6 +200,9 @@ class ReconcileSection(_Section):
     interval_s: Annotated[float, Field(ge=30)] = 300.0
     action: Literal["report", "clean"] = "report"
     grace_s: Annotated[float, Field(ge=0)] = 600.0
+    # With several receivers on one database, one runs reconciliation at a time: when it dies,
+    # another takes over within this time (plus a third of it).
+    lease_ttl_s: Annotated[float, Field(ge=3)] = 60.0
 
 
 class LoggingSection(_Section):

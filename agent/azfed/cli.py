@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -370,17 +371,41 @@ def policy_explain(
     click.echo(json.dumps(doc, indent=2) if as_json else commands.render_explain(doc))
 
 
-@policy.command("simulate")
+class _TraceHelp(click.Command):
+    """`policy simulate --help` ends with the trace's columns, as the simulator declares them
+    (imported only when help is asked for: the CLI imports implementations lazily)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from azfed.policy.simulate import trace_help
+
+        with formatter.section("Trace (CSV, a header line, one row per boot request)"):
+            formatter.write_dl(trace_help())
+
+
+@policy.command("simulate", cls=_TraceHelp)
 @click.option("--policy", "policy_file", required=True, type=click.Path(path_type=Path))
 @click.option("--trace", "trace_file", required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--start",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z"]),
+    metavar="DATETIME",
+    help="The clock time of t = 0 for a trace in seconds, with its UTC offset "
+    "(2026-12-07T00:00+01:00). Default: the Unix epoch (t is Unix time).",
+)
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and steps as JSON.")
-def policy_simulate(policy_file: Path, trace_file: Path, plot: Path | None, as_json: bool) -> None:
-    """Replay a load/request trace (CSV) through the policy: bursts, cost, flapping."""
+def policy_simulate(
+    policy_file: Path, trace_file: Path, start: datetime | None, plot: Path | None, as_json: bool
+) -> None:
+    """Replay a load/request trace (CSV) through the policy: every decision and why, bursts,
+    refusals, spend per AZ, mode switches and flaps."""
     from azfed.policy import commands, simulate
 
+    t0 = start.timestamp() if start else 0.0
     try:
-        result = simulate.run(commands.check(policy_file), simulate.read_trace(trace_file))
+        result = simulate.run(
+            commands.check(policy_file), simulate.read_trace(trace_file, start=t0)
+        )
     except InputError as err:
         _fail_input(err, as_json)
     if plot is not None:

@@ -1,30 +1,39 @@
 """`azfed policy simulate`: replay a load/request trace through `decide` to tune a policy.
 
-The trace is a CSV with a header; one row per boot request:
+    trace.csv -> read_trace (TraceRow per row) -> run (decide per row) -> Result -> render | plot
 
-    t,memory_used_pct,instances[,vcpus_used_pct][,flavor][,requested_az][,lifetime_s]
+The trace is a CSV with a header and one row per boot request; `TraceRow` declares its columns,
+their ranges and their meaning once (the `--help` text is made from it). The load columns are
+the local AZ's load seen by that request. An instance the simulation sends to a public AZ
+counts against its caps and costs its price from its boot to its end: `lifetime_s` later (even
+past the last row), or the last row's time when `lifetime_s` is empty. Spend is accrued from
+event to event (each boot, each end), not from row to row, so an instance that ends between
+two rows is charged up to its end.
 
-`t` is seconds from the start (non-decreasing); the load columns are the local AZ's load seen
-by that request. Instances the simulation sends to a public AZ count against its caps and cost
-until their `lifetime_s` ends (empty: until the end of the trace). The result: every decision,
-the number of bursts, the public spend, mode switches and flaps (a switch that undoes the
-previous one within FLAP_WINDOW_S: the oscillation hysteresis is meant to prevent).
+The result: every decision with its rule, reason and skipped AZs, the bursts, the spend (in
+total and per AZ), mode switches and flaps (a switch that undoes the previous one within
+FLAP_WINDOW_S: the oscillation hysteresis is meant to prevent).
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
 import heapq
-import itertools
+import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from azfed.errors import AzfedError, PolicyError, Problem
+from azfed.errors import AzfedError, InputError, Problem
 from azfed.policy.decide import Decision, Flavor, History, Request, decide
 from azfed.policy.load import Load, LocalLoad, PublicUsage
-from azfed.policy.model import Policy
+from azfed.policy.model import METRICS, Policy, Thresholds
 from azfed.texttable import table
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 FLAP_WINDOW_S = 600.0
 CAPACITY_MB = 100_000.0  # the trace gives percentages; any capacity reproduces them
@@ -40,14 +49,96 @@ STANDARD_FLAVORS = {
     )
 }
 DEFAULT_FLAVOR = STANDARD_FLAVORS["m1.small"]
+# a trace with thousands of bad rows is one mistake made thousands of times: show the first few
+MAX_PROBLEMS = 20
 
 
 class PlotUnavailableError(AzfedError):
     """matplotlib is not installed: install azfed[plot], or simulate without a plot."""
 
 
+class TraceError(InputError):
+    """A load trace is invalid: each problem names the line, the column and the value to fix."""
+
+
+# --- the trace's columns -----------------------------------------------------------------------
+
+
+class TraceRow(BaseModel):
+    """One row of a trace: one boot request and the local load it sees."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    t: float = Field(
+        description="when the request comes: seconds from --start (default the Unix epoch, so "
+        "Unix times work as they are), or an ISO 8601 date-time with its UTC offset "
+        "(2026-12-07T08:30:00+01:00); never earlier than the row before"
+    )
+    memory_used_pct: float = Field(ge=0, le=100, description="local AZ memory used, 0..100")
+    instances: int = Field(ge=0, description="instances in the local AZ, a whole number >= 0")
+    vcpus_used_pct: float = Field(0.0, ge=0, le=100, description="local AZ vCPUs used, 0..100")
+    flavor: str = Field(
+        DEFAULT_FLAVOR.name,
+        min_length=1,
+        description=f"the flavor booted (default {DEFAULT_FLAVOR.name}); "
+        f"{', '.join(STANDARD_FLAVORS)} have their OpenStack sizes, others 1 vCPU and 1024 MB",
+    )
+    requested_az: str | None = Field(None, description="the AZ the user asked for, if any")
+    lifetime_s: float | None = Field(
+        None,
+        gt=0,
+        description="how long a burst instance lives, in seconds (default: to the last row)",
+    )
+
+    @field_validator("t", mode="before")
+    @classmethod
+    def _clock(cls, value: object, info: ValidationInfo) -> object:
+        """Seconds after the trace's start, or a date-time, as Unix time."""
+        if not isinstance(value, str):
+            return value
+        start = (info.context or {}).get("start", 0.0)
+        try:
+            return start + float(value)
+        except ValueError:
+            pass
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            raise PydanticCustomError(
+                "clock", "neither seconds nor an ISO 8601 date-time"
+            ) from None
+        if when.tzinfo is None:
+            raise PydanticCustomError(
+                "clock", "an ISO 8601 date-time needs its UTC offset (+01:00, Z...)"
+            )
+        return when.timestamp()
+
+
+REQUIRED = tuple(n for n, f in TraceRow.model_fields.items() if f.is_required())
+COLUMNS = tuple(TraceRow.model_fields)
+
+# pydantic's wording for the common mistakes, said the way this command always said them
+_REASONS = {
+    "float_parsing": "not a number",
+    "int_parsing": "not a whole number",
+    "int_from_float": "not a whole number",
+    "finite_number": "not a finite number (NaN and infinity are refused)",
+    "missing": "required: the cell is empty",
+}
+
+
+def trace_help() -> list[tuple[str, str]]:
+    """(column, what it holds) for --help, required columns marked."""
+    return [
+        (name + ("" if name in REQUIRED else " (optional)"), f.description or "")
+        for name, f in TraceRow.model_fields.items()
+    ]
+
+
 @dataclass(frozen=True)
 class Step:
+    """One row of the trace, ready to replay: `t` is Unix time."""
+
     t: float
     memory_used_pct: float
     instances: int
@@ -56,14 +147,178 @@ class Step:
     requested_az: str | None = None
     lifetime_s: float | None = None
 
+    def metric(self, name: str) -> float:
+        return float(getattr(self, name))
+
+
+# --- reading the trace ------------------------------------------------------------------------
+
+
+def _header_problems(header: list[str]) -> list[Problem]:
+    out, meant = [], set()
+    for name in header:
+        if name not in COLUMNS:
+            near = difflib.get_close_matches(name, COLUMNS, n=1)
+            meant.update(near)
+            hint = f"did you mean {near[0]!r}?" if near else f"known columns: {', '.join(COLUMNS)}"
+            out.append(Problem("line 1: header", name, f"unknown column; {hint}"))
+    # a misspelt required column is one problem, not two
+    missing = [c for c in REQUIRED if c not in header and c not in meant]
+    if missing:
+        out.append(Problem("line 1: header", header, f"missing required column(s) {missing}"))
+    return out
+
+
+def _row_problems(err: ValidationError, raw: Mapping[str, str], line: int) -> Iterator[Problem]:
+    for e in err.errors():
+        column = str(e["loc"][0]) if e["loc"] else "row"
+        reason = _REASONS.get(e["type"], e["msg"])
+        yield Problem(f"line {line}: {column}", raw.get(column, ""), reason)
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, cells) per row; a cell left empty is absent (its column's default)."""
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = [h.strip() for h in reader.fieldnames or []]
+        problems = _header_problems(header)
+        if problems:
+            raise TraceError(str(path), problems)
+        reader.fieldnames = header
+        for row in reader:
+            if None in row:  # more cells than the header has columns
+                raise TraceError(
+                    str(path), [Problem(f"line {reader.line_num}: row", row[None], "extra cells")]
+                )
+            yield reader.line_num, {k: v.strip() for k, v in row.items() if v and v.strip()}
+
+
+def _step(row: TraceRow, flavors: Mapping[str, Flavor]) -> Step:
+    return Step(
+        t=row.t,
+        memory_used_pct=row.memory_used_pct,
+        instances=row.instances,
+        vcpus_used_pct=row.vcpus_used_pct,
+        flavor=flavors.get(row.flavor, Flavor(row.flavor, 1, 1024)),
+        requested_az=row.requested_az,
+        lifetime_s=row.lifetime_s,
+    )
+
+
+def read_trace(
+    path: Path, flavors: Mapping[str, Flavor] | None = None, start: float = 0.0
+) -> list[Step]:
+    """Parse and check the CSV (`start`: the Unix time of t = 0). Raise TraceError naming the
+    line, column and value of every bad cell (the first MAX_PROBLEMS of them)."""
+    steps: list[Step] = []
+    problems: list[Problem] = []
+    last: tuple[int, float] | None = None
+    try:
+        for line, raw in _rows(path):
+            try:
+                row = TraceRow.model_validate(raw, context={"start": start})
+            except ValidationError as err:
+                problems += _row_problems(err, raw, line)
+                continue
+            if last is not None and row.t < last[1]:
+                why = f"earlier than line {last[0]}: time goes backwards"
+                problems.append(Problem(f"line {line}: t", raw.get("t"), why))
+            last = (line, row.t)
+            steps.append(_step(row, flavors or STANDARD_FLAVORS))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise TraceError(str(path), [Problem("<file>", str(path), str(err))]) from None
+    if len(problems) > MAX_PROBLEMS:
+        more = len(problems) - MAX_PROBLEMS
+        problems = [*problems[:MAX_PROBLEMS], Problem("...", more, "more problems not shown")]
+    if problems:
+        raise TraceError(str(path), problems)
+    return steps
+
+
+# --- simulated public usage -------------------------------------------------------------------
+
+
+@dataclass
+class AzTotals:
+    """What one AZ received over the trace."""
+
+    placements: int = 0
+    skipped: int = 0  # decisions that passed over this public AZ (cap, back-off)
+    spend: float = 0.0
+    instance_hours: float = 0.0
+    peak_instances: int = 0
+    peak_hourly_cost: float = 0.0
+
+
+@dataclass
+class _Public:
+    """Public usage over simulated time: what we placed, until it ends, and what it cost.
+
+    `clock` is the time spend has been accrued up to; `advance` moves it event by event, so
+    cost is charged for exactly the time each instance lived."""
+
+    usage: dict[str, PublicUsage]
+    totals: dict[str, AzTotals]
+    clock: float
+    ends: list[tuple[float, int, str, Flavor, float]] = field(default_factory=list)
+    seq: int = 0
+
+    def add(self, az: str, flavor: Flavor, price: float, until: float) -> None:
+        self.usage[az] = _plus(self.usage[az], flavor, price, 1)
+        self.seq += 1
+        heapq.heappush(self.ends, (until, self.seq, az, flavor, price))
+        u, tot = self.usage[az], self.totals[az]
+        tot.peak_instances = max(tot.peak_instances, u.instances)
+        tot.peak_hourly_cost = max(tot.peak_hourly_cost, u.hourly_cost)
+
+    def advance(self, to: float) -> None:
+        """Accrue spend up to `to`, ending each instance at its own end on the way."""
+        while self.ends and self.ends[0][0] <= to:
+            until, _, az, flavor, price = heapq.heappop(self.ends)
+            self._accrue(until)
+            self.usage[az] = _plus(self.usage[az], flavor, price, -1)
+        self._accrue(to)
+
+    def drain(self) -> None:
+        """Run every instance still alive to its end."""
+        if self.ends:
+            self.advance(max(until for until, *_ in self.ends))
+
+    def _accrue(self, to: float) -> None:
+        hours = (to - self.clock) / 3600.0
+        if hours > 0:
+            for az, u in self.usage.items():
+                self.totals[az].spend += u.hourly_cost * hours
+                self.totals[az].instance_hours += u.instances * hours
+        self.clock = max(self.clock, to)
+
+    def hourly_cost(self) -> float:
+        return sum(u.hourly_cost for u in self.usage.values())
+
+
+def _plus(u: PublicUsage, flavor: Flavor, price: float, sign: int) -> PublicUsage:
+    return replace(
+        u,
+        instances=u.instances + sign,
+        vcpus=u.vcpus + sign * flavor.vcpus,
+        ram_mb=u.ram_mb + sign * flavor.ram_mb,
+        hourly_cost=u.hourly_cost + sign * price,
+    )
+
+
+# --- running it ----------------------------------------------------------------------------
+
 
 @dataclass
 class Result:
     policy: Policy
     steps: list[Step] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
+    # the thresholds in force at each step (burst, return), as the plot draws them
+    limits: list[tuple[Thresholds, Thresholds]] = field(default_factory=list)
     burst_count: list[int] = field(default_factory=list)  # running total, one per step
-    spend: float = 0.0  # public cost over the trace, in price units x hours
+    usage: list[Mapping[str, PublicUsage]] = field(default_factory=list)  # after each step
+    azs: dict[str, AzTotals] = field(default_factory=dict)  # the local AZ, then public ones
     peak_hourly_cost: float = 0.0
     switches: int = 0
     flaps: int = 0
@@ -71,6 +326,11 @@ class Result:
     @property
     def bursts(self) -> int:
         return self.burst_count[-1] if self.burst_count else 0
+
+    @property
+    def spend(self) -> float:
+        """Public cost over the trace, in price units x hours."""
+        return sum(t.spend for t in self.azs.values())
 
     def rules(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -88,64 +348,64 @@ class Result:
             "mode_switches": self.switches,
             "flaps": self.flaps,
             "rules": self.rules(),
-            "steps": [
-                {"t": s.t, "az": d.az, "rule": d.rule, "mode": d.mode}
-                for s, d in zip(self.steps, self.decisions, strict=True)
-            ],
+            "azs": {az: _rounded(vars(t)) for az, t in self.azs.items()},
+            "steps": [_step_dict(s, d) for s, d in zip(self.steps, self.decisions, strict=True)],
         }
 
 
-# --- reading the trace ------------------------------------------------------------------------
+def _rounded(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in d.items()}
 
 
-def _num(row: dict[str, str], key: str, line: int, default: float | None = None) -> float:
-    raw = (row.get(key) or "").strip()
-    if not raw and default is not None:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise PolicyError("trace", [Problem(f"line {line}: {key}", raw, "not a number")]) from None
+def clock(t: float) -> str:
+    """Unix time as an ISO 8601 UTC date-time."""
+    return datetime.fromtimestamp(t, timezone.utc).isoformat()
 
 
-def _step(row: dict[str, str], line: int, flavors: dict[str, Flavor]) -> Step:
-    name = (row.get("flavor") or "").strip() or DEFAULT_FLAVOR.name
-    lifetime = (row.get("lifetime_s") or "").strip()
-    return Step(
-        t=_num(row, "t", line),
-        memory_used_pct=_num(row, "memory_used_pct", line),
-        instances=int(_num(row, "instances", line)),
-        vcpus_used_pct=_num(row, "vcpus_used_pct", line, 0.0),
-        flavor=flavors.get(name, Flavor(name, 1, 1024)),
-        requested_az=(row.get("requested_az") or "").strip() or None,
-        lifetime_s=_num(row, "lifetime_s", line) if lifetime else None,
-    )
+def _step_dict(step: Step, d: Decision) -> dict[str, Any]:
+    return {
+        "t": step.t,
+        "clock": clock(step.t),
+        "flavor": step.flavor.name,
+        "az": d.az,
+        "rule": d.rule,
+        "reason": d.reason,
+        "mode": d.mode,
+        "skipped": [{"az": az, "why": why} for az, why in d.skipped],
+    }
 
 
-def read_trace(path: Path, flavors: dict[str, Flavor] | None = None) -> list[Step]:
-    """Parse the CSV; raise PolicyError naming the line, column and value of each bad cell."""
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as err:
-        raise PolicyError(str(path), [Problem("<file>", str(path), str(err))]) from None
-    missing = {"t", "memory_used_pct", "instances"} - set(rows[0] if rows else {})
-    if missing:
-        raise PolicyError(str(path), [Problem("header", sorted(missing), "required column(s)")])
-    steps = [_step(r, i + 2, flavors or STANDARD_FLAVORS) for i, r in enumerate(rows)]
-    for i, (a, b) in enumerate(itertools.pairwise(steps)):
-        if b.t < a.t:
-            raise PolicyError(str(path), [Problem(f"line {i + 3}: t", b.t, "time goes backwards")])
-    return steps
+class _Flaps:
+    """Counts mode switches, and the switches that undo the previous one too soon."""
+
+    def __init__(self) -> None:
+        self.switches = self.flaps = 0
+        self.last: float | None = None
+
+    def see(self, before: History, after: History, t: float) -> None:
+        if after.mode == before.mode:
+            return
+        self.switches += 1
+        if self.last is not None and t - self.last < FLAP_WINDOW_S:
+            self.flaps += 1
+        self.last = t
 
 
-# --- running it ----------------------------------------------------------------------------
+def _place(public: _Public, policy: Policy, step: Step, d: Decision, end: float) -> bool:
+    """Start the instance `d` sent public; False if it stayed local or was refused."""
+    az = policy.public(d.az) if d.az else None
+    if az is None:
+        return False
+    price = az.price(step.flavor.name)
+    until = step.t + step.lifetime_s if step.lifetime_s is not None else end
+    public.add(az.name, step.flavor, az.max_price if price is None else price, max(until, step.t))
+    return True
 
 
-def _local(step: Step) -> LocalLoad:
+def _load(step: Step, policy: Policy, public: _Public) -> Load:
     used = CAPACITY_MB * step.memory_used_pct / 100.0
-    return LocalLoad(
-        az="local",
+    local = LocalLoad(
+        az=policy.local_az,
         hosts=1,
         instances=step.instances,
         ram_used_mb=used,
@@ -155,69 +415,41 @@ def _local(step: Step) -> LocalLoad:
         largest_free_ram_mb=CAPACITY_MB - used,
         largest_free_vcpus=100.0 - step.vcpus_used_pct,
     )
-
-
-@dataclass
-class _Public:
-    """Simulated public usage: what we placed, until it ends."""
-
-    usage: dict[str, PublicUsage]
-    ends: list[tuple[float, int, str, Flavor, float]] = field(default_factory=list)
-    seq: int = 0
-
-    def add(self, az: str, flavor: Flavor, price: float, until: float) -> None:
-        self.usage[az] = _plus(self.usage[az], flavor, price, 1)
-        self.seq += 1
-        heapq.heappush(self.ends, (until, self.seq, az, flavor, price))
-
-    def expire(self, now: float) -> None:
-        while self.ends and self.ends[0][0] <= now:
-            _, _, az, flavor, price = heapq.heappop(self.ends)
-            self.usage[az] = _plus(self.usage[az], flavor, price, -1)
-
-    def hourly_cost(self) -> float:
-        return sum(u.hourly_cost for u in self.usage.values())
-
-
-def _plus(u: PublicUsage, flavor: Flavor, price: float, sign: int) -> PublicUsage:
-    return replace(
-        u,
-        instances=u.instances + sign,
-        vcpus=u.vcpus + sign * flavor.vcpus,
-        ram_mb=u.ram_mb + sign * flavor.ram_mb,
-        hourly_cost=u.hourly_cost + sign * price,
-    )
+    return Load(local, dict(public.usage))
 
 
 def run(policy: Policy, steps: list[Step]) -> Result:
     """Replay `steps` through `decide`, keeping history and public usage as the filter would."""
-    result = Result(policy)
-    public = _Public({az.name: PublicUsage(az.name) for az in policy.public_azs})
-    history, last_t, bursts, last_switch = History(), steps[0].t if steps else 0.0, 0, None
+    names = [policy.local_az, *(az.name for az in policy.public_azs)]
+    result = Result(policy, azs={n: AzTotals() for n in names})
+    start, end = (steps[0].t, steps[-1].t) if steps else (0.0, 0.0)
+    public = _Public({n: PublicUsage(n) for n in names[1:]}, result.azs, start)
+    history, flaps, bursts = History(), _Flaps(), 0
     for step in steps:
-        public.expire(step.t)
-        result.spend += public.hourly_cost() * (step.t - last_t) / 3600.0
-        last_t = step.t
-        load = Load(replace(_local(step), az=policy.local_az), dict(public.usage))
-        d = decide(Request(step.flavor, step.requested_az), load, policy, history, step.t)
+        public.advance(step.t)
+        d = decide(Request(step.flavor, step.requested_az), _load(step, policy, public), policy,
+                   history, step.t)  # fmt: skip
         new = history.after(d, step.t)
-        if new.mode != history.mode:
-            result.switches += 1
-            if last_switch is not None and step.t - last_switch < FLAP_WINDOW_S:
-                result.flaps += 1
-            last_switch = step.t
+        flaps.see(history, new, step.t)
         history = new
-        az = policy.public(d.az) if d.az else None
-        if az is not None:
-            bursts += 1
-            price = az.price(step.flavor.name)
-            until = step.t + step.lifetime_s if step.lifetime_s is not None else float("inf")
-            public.add(az.name, step.flavor, az.max_price if price is None else price, until)
+        bursts += _place(public, policy, step, d, end)
+        _count(result, d)
         result.peak_hourly_cost = max(result.peak_hourly_cost, public.hourly_cost())
         result.steps.append(step)
         result.decisions.append(d)
+        result.limits.append((policy.burst, policy.return_))
         result.burst_count.append(bursts)
+        result.usage.append(dict(public.usage))
+    public.drain()
+    result.switches, result.flaps = flaps.switches, flaps.flaps
     return result
+
+
+def _count(result: Result, d: Decision) -> None:
+    if d.az in result.azs:
+        result.azs[d.az].placements += 1
+    for az, _ in d.skipped:
+        result.azs[az].skipped += 1
 
 
 # --- output --------------------------------------------------------------------------------
@@ -230,33 +462,119 @@ def render(result: Result) -> str:
         [[s["requests"], s["bursts"], s["refused"], s["spend"], s["peak_hourly_cost"],
           s["mode_switches"], s["flaps"]]],
     )  # fmt: skip
+    per_az = table(
+        ["AZ", "placed", "skipped", "spend", "instance-hours", "peak instances", "peak cost/h"],
+        [[az, t["placements"], t["skipped"], t["spend"], t["instance_hours"],
+          t["peak_instances"], t["peak_hourly_cost"]] for az, t in s["azs"].items()],
+    )  # fmt: skip
     rules = table(["rule", "decisions"], sorted(s["rules"].items()))
-    return f"{summary}\n\n{rules}"
+    return f"{summary}\n\n{per_az}\n\n{rules}"
+
+
+# --- the plot ------------------------------------------------------------------------------
+
+
+def metrics_used(result: Result) -> list[str]:
+    """The load metrics the policy compares at some step, in METRICS order."""
+    used = {m for burst, ret in result.limits for lim in (burst, ret) for m, _ in lim.items()}
+    return [m for m in METRICS if m in used]
+
+
+def burst_spans(result: Result) -> list[tuple[float, float]]:
+    """The (start, end) times the policy was in burst mode, each ending at the next row."""
+    times = [s.t for s in result.steps]
+    ends = [*times[1:], times[-1]] if times else []
+    spans: list[tuple[float, float]] = []
+    for t, end, d in zip(times, ends, result.decisions, strict=True):
+        if d.mode != "burst":
+            continue
+        if spans and spans[-1][1] == t:
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((t, end))
+    return spans
+
+
+def placement_rows(result: Result) -> list[str]:
+    """The y axis of the placements panel: the policy's AZs, any other AZ a request named
+    (the policy lets those through), then refusals."""
+    others = sorted({d.az for d in result.decisions if d.az and d.az not in result.azs})
+    return [*result.azs, *others, "refused"]
 
 
 def plot(result: Result, out: Path) -> None:
-    """Local memory used, the thresholds and the running burst count, over time, as a PNG."""
+    """Every load metric the policy uses against its thresholds, the burst mode as a band,
+    and each request's placement (per AZ, refusals apart), over clock time, as a PNG."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")  # no display: render to a file only
+        import matplotlib.dates as mdates
         import matplotlib.pyplot as plt
     except ImportError:
         raise PlotUnavailableError(
             "--plot needs matplotlib: pip install 'azfed[plot]' (or drop --plot)"
         ) from None
-    t = [s.t for s in result.steps]
-    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))
-    top.plot(t, [s.memory_used_pct for s in result.steps], label="local memory used %")
-    p = result.policy
-    for name, limits, style in (("burst", p.burst, "--"), ("return", p.return_, ":")):
-        if limits.memory_used_pct is not None:
-            top.axhline(limits.memory_used_pct, linestyle=style, color="grey", label=f"{name} at")
-    top.set_ylabel("%")
-    top.legend(loc="upper left")
-    bottom.step(t, result.burst_count, where="post", label="bursts (cumulative)")
-    bottom.set_xlabel("t (s)")
-    bottom.legend(loc="upper left")
-    fig.suptitle(f"{result.policy.source}: {result.bursts} bursts, {result.flaps} flaps")
+    metrics = metrics_used(result)
+    when = [_utc(s.t) for s in result.steps]
+    panels = len(metrics) + 2
+    fig, axes = plt.subplots(panels, 1, sharex=True, figsize=(11, 2.4 * panels + 1))
+    for ax, metric in zip(axes, metrics, strict=False):
+        _plot_metric(ax, result, when, metric)
+    _plot_public_cost(axes[-2], result, when)
+    _plot_placements(axes[-1], result, when)
+    for ax in axes:
+        for a, b in burst_spans(result):
+            ax.axvspan(_utc(a), _utc(b), color="tab:orange", alpha=0.15, lw=0)
+    locator = axes[-1].xaxis.get_major_locator()
+    axes[-1].xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
+    axes[-1].set_xlabel("clock time (UTC); shaded: burst mode")
+    fig.suptitle(
+        f"{result.policy.source}: {result.bursts} bursts, spend {result.spend:.4g}, "
+        f"{result.flaps} flaps"
+    )
     fig.savefig(out, dpi=80)
     plt.close(fig)
+
+
+def _utc(t: float) -> datetime:
+    return datetime.fromtimestamp(t, timezone.utc)
+
+
+def _plot_metric(ax: Any, result: Result, when: list[datetime], metric: str) -> None:
+    ax.plot(when, [s.metric(metric) for s in result.steps], label=metric, color="tab:blue")
+    for i, style in ((0, "--"), (1, ":")):
+        limits = [_limit(lim[i], metric) for lim in result.limits]
+        name = ("burst", "return")[i]
+        ax.step(when, limits, where="post", linestyle=style, color="grey", label=f"{name} at")
+    ax.set_ylabel(metric)
+    ax.legend(loc="upper left", fontsize="small")
+
+
+def _limit(thresholds: Thresholds, metric: str) -> float:
+    value = getattr(thresholds, metric)
+    return math.nan if value is None else float(value)  # nan: not drawn
+
+
+def _plot_public_cost(ax: Any, result: Result, when: list[datetime]) -> None:
+    for az in result.policy.public_azs:
+        (line,) = ax.step(
+            when, [u[az.name].hourly_cost for u in result.usage], where="post", label=az.name
+        )
+        if az.caps.hourly_cost is not None:
+            ax.axhline(az.caps.hourly_cost, linestyle="--", color=line.get_color(), lw=0.8)
+    ax.set_ylabel("public cost/h")
+    ax.legend(loc="upper left", fontsize="small", title="dashed: cap", title_fontsize="small")
+
+
+def _plot_placements(ax: Any, result: Result, when: list[datetime]) -> None:
+    rows = placement_rows(result)
+    for y, name in enumerate(rows):
+        at = [w for w, d in zip(when, result.decisions, strict=True) if (d.az or "refused") == name]
+        if name == "refused":
+            ax.scatter(at, [y] * len(at), marker="x", color="tab:red", label="refused")
+        else:
+            ax.scatter(at, [y] * len(at), marker="|", s=80)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_ylim(-0.5, len(rows) - 0.5)
+    ax.set_ylabel("placed in")

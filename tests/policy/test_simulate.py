@@ -167,6 +167,7 @@ def test_each_json_step_gives_the_clock_the_rule_the_reason_and_the_azs_skipped(
         "rule": "burst_threshold_exceeded",
         "reason": "memory_used_pct 85 >= 80",
         "mode": "burst",
+        "window": None,
         "skipped": [{"az": "aws-az", "why": "cap instances: 1 would exceed 0"}],
     }
 

@@ -77,6 +77,7 @@ def render_explain(doc: dict[str, Any]) -> str:
     local, nxt = doc["local"], doc["next_boot"]
     out = [
         f"policy {doc['policy']}: mode {doc['mode']}, cooldown left {doc['cooldown_left_s']:g}s",
+        *_schedule_line(doc["schedule"]),
         "",
         f"local AZ {local['az']}: {local['hosts']} host(s), {local['instances']} instance(s)",
         table(
@@ -94,6 +95,15 @@ def render_explain(doc: dict[str, Any]) -> str:
     ]
     out += [f"  skipped {s['az']}: {s['why']}" for s in nxt["skipped"]]
     return "\n".join(out)
+
+
+def _schedule_line(schedule: dict[str, Any] | None) -> list[str]:
+    if schedule is None:
+        return []
+    at = f"{schedule['local_time']} in {schedule['timezone']}"
+    if schedule["window"] is None:
+        return [f"schedule: no window at {at}: the top-level thresholds and caps apply"]
+    return [f"schedule: window {schedule['window']} ({schedule['window_hours']}) at {at}"]
 
 
 def _public_row(p: dict[str, Any]) -> list[object]:

@@ -9,6 +9,7 @@ which sits below the burst one (hysteresis), and the return cooldown has passed.
 AZ bursts whatever the thresholds say; a flavor the policy will not burst stays local whatever
 they say. Public AZs are tried in priority order, skipping those at a hard cap or within the
 back-off after a capacity failure; when none is left, the policy falls back to local or refuses.
+A schedule swaps the thresholds and caps by time of day: `now` picks the window in force.
 
 Every Decision names the rule that fired and carries the numbers it compared, so the scheduler's
 log line and `azfed policy explain` can say why.
@@ -106,6 +107,7 @@ class Decision:
     burst: bool = False
     compared: Mapping[str, Any] = field(default_factory=dict)
     skipped: tuple[tuple[str, str], ...] = ()
+    window: str | None = None  # the schedule window whose thresholds and caps applied
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -268,7 +270,7 @@ def _explicit(
             asked, "explicit_az_unknown", f"{asked!r} is not in the policy", history.mode
         )
     if policy.explicit_az == "apply-policy":
-        chosen = decide(replace(request, requested_az=None), load, policy, history, now)
+        chosen = _decide(replace(request, requested_az=None), load, policy, history, now)
         if chosen.az == asked:
             return chosen
         why = f"{chosen.rule}: {chosen.reason}"
@@ -295,7 +297,15 @@ def _flavor_problem(request: Request, policy: Policy) -> str | None:
 
 
 def decide(request: Request, load: Load, policy: Policy, history: History, now: float) -> Decision:
-    """Where this boot goes and why. Pure: the same inputs always give the same Decision."""
+    """Where this boot goes and why. Pure: the same inputs always give the same Decision.
+
+    `now` (Unix time) picks the schedule window in force as well as timing the cooldowns."""
+    in_force, window = policy.in_force(now)
+    decision = _decide(request, load, in_force, history, now)
+    return decision if window is None else replace(decision, window=window.name)
+
+
+def _decide(request: Request, load: Load, policy: Policy, history: History, now: float) -> Decision:
     if request.requested_az:
         return _explicit(request, load, policy, history, now)
     denied = _flavor_problem(request, policy)

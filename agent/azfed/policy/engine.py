@@ -228,6 +228,7 @@ class PolicyEngine:
             rule=decision.rule,
             reason=decision.reason,
             mode=decision.mode,
+            window=decision.window,
             compared=dict(decision.compared),
             skipped=[list(s) for s in decision.skipped],
             local_instances=local.instances,

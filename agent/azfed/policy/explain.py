@@ -9,7 +9,7 @@ from typing import Any
 
 from azfed.policy.decide import Decision, Flavor, History, Request, cap_problem, decide
 from azfed.policy.load import Load
-from azfed.policy.model import Caps, Policy
+from azfed.policy.model import Caps, Policy, Window
 
 
 def _thresholds(load: Load, policy: Policy) -> dict[str, dict[str, float | None]]:
@@ -37,16 +37,22 @@ def _cooldown_left(policy: Policy, history: History, now: float) -> float:
     return max(0.0, round(wait - (now - history.mode_since), 3))
 
 
-def explain(
-    load: Load, policy: Policy, history: History, now: float, flavor: Flavor
-) -> dict[str, Any]:
-    """The local load against the thresholds, each public AZ against its caps, and the
-    decision the next boot of `flavor` (no AZ asked) would get."""
-    decision: Decision = decide(Request(flavor), load, policy, history, now)
-    public = []
+def _schedule(policy: Policy, window: Window | None, now: float) -> dict[str, Any] | None:
+    if policy.schedule is None:
+        return None
+    return {
+        "timezone": policy.schedule.timezone,
+        "local_time": policy.schedule.local(now).isoformat(),
+        "window": window.name if window else None,
+        "window_hours": window.describe() if window else None,
+    }
+
+
+def _public(load: Load, policy: Policy, history: History, now: float, flavor: Flavor) -> Any:
+    out = []
     for az in policy.public_azs:
         usage = load.usage(az.name)
-        public.append(
+        out.append(
             {
                 "az": az.name,
                 "provider": az.provider,
@@ -58,10 +64,22 @@ def explain(
                 and now - history.failures[az.name] < policy.capacity_failure_backoff_s,
             }
         )
+    return out
+
+
+def explain(
+    load: Load, policy: Policy, history: History, now: float, flavor: Flavor
+) -> dict[str, Any]:
+    """The local load against the thresholds, each public AZ against its caps (both as the
+    schedule sets them at `now`), and the decision the next boot of `flavor` (no AZ asked)
+    would get."""
+    decision: Decision = decide(Request(flavor), load, policy, history, now)
+    in_force, window = policy.in_force(now)
     local = load.local
     return {
         "policy": policy.source,
         "now": now,
+        "schedule": _schedule(policy, window, now),
         "mode": history.mode,
         "cooldown_left_s": _cooldown_left(policy, history, now),
         "local": {
@@ -72,9 +90,9 @@ def explain(
             "ram_capacity_mb": local.ram_capacity_mb,
             "memory_used_pct": local.memory_used_pct,
             "vcpus_used_pct": local.vcpus_used_pct,
-            "thresholds": _thresholds(load, policy),
+            "thresholds": _thresholds(load, in_force),
         },
-        "public": public,
+        "public": _public(load, in_force, history, now, flavor),
         "flavor": {"name": flavor.name, "vcpus": flavor.vcpus, "ram_mb": flavor.ram_mb},
         "next_boot": decision.as_dict(),
     }

@@ -3,7 +3,12 @@
 The schema (policy.schema.json, package data) catches shapes and ranges; `_semantic_problems`
 catches what a schema cannot say well: a return threshold must sit strictly below its burst
 threshold (or hysteresis is gone), names must be unique, the local AZ cannot also be public, and
-an hourly cost cap needs a price table. Every problem names the JSON path, the value and the rule.
+an hourly cost cap needs a price table, a schedule's time zone must exist and each window's
+thresholds must keep their hysteresis. Every problem names the JSON path, the value and the rule.
+
+A schedule is resolved here, once: each window carries the whole policy in force inside it, so
+`Policy.in_force(now)` is a time-zone conversion and a few comparisons, no I/O (the zone's rules
+are read at load).
 
 This module runs inside nova-scheduler: it may import only the stdlib, jsonschema and agent.*.
 """
@@ -12,17 +17,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from fnmatch import fnmatchcase
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jsonschema
 from azfed.errors import PolicyError, Problem
 
 METRICS = ("memory_used_pct", "vcpus_used_pct", "instances")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # in datetime.weekday() order
+DAY_S = 86_400
 
 ExplicitAz = Literal["honour", "apply-policy"]
 WhenUnavailable = Literal["local", "reject"]
@@ -74,6 +83,55 @@ class PublicAz:
 
 
 @dataclass(frozen=True)
+class Window:
+    """One schedule window: from `start` to `end` (seconds after local midnight) on `days`.
+
+    An `end` at or before `start` crosses midnight: the window runs from `start` on a listed
+    day to `end` on the next day. Times are wall-clock times in the schedule's zone, so across a
+    DST change a window keeps its local hours (a window inside the skipped hour never applies
+    that day; one inside the repeated hour applies both times)."""
+
+    name: str
+    days: frozenset[int]  # datetime.weekday(): 0 is Monday
+    start: int
+    end: int
+    policy: Policy  # the thresholds and caps in force inside the window
+
+    def covers(self, weekday: int, second: float) -> bool:
+        if self.start < self.end:
+            return weekday in self.days and self.start <= second < self.end
+        # past midnight, it is the window of the day before
+        return (weekday in self.days and second >= self.start) or (
+            (weekday - 1) % 7 in self.days and second < self.end
+        )
+
+    def describe(self) -> str:
+        days = ",".join(DAYS[d] for d in sorted(self.days))
+        return f"{days} {_hhmm(self.start)}-{_hhmm(self.end)}"
+
+
+def _hhmm(second: int) -> str:
+    return f"{second // 3600:02d}:{second % 3600 // 60:02d}"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Windows in a named time zone; the first that covers the local time applies."""
+
+    timezone: str
+    zone: ZoneInfo
+    windows: tuple[Window, ...]
+
+    def local(self, now: float) -> datetime:
+        return datetime.fromtimestamp(now, self.zone)
+
+    def window_at(self, now: float) -> Window | None:
+        t = self.local(now)
+        second = t.hour * 3600 + t.minute * 60 + t.second + t.microsecond / 1e6
+        return next((w for w in self.windows if w.covers(t.weekday(), second)), None)
+
+
+@dataclass(frozen=True)
 class Policy:
     """A whole, valid policy.json. Public AZs are kept in fallback order (priority, then name)."""
 
@@ -89,9 +147,16 @@ class Policy:
     capacity_failure_backoff_s: float = 300.0
     when_public_unavailable: WhenUnavailable = "local"
     source: str = "<memory>"
+    schedule: Schedule | None = None
 
     def public(self, name: str) -> PublicAz | None:
         return next((az for az in self.public_azs if az.name == name), None)
+
+    def in_force(self, now: float) -> tuple[Policy, Window | None]:
+        """The policy that applies at `now` (Unix time) and the schedule window it comes from
+        (None: no window covers `now`, the top-level thresholds and caps apply)."""
+        window = self.schedule.window_at(now) if self.schedule else None
+        return (self, None) if window is None else (window.policy, window)
 
     def flavor_may_burst(self, flavor: str) -> tuple[bool, str]:
         """(may it burst, the rule that said so): deny wins over allow."""
@@ -125,19 +190,83 @@ def _schema_problems(data: Any) -> list[Problem]:
     return [Problem(e.json_path, e.instance, f"{e.validator}: {e.message}") for e in errors]
 
 
-def _semantic_problems(data: dict[str, Any]) -> list[Problem]:
+def _hysteresis_problems(
+    burst: Mapping[str, Any], ret: Mapping[str, Any], path: str = "$", note: str = ""
+) -> list[Problem]:
     out: list[Problem] = []
-    burst, ret = data["burst"], data["return"]
     for name in METRICS:
         if name in ret and name not in burst:
-            out.append(Problem(f"$.return.{name}", ret[name], "no burst threshold to return from"))
-        elif name in burst and name not in ret:
             out.append(
-                Problem(f"$.return.{name}", None, f"required: burst.{name} is set (hysteresis)")
+                Problem(f"{path}.return.{name}", ret[name], "no burst threshold to return from")
             )
+        elif name in burst and name not in ret:
+            why = f"required: burst.{name} is set (hysteresis)"
+            out.append(Problem(f"{path}.return.{name}", None, why))
         elif name in burst and ret[name] >= burst[name]:
-            reason = f"must be below burst.{name} = {burst[name]} (hysteresis)"
-            out.append(Problem(f"$.return.{name}", ret[name], reason))
+            reason = f"must be below burst.{name} = {burst[name]} (hysteresis{note})"
+            out.append(Problem(f"{path}.return.{name}", ret[name], reason))
+    return out
+
+
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+def _window_problems(data: dict[str, Any], i: int, w: dict[str, Any]) -> list[Problem]:
+    path = f"$.schedule.windows[{i}]"
+    out: list[Problem] = []
+    if w["from"] == w["to"]:
+        out.append(Problem(f"{path}.to", w["to"], "equals from: for all day use 00:00 to 24:00"))
+    if "burst" in w or "return" in w:
+        # the window's values over the top-level ones: the pair in force must keep hysteresis
+        burst, ret = (
+            {**data["burst"], **w.get("burst", {})},
+            {**data["return"], **w.get("return", {})},
+        )
+        out += _hysteresis_problems(burst, ret, path, ", with the top-level values it keeps")
+    return out + _window_caps_problems(data, path, w.get("caps", {}))
+
+
+def _window_caps_problems(data: dict[str, Any], path: str, caps: dict[str, Any]) -> list[Problem]:
+    out: list[Problem] = []
+    azs = [az["name"] for az in data["public_azs"]]
+    for name, az_caps in caps.items():
+        if name == "$comment":
+            continue
+        if name not in azs:
+            out.append(Problem(f"{path}.caps.{name}", az_caps, "not a public AZ of this policy"))
+            continue
+        i = azs.index(name)
+        if "hourly_cost" in az_caps and not data["public_azs"][i].get("prices"):
+            why = f"required: {path}.caps.{name}.hourly_cost is set"
+            out.append(Problem(f"$.public_azs[{i}].prices", None, why))
+    return out
+
+
+def _schedule_problems(data: dict[str, Any]) -> list[Problem]:
+    schedule = data.get("schedule")
+    if schedule is None:
+        return []
+    out: list[Problem] = []
+    if _zone(schedule["timezone"]) is None:
+        why = "unknown time zone: use an IANA name such as Europe/Paris or UTC (if the host has "
+        why += "no zone files in /usr/share/zoneinfo: pip install tzdata)"
+        out.append(Problem("$.schedule.timezone", schedule["timezone"], why))
+    names = [w["name"] for w in schedule["windows"]]
+    for i, w in enumerate(schedule["windows"]):
+        if w["name"] in names[:i]:
+            out.append(
+                Problem(f"$.schedule.windows[{i}].name", w["name"], "window names must be unique")
+            )
+        out += _window_problems(data, i, w)
+    return out
+
+
+def _semantic_problems(data: dict[str, Any]) -> list[Problem]:
+    out = _hysteresis_problems(data["burst"], data["return"])
     names = [az["name"] for az in data["public_azs"]]
     for i, az in enumerate(data["public_azs"]):
         path = f"$.public_azs[{i}]"
@@ -148,25 +277,62 @@ def _semantic_problems(data: dict[str, Any]) -> list[Problem]:
         cost_cap = az.get("caps", {}).get("hourly_cost")
         if cost_cap is not None and not az.get("prices"):
             out.append(Problem(f"{path}.prices", None, "required when caps.hourly_cost is set"))
-    return out
+    return out + _schedule_problems(data)
 
 
 def _thresholds(raw: Mapping[str, Any]) -> Thresholds:
     return Thresholds(**{k: v for k, v in raw.items() if k in METRICS})
 
 
+def _caps(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in raw.items() if k != "$comment"}
+
+
 def _public_az(raw: Mapping[str, Any]) -> PublicAz:
-    caps = {k: v for k, v in raw.get("caps", {}).items() if k != "$comment"}
     return PublicAz(
         name=raw["name"],
         provider=raw["provider"],
         priority=raw.get("priority", 100),
-        caps=Caps(**caps),
+        caps=Caps(**_caps(raw.get("caps", {}))),
         prices=dict(raw.get("prices", {})),
     )
 
 
+def _seconds(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 3600 + int(minutes) * 60
+
+
+def _window(base: Policy, data: dict[str, Any], raw: Mapping[str, Any]) -> Window:
+    caps = raw.get("caps", {})
+    azs = tuple(
+        replace(az, caps=replace(az.caps, **_caps(caps[az.name]))) if az.name in caps else az
+        for az in base.public_azs
+    )
+    policy = replace(
+        base,
+        burst=_thresholds({**data["burst"], **raw.get("burst", {})}),
+        return_=_thresholds({**data["return"], **raw.get("return", {})}),
+        public_azs=azs,
+    )
+    days = frozenset(DAYS.index(d) for d in raw.get("days", DAYS))
+    return Window(raw["name"], days, _seconds(raw["from"]), _seconds(raw["to"]), policy)
+
+
+def _schedule(base: Policy, data: dict[str, Any]) -> Schedule | None:
+    raw = data.get("schedule")
+    if raw is None:
+        return None
+    windows = tuple(_window(base, data, w) for w in raw["windows"])
+    return Schedule(raw["timezone"], ZoneInfo(raw["timezone"]), windows)
+
+
 def _build(data: dict[str, Any], source: str) -> Policy:
+    base = _build_base(data, source)
+    return replace(base, schedule=_schedule(base, data))
+
+
+def _build_base(data: dict[str, Any], source: str) -> Policy:
     azs = sorted((_public_az(a) for a in data["public_azs"]), key=lambda a: (a.priority, a.name))
     cooldown, flavors = data.get("cooldown", {}), data.get("flavors", {})
     fallback = data.get("fallback", {})

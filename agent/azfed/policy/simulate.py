@@ -23,7 +23,7 @@ import heapq
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -314,8 +314,8 @@ class Result:
     policy: Policy
     steps: list[Step] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
-    # the thresholds in force at each step (burst, return), as the plot draws them
-    limits: list[tuple[Thresholds, Thresholds]] = field(default_factory=list)
+    # the thresholds and caps in force at each step (the schedule's window's), for the plot
+    in_force: list[Policy] = field(default_factory=list)
     burst_count: list[int] = field(default_factory=list)  # running total, one per step
     usage: list[Mapping[str, PublicUsage]] = field(default_factory=list)  # after each step
     azs: dict[str, AzTotals] = field(default_factory=dict)  # the local AZ, then public ones
@@ -371,6 +371,7 @@ def _step_dict(step: Step, d: Decision) -> dict[str, Any]:
         "rule": d.rule,
         "reason": d.reason,
         "mode": d.mode,
+        "window": d.window,
         "skipped": [{"az": az, "why": why} for az, why in d.skipped],
     }
 
@@ -437,7 +438,7 @@ def run(policy: Policy, steps: list[Step]) -> Result:
         result.peak_hourly_cost = max(result.peak_hourly_cost, public.hourly_cost())
         result.steps.append(step)
         result.decisions.append(d)
-        result.limits.append((policy.burst, policy.return_))
+        result.in_force.append(policy.in_force(step.t)[0])
         result.burst_count.append(bursts)
         result.usage.append(dict(public.usage))
     public.drain()
@@ -476,7 +477,7 @@ def render(result: Result) -> str:
 
 def metrics_used(result: Result) -> list[str]:
     """The load metrics the policy compares at some step, in METRICS order."""
-    used = {m for burst, ret in result.limits for lim in (burst, ret) for m, _ in lim.items()}
+    used = {m for p in result.in_force for lim in (p.burst, p.return_) for m, _ in lim.items()}
     return [m for m in METRICS if m in used]
 
 
@@ -516,7 +517,8 @@ def plot(result: Result, out: Path) -> None:
             "--plot needs matplotlib: pip install 'azfed[plot]' (or drop --plot)"
         ) from None
     metrics = metrics_used(result)
-    when = [_utc(s.t) for s in result.steps]
+    zone = result.policy.schedule.zone if result.policy.schedule else timezone.utc
+    when = [datetime.fromtimestamp(s.t, zone) for s in result.steps]
     panels = len(metrics) + 2
     fig, axes = plt.subplots(panels, 1, sharex=True, figsize=(11, 2.4 * panels + 1))
     for ax, metric in zip(axes, metrics, strict=False):
@@ -525,10 +527,12 @@ def plot(result: Result, out: Path) -> None:
     _plot_placements(axes[-1], result, when)
     for ax in axes:
         for a, b in burst_spans(result):
-            ax.axvspan(_utc(a), _utc(b), color="tab:orange", alpha=0.15, lw=0)
-    locator = axes[-1].xaxis.get_major_locator()
-    axes[-1].xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
-    axes[-1].set_xlabel("clock time (UTC); shaded: burst mode")
+            ax.axvspan(_at(a, zone), _at(b, zone), color="tab:orange", alpha=0.15, lw=0)
+    # ticks in the schedule's zone, where its windows are (matplotlib's default is UTC)
+    locator = mdates.AutoDateLocator(tz=zone)  # type: ignore[no-untyped-call]
+    axes[-1].xaxis.set_major_locator(locator)
+    axes[-1].xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=zone))  # type: ignore[no-untyped-call]
+    axes[-1].set_xlabel(f"clock time ({zone}); shaded: burst mode")
     fig.suptitle(
         f"{result.policy.source}: {result.bursts} bursts, spend {result.spend:.4g}, "
         f"{result.flaps} flaps"
@@ -537,15 +541,16 @@ def plot(result: Result, out: Path) -> None:
     plt.close(fig)
 
 
-def _utc(t: float) -> datetime:
-    return datetime.fromtimestamp(t, timezone.utc)
+def _at(t: float, zone: tzinfo) -> datetime:
+    return datetime.fromtimestamp(t, zone)
 
 
 def _plot_metric(ax: Any, result: Result, when: list[datetime], metric: str) -> None:
     ax.plot(when, [s.metric(metric) for s in result.steps], label=metric, color="tab:blue")
-    for i, style in ((0, "--"), (1, ":")):
-        limits = [_limit(lim[i], metric) for lim in result.limits]
-        name = ("burst", "return")[i]
+    for name, style in (("burst", "--"), ("return", ":")):
+        limits = [
+            _limit(p.burst if name == "burst" else p.return_, metric) for p in result.in_force
+        ]
         ax.step(when, limits, where="post", linestyle=style, color="grey", label=f"{name} at")
     ax.set_ylabel(metric)
     ax.legend(loc="upper left", fontsize="small")
@@ -561,10 +566,16 @@ def _plot_public_cost(ax: Any, result: Result, when: list[datetime]) -> None:
         (line,) = ax.step(
             when, [u[az.name].hourly_cost for u in result.usage], where="post", label=az.name
         )
-        if az.caps.hourly_cost is not None:
-            ax.axhline(az.caps.hourly_cost, linestyle="--", color=line.get_color(), lw=0.8)
+        caps = [_cap(p, az.name) for p in result.in_force]
+        ax.step(when, caps, where="post", linestyle="--", color=line.get_color(), lw=0.8)
     ax.set_ylabel("public cost/h")
     ax.legend(loc="upper left", fontsize="small", title="dashed: cap", title_fontsize="small")
+
+
+def _cap(policy: Policy, az: str) -> float:
+    found = policy.public(az)
+    cap = found.caps.hourly_cost if found else None
+    return math.nan if cap is None else cap  # nan: not drawn
 
 
 def _plot_placements(ax: Any, result: Result, when: list[datetime]) -> None:

@@ -17,6 +17,8 @@ NOW = 10_000.0
 BURSTING_LONG = History(mode="burst", mode_since=NOW - 1000)
 BURSTING_NEW = History(mode="burst", mode_since=NOW - 10)
 RETURNED_NEW = History(mode="local", mode_since=NOW - 10)
+# projects p-* may burst, except the lab
+PROJECTS = {"projects": {"allow": ["p-*"], "deny": ["p-lab"]}}
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,108 @@ ROWS = [
         "elsewhere",
         request=Request(SMALL, "elsewhere"),
     ),
+    Row(
+        "a denied project stays local under load",
+        "project_denied",
+        "local",
+        load(99.0),
+        request=Request(SMALL, project_id="p-lab"),
+        policy=PROJECTS,
+    ),
+    Row(
+        "a project outside the allow list stays local under load",
+        "project_denied",
+        "local",
+        load(99.0),
+        request=Request(SMALL, project_id="q-1"),
+        policy=PROJECTS,
+    ),
+    Row(
+        "an allowed project bursts under load",
+        "burst_threshold_exceeded",
+        "aws",
+        load(90.0),
+        request=Request(SMALL, project_id="p-1"),
+        policy=PROJECTS,
+    ),
+    Row(
+        "the hint never stays local under load",
+        "burst_hint_never",
+        "local",
+        load(99.0),
+        request=Request(SMALL, burst_hint="never"),
+    ),
+    Row(
+        "the hint never leaves the mode as it was",
+        "burst_hint_never",
+        "local",
+        load(99.0),
+        BURSTING_LONG,
+        request=Request(SMALL, burst_hint="never"),
+        mode="burst",
+    ),
+    Row(
+        "the hint prefer bursts at low load without switching the mode",
+        "burst_hint_prefer",
+        "aws",
+        request=Request(SMALL, burst_hint="prefer"),
+        mode="local",
+    ),
+    Row(
+        "the hint prefer bursts during the burst cooldown",
+        "burst_hint_prefer",
+        "aws",
+        load(90.0),
+        RETURNED_NEW,
+        request=Request(SMALL, burst_hint="prefer"),
+        mode="local",
+    ),
+    Row(
+        "the hint prefer stays local when every public AZ is at a cap",
+        "below_burst_threshold",
+        "local",
+        load(10.0, 1, aws=PublicUsage("aws", instances=10), os=PublicUsage("os", instances=5)),
+        request=Request(SMALL, burst_hint="prefer"),
+        policy={"fallback": {"when_public_unavailable": "reject"}},
+    ),
+    Row(
+        "the hint prefer does not pass the flavor deny list",
+        "flavor_denied",
+        "local",
+        request=Request(Flavor("x.gpu"), burst_hint="prefer"),
+    ),
+    Row(
+        "the hint prefer does not pass a denied project",
+        "project_denied",
+        "local",
+        request=Request(SMALL, project_id="p-lab", burst_hint="prefer"),
+        policy=PROJECTS,
+    ),
+    Row(
+        "the hint allowed is the default",
+        "below_burst_threshold",
+        "local",
+        request=Request(SMALL, burst_hint="allowed"),
+    ),
+    Row(
+        "a hint value decide does not know is refused",
+        "burst_hint_invalid",
+        None,
+        request=Request(SMALL, burst_hint="sometimes"),
+    ),
+    Row(
+        "an explicit public AZ with the hint never is refused",
+        "explicit_az_refused",
+        None,
+        request=Request(SMALL, "aws", burst_hint="never"),
+    ),
+    Row(
+        "an explicit public AZ for a denied project is refused",
+        "explicit_az_refused",
+        None,
+        request=Request(SMALL, "aws", project_id="p-lab"),
+        policy=PROJECTS,
+    ),
 ]
 
 
@@ -237,3 +341,40 @@ def test_history_round_trips_through_its_dict_form() -> None:
 def test_decide_is_deterministic() -> None:
     args = (Request(SMALL), load(85.0, 4), make_policy(), BURSTING_NEW, NOW)
     assert decide(*args) == decide(*args)
+
+
+def test_a_preference_that_finds_no_room_says_which_azs_it_passed_over() -> None:
+    full = load(10.0, 1, aws=PublicUsage("aws", instances=10), os=PublicUsage("os", instances=5))
+    d = decide(Request(SMALL, burst_hint="prefer"), full, make_policy(), History(), NOW)
+    assert (d.az, d.rule) == ("local", "below_burst_threshold")
+    assert d.skipped == (
+        ("aws", "cap instances: 11 would exceed 10"),
+        ("os", "cap instances: 6 would exceed 5"),
+    )
+
+
+def test_the_reasons_name_the_project_and_the_hint() -> None:
+    policy = make_policy(**PROJECTS)
+    denied = decide(Request(SMALL, project_id="p-lab"), load(99.0), policy, History(), NOW)
+    assert denied.reason == "project 'p-lab' matches deny pattern 'p-lab'"
+    never = decide(
+        Request(SMALL, project_id="p-1", burst_hint="never"), load(99.0), policy, History(), NOW
+    )
+    assert never.reason == "scheduler hint azfed:burst=never"
+    prefer = decide(
+        Request(SMALL, project_id="p-1", burst_hint="prefer"), load(), policy, History(), NOW
+    )
+    assert prefer.reason == (
+        "scheduler hint azfed:burst=prefer "
+        "(below_burst_threshold: every metric below its burst threshold)"
+    )
+    bad = decide(Request(SMALL, burst_hint="yes"), load(), policy, History(), NOW)
+    assert bad.reason == "scheduler hint azfed:burst='yes' is not one of never, allowed, prefer"
+
+
+def test_the_docs_list_every_rule_decide_has() -> None:
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "policy.md").read_text()
+    section = docs.split("## Rules", 1)[1].split("\n## ", 1)[0]
+    assert [r for r in RULES if f"`{r}`" not in section] == []

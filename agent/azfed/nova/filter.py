@@ -12,8 +12,8 @@ Enable it in nova.conf on the scheduler:
     public_azs = aws-az
     state_file = /var/lib/nova/azfed-filter-state.json
 
-Everything but the translation from Nova's objects lives in azfed.policy.engine, which is
-tested without Nova.
+Everything else, down to reading Nova's RequestSpec (flavor, AZ, project, the `azfed:burst`
+scheduler hint), lives in azfed.policy.engine, which is tested without Nova.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from azfed.nova import logs
-from azfed.policy.decide import Flavor, Request
-from azfed.policy.engine import PolicyEngine
+from azfed.policy.engine import PolicyEngine, request_from_spec
 from nova.scheduler import filters
 from nova.scheduler import utils as scheduler_utils
 from oslo_config import cfg
@@ -53,15 +52,6 @@ OPTS = [
 CONF.register_opts(OPTS, group="azfed_filter")
 
 
-def _request(spec_obj: Any) -> Request:
-    flavor = spec_obj.flavor
-    return Request(
-        flavor=Flavor(str(flavor.name), int(flavor.vcpus), int(flavor.memory_mb)),
-        requested_az=spec_obj.availability_zone or None,
-        instance_uuid=str(spec_obj.instance_uuid or ""),
-    )
-
-
 def _is_rebuild(spec_obj: Any) -> bool:
     # a rebuild stays on its host: there is nothing to place
     return bool(scheduler_utils.request_is_rebuild(spec_obj))
@@ -87,5 +77,5 @@ class FederationFilter(filters.BaseHostFilter):  # type: ignore[misc]
         hosts = list(filter_obj_list)
         if _is_rebuild(spec_obj):
             return hosts
-        kept, _ = self.engine.filter(hosts, _request(spec_obj))
+        kept, _ = self.engine.filter(hosts, request_from_spec(spec_obj))
         return kept

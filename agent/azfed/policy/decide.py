@@ -37,6 +37,10 @@ RULES = (
     "below_return_threshold",  # burst mode, load low and cooldown over -> local
     "local_full",  # no local host can take the request -> public
     "flavor_denied",  # the flavor may not burst -> local
+    "project_denied",  # the project may not burst -> local
+    "burst_hint_never",  # the server's scheduler hint says never burst -> local
+    "burst_hint_prefer",  # the hint prefers public, and the policy has room -> public
+    "burst_hint_invalid",  # the hint's value is not one of BURST_HINTS -> no host
     "public_unavailable_local",  # every public AZ capped or backing off -> local fallback
     "public_unavailable_reject",  # ... and the policy says refuse -> no host
     "explicit_az_honoured",  # the user asked for an AZ; policy honours it
@@ -44,6 +48,12 @@ RULES = (
     "explicit_az_against_policy",  # apply-policy: the asked AZ is not the policy's -> no host
     "explicit_az_unknown",  # the asked AZ is not in the policy: not ours to judge
 )
+
+
+# The per-server choice a user makes at boot: `openstack server create --hint azfed:burst=never`.
+# Within what the policy allows: `prefer` never passes a cap, a deny list or a back-off.
+HINT = "azfed:burst"
+BURST_HINTS = ("never", "allowed", "prefer")
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,8 @@ class Request:
     flavor: Flavor
     requested_az: str | None = None
     instance_uuid: str = ""
+    project_id: str = ""
+    burst_hint: str = "allowed"  # as the user wrote it: decide refuses a value not in BURST_HINTS
 
 
 @dataclass(frozen=True)
@@ -224,20 +236,29 @@ def _unavailable(policy: Policy, history: History, now: float, az: PublicAz) -> 
     return None
 
 
-def _pick_public(
-    request: Request, load: Load, policy: Policy, history: History, now: float, *, why: _Verdict
-) -> Decision:
+def _first_public(
+    request: Request, load: Load, policy: Policy, history: History, now: float
+) -> tuple[PublicAz | None, tuple[tuple[str, str], ...]]:
+    """The first public AZ in fallback order with room, and the AZs passed over with why."""
     skipped: list[tuple[str, str]] = []
-    # a flavor too big for local is not a load signal: it must not switch the mode
-    mode: Mode = history.mode if why.rule == "local_full" else "burst"
     for az in policy.public_azs:
         problem = _unavailable(policy, history, now, az) or cap_problem(
             az, load.usage(az.name), request.flavor
         )
-        if problem:
-            skipped.append((az.name, problem))
-            continue
-        return Decision(az.name, why.rule, why.reason, mode, True, why.compared, tuple(skipped))
+        if not problem:
+            return az, tuple(skipped)
+        skipped.append((az.name, problem))
+    return None, tuple(skipped)
+
+
+def _pick_public(
+    request: Request, load: Load, policy: Policy, history: History, now: float, *, why: _Verdict
+) -> Decision:
+    # a flavor too big for local is not a load signal: it must not switch the mode
+    mode: Mode = history.mode if why.rule == "local_full" else "burst"
+    az, skipped = _first_public(request, load, policy, history, now)
+    if az is not None:
+        return Decision(az.name, why.rule, why.reason, mode, True, why.compared, skipped)
     compared, reason = why.compared, f"{why.reason}; no public AZ available"
     if policy.when_public_unavailable == "local" and load.local.fits(
         request.flavor.ram_mb, request.flavor.vcpus
@@ -249,11 +270,24 @@ def _pick_public(
             mode,
             False,
             compared,
-            tuple(skipped),
+            skipped,
         )
     return Decision(
-        None, "public_unavailable_reject", reason, history.mode, False, compared, tuple(skipped)
+        None, "public_unavailable_reject", reason, history.mode, False, compared, skipped
     )
+
+
+def _prefer_public(
+    request: Request, load: Load, policy: Policy, history: History, now: float, *, local: Decision
+) -> Decision:
+    """`azfed:burst=prefer` under a load that keeps boots local: public if an AZ has room now,
+    else the local decision, with the AZs passed over. A preference is not a load signal: the
+    mode is the one the load gave."""
+    az, skipped = _first_public(request, load, policy, history, now)
+    if az is None:
+        return replace(local, skipped=skipped)
+    why = f"scheduler hint {HINT}=prefer ({local.rule}: {local.reason})"
+    return Decision(az.name, "burst_hint_prefer", why, local.mode, True, local.compared, skipped)
 
 
 # --- explicit AZ requests ----------------------------------------------------------------------
@@ -280,7 +314,7 @@ def _explicit(
         )
     if az is None:
         return Decision(asked, "explicit_az_honoured", "asked for the local AZ", history.mode)
-    problem = _flavor_problem(request, policy) or cap_problem(az, load.usage(asked), request.flavor)
+    problem = _may_not_burst(request, policy) or cap_problem(az, load.usage(asked), request.flavor)
     if problem:
         return Decision(None, "explicit_az_refused", problem, history.mode)
     return Decision(
@@ -291,6 +325,30 @@ def _explicit(
 def _flavor_problem(request: Request, policy: Policy) -> str | None:
     may, why = policy.flavor_may_burst(request.flavor.name)
     return None if may else why
+
+
+def _project_problem(request: Request, policy: Policy) -> str | None:
+    may, why = policy.project_may_burst(request.project_id)
+    return None if may else why
+
+
+def _may_not_burst(request: Request, policy: Policy) -> str | None:
+    """Why this request may not go public whatever the load, or None."""
+    denied = _denied(request, policy)
+    return denied[1] if denied else None
+
+
+def _denied(request: Request, policy: Policy) -> tuple[str, str] | None:
+    """(rule, why) when this request may not go public whatever the load, or None."""
+    checks = (
+        ("flavor_denied", _flavor_problem(request, policy)),
+        ("project_denied", _project_problem(request, policy)),
+        (
+            "burst_hint_never",
+            f"scheduler hint {HINT}=never" if request.burst_hint == "never" else None,
+        ),
+    )
+    return next(((rule, why) for rule, why in checks if why), None)
 
 
 # --- the entry point ---------------------------------------------------------------------------
@@ -306,14 +364,20 @@ def decide(request: Request, load: Load, policy: Policy, history: History, now: 
 
 
 def _decide(request: Request, load: Load, policy: Policy, history: History, now: float) -> Decision:
+    if request.burst_hint not in BURST_HINTS:
+        why = f"scheduler hint {HINT}={request.burst_hint!r} is not one of {', '.join(BURST_HINTS)}"
+        return Decision(None, "burst_hint_invalid", why, history.mode)
     if request.requested_az:
         return _explicit(request, load, policy, history, now)
-    denied = _flavor_problem(request, policy)
+    denied = _denied(request, policy)
     if denied:
-        return Decision(policy.local_az, "flavor_denied", denied, history.mode)
+        return Decision(policy.local_az, denied[0], denied[1], history.mode)
     verdict = _verdict(request, load, policy, history, now)
-    if not verdict.public:
-        return Decision(
-            policy.local_az, verdict.rule, verdict.reason, "local", False, verdict.compared
-        )
-    return _pick_public(request, load, policy, history, now, why=verdict)
+    if verdict.public:
+        return _pick_public(request, load, policy, history, now, why=verdict)
+    local = Decision(
+        policy.local_az, verdict.rule, verdict.reason, "local", False, verdict.compared
+    )
+    if request.burst_hint == "prefer":
+        return _prefer_public(request, load, policy, history, now, local=local)
+    return local

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import structlog
 from azfed.errors import PolicyError
 from azfed.files import write_atomic
-from azfed.policy.decide import Decision, History, Request, decide
+from azfed.policy.decide import HINT, Decision, Flavor, History, Request, decide
 from azfed.policy.load import HostLike, Load, LocalLoad, group_by_az, host_az, load_from_hosts
 from azfed.policy.model import Policy, load_policy
 
@@ -224,6 +224,8 @@ class PolicyEngine:
             instance_uuid=request.instance_uuid,
             flavor=request.flavor.name,
             requested_az=request.requested_az,
+            project_id=request.project_id,
+            burst_hint=request.burst_hint,
             az=decision.az,
             rule=decision.rule,
             reason=decision.reason,
@@ -243,7 +245,24 @@ def _request_dict(request: Request) -> dict[str, Any]:
         "instance_uuid": request.instance_uuid,
         "flavor": request.flavor.name,
         "requested_az": request.requested_az,
+        "project_id": request.project_id,
+        "burst_hint": request.burst_hint,
     }
+
+
+def request_from_spec(spec: Any) -> Request:
+    """The Request of one of Nova's RequestSpec objects, read through its attributes and
+    `get_scheduler_hint` only (nova is not imported here, so this is tested without it)."""
+    flavor = spec.flavor
+    hint = spec.get_scheduler_hint(HINT)
+    return Request(
+        flavor=Flavor(str(flavor.name), int(flavor.vcpus), int(flavor.memory_mb)),
+        requested_az=spec.availability_zone or None,
+        instance_uuid=str(spec.instance_uuid or ""),
+        project_id=str(spec.project_id or ""),
+        # several values come as a list: not a value decide knows, so the boot is refused
+        burst_hint="allowed" if hint is None else str(hint),
+    )
 
 
 def _load_dict(load: Load) -> dict[str, Any]:

@@ -143,6 +143,8 @@ class Policy:
     burst_after_s: float = 0.0
     allow: tuple[str, ...] = ("*",)
     deny: tuple[str, ...] = ()
+    projects_allow: tuple[str, ...] = ("*",)
+    projects_deny: tuple[str, ...] = ()
     explicit_az: ExplicitAz = "honour"
     capacity_failure_backoff_s: float = 300.0
     when_public_unavailable: WhenUnavailable = "local"
@@ -160,13 +162,21 @@ class Policy:
 
     def flavor_may_burst(self, flavor: str) -> tuple[bool, str]:
         """(may it burst, the rule that said so): deny wins over allow."""
-        for pattern in self.deny:
-            if fnmatchcase(flavor, pattern):
-                return False, f"flavor {flavor!r} matches deny pattern {pattern!r}"
-        for pattern in self.allow:
-            if fnmatchcase(flavor, pattern):
-                return True, f"flavor {flavor!r} matches allow pattern {pattern!r}"
-        return False, f"flavor {flavor!r} matches no allow pattern {list(self.allow)!r}"
+        return _may("flavor", flavor, self.allow, self.deny)
+
+    def project_may_burst(self, project_id: str) -> tuple[bool, str]:
+        """(may this project's server burst, the rule that said so): deny wins over allow."""
+        return _may("project", project_id, self.projects_allow, self.projects_deny)
+
+
+def _may(what: str, name: str, allow: tuple[str, ...], deny: tuple[str, ...]) -> tuple[bool, str]:
+    for pattern in deny:
+        if fnmatchcase(name, pattern):
+            return False, f"{what} {name!r} matches deny pattern {pattern!r}"
+    for pattern in allow:
+        if fnmatchcase(name, pattern):
+            return True, f"{what} {name!r} matches allow pattern {pattern!r}"
+    return False, f"{what} {name!r} matches no allow pattern {list(allow)!r}"
 
 
 @cache
@@ -335,7 +345,7 @@ def _build(data: dict[str, Any], source: str) -> Policy:
 def _build_base(data: dict[str, Any], source: str) -> Policy:
     azs = sorted((_public_az(a) for a in data["public_azs"]), key=lambda a: (a.priority, a.name))
     cooldown, flavors = data.get("cooldown", {}), data.get("flavors", {})
-    fallback = data.get("fallback", {})
+    fallback, projects = data.get("fallback", {}), data.get("projects", {})
     return Policy(
         local_az=data["local_az"],
         public_azs=tuple(azs),
@@ -345,6 +355,8 @@ def _build_base(data: dict[str, Any], source: str) -> Policy:
         burst_after_s=cooldown.get("burst_after_s", 0.0),
         allow=tuple(flavors.get("allow", ["*"])),
         deny=tuple(flavors.get("deny", [])),
+        projects_allow=tuple(projects.get("allow", ["*"])),
+        projects_deny=tuple(projects.get("deny", [])),
         explicit_az=data.get("explicit_az", "honour"),
         capacity_failure_backoff_s=fallback.get("capacity_failure_backoff_s", 300.0),
         when_public_unavailable=fallback.get("when_public_unavailable", "local"),

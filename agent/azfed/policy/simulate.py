@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from azfed.errors import AzfedError, InputError, Problem
-from azfed.policy.decide import Decision, Flavor, History, Request, decide
+from azfed.policy.decide import BURST_HINTS, HINT, Decision, Flavor, History, Request, decide
 from azfed.policy.load import Load, LocalLoad, PublicUsage
 from azfed.policy.model import METRICS, Policy, Thresholds
 from azfed.texttable import table
@@ -84,11 +84,22 @@ class TraceRow(BaseModel):
         f"{', '.join(STANDARD_FLAVORS)} have their OpenStack sizes, others 1 vCPU and 1024 MB",
     )
     requested_az: str | None = Field(None, description="the AZ the user asked for, if any")
+    project_id: str = Field("", description="the boot's project, for projects.allow/deny")
+    burst_hint: str = Field(
+        "allowed", description=f"the server's {HINT} scheduler hint: {', '.join(BURST_HINTS)}"
+    )
     lifetime_s: float | None = Field(
         None,
         gt=0,
         description="how long a burst instance lives, in seconds (default: to the last row)",
     )
+
+    @field_validator("burst_hint")
+    @classmethod
+    def _hint(cls, value: str) -> str:
+        if value not in BURST_HINTS:
+            raise PydanticCustomError("hint", f"not one of {', '.join(BURST_HINTS)}")
+        return value
 
     @field_validator("t", mode="before")
     @classmethod
@@ -146,6 +157,8 @@ class Step:
     flavor: Flavor = DEFAULT_FLAVOR
     requested_az: str | None = None
     lifetime_s: float | None = None
+    project_id: str = ""
+    burst_hint: str = "allowed"
 
     def metric(self, name: str) -> float:
         return float(getattr(self, name))
@@ -202,6 +215,8 @@ def _step(row: TraceRow, flavors: Mapping[str, Flavor]) -> Step:
         flavor=flavors.get(row.flavor, Flavor(row.flavor, 1, 1024)),
         requested_az=row.requested_az,
         lifetime_s=row.lifetime_s,
+        project_id=row.project_id,
+        burst_hint=row.burst_hint,
     )
 
 
@@ -403,6 +418,10 @@ def _place(public: _Public, policy: Policy, step: Step, d: Decision, end: float)
     return True
 
 
+def _request(step: Step) -> Request:
+    return Request(step.flavor, step.requested_az, "", step.project_id, step.burst_hint)
+
+
 def _load(step: Step, policy: Policy, public: _Public) -> Load:
     used = CAPACITY_MB * step.memory_used_pct / 100.0
     local = LocalLoad(
@@ -428,8 +447,7 @@ def run(policy: Policy, steps: list[Step]) -> Result:
     history, flaps, bursts = History(), _Flaps(), 0
     for step in steps:
         public.advance(step.t)
-        d = decide(Request(step.flavor, step.requested_az), _load(step, policy, public), policy,
-                   history, step.t)  # fmt: skip
+        d = decide(_request(step), _load(step, policy, public), policy, history, step.t)
         new = history.after(d, step.t)
         flaps.see(history, new, step.t)
         history = new

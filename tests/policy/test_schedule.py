@@ -17,6 +17,8 @@ from azfed.policy.commands import render_explain
 from azfed.policy.engine import PolicyEngine
 from azfed.policy.model import Policy
 from azfed.policy.simulate import metrics_used, read_trace, run
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from testbed.policies import Host, load, policy_doc
@@ -338,3 +340,56 @@ def test_the_simulator_replays_the_schedule_on_the_traces_clock(tmp_path: Path) 
     again = run(POLICY, read_trace(trace, start=start)).as_dict()["steps"]
     assert [(s["window"], s["rule"]) for s in again] == [(s["window"], s["rule"]) for s in steps]
     assert metrics_used(result) == ["memory_used_pct", "instances"]
+
+
+def covers_by_calendar(w: dict[str, Any], local: datetime) -> bool:
+    """An independent reading of a window: the intervals it spans on the calendar, today's
+    and yesterday's (a window past midnight), compared with the naive local time."""
+    days = w.get("days", ["mon", "tue", "wed", "thu", "fri", "sat", "sun"])
+    naive = local.replace(tzinfo=None)
+    for start_day in (naive.date(), naive.date() - timedelta(days=1)):
+        if start_day.strftime("%a").lower() not in days:
+            continue
+        begin = datetime.combine(start_day, datetime.min.time()) + _hhmm(w["from"])
+        end = datetime.combine(start_day, datetime.min.time()) + _hhmm(w["to"])
+        if end <= begin:
+            end += timedelta(days=1)
+        if begin <= naive < end:
+            return True
+    return False
+
+
+def _hhmm(text: str) -> timedelta:
+    hours, minutes = text.split(":")
+    return timedelta(hours=int(hours), minutes=int(minutes))
+
+
+clocks = st.tuples(st.integers(0, 23), st.sampled_from([0, 15, 30, 59])).map(
+    lambda hm: f"{hm[0]:02d}:{hm[1]:02d}"
+)
+windows = st.fixed_dictionaries(
+    {"name": st.just("w"), "from": clocks, "to": st.one_of(clocks, st.just("24:00"))},
+    optional={
+        "days": st.lists(
+            st.sampled_from(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]),
+            min_size=1,
+            max_size=7,
+            unique=True,
+        )
+    },
+).filter(lambda w: w["from"] != w["to"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    w=windows,
+    zone=st.sampled_from(["Europe/Paris", "America/New_York", "Australia/Lord_Howe", "UTC"]),
+    now=st.integers(1_767_225_600, 1_798_761_600),  # 2026, DST changes included
+)
+def test_a_window_covers_exactly_the_calendar_intervals_it_names(
+    w: dict[str, Any], zone: str, now: int
+) -> None:
+    policy = parse_policy(policy_doc(schedule={"timezone": zone, "windows": [w]}))
+    assert policy.schedule is not None
+    local = policy.schedule.local(now)
+    assert (window(policy, now) == "w") == covers_by_calendar(w, local), local.isoformat()

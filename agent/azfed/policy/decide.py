@@ -6,9 +6,11 @@ The policy has two modes. In `local` mode boots stay local until a burst thresho
 (any one: memory used %, vCPUs used %, instance count), then the mode turns to `burst`. In
 `burst` mode boots go public until every metric is back at or below its return threshold,
 which sits below the burst one (hysteresis), and the return cooldown has passed. A full local
-AZ bursts whatever the thresholds say; a flavor the policy will not burst stays local whatever
-they say. Public AZs are tried in priority order, skipping those at a hard cap or within the
-back-off after a capacity failure; when none is left, the policy falls back to local or refuses.
+AZ bursts whatever the thresholds say; a flavor or a project the policy will not burst, or a
+server whose `azfed:burst` hint says never, stays local whatever they say, and a hint that says
+prefer goes public when an AZ has room even at low load (never past a cap). Public AZs are
+tried in priority order, skipping those at a hard cap or within the back-off after a capacity
+failure; when none is left, the policy falls back to local or refuses.
 A schedule swaps the thresholds and caps by time of day: `now` picks the window in force.
 
 Every Decision names the rule that fired and carries the numbers it compared, so the scheduler's

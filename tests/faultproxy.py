@@ -7,9 +7,11 @@ gives, so the real client code meets the real service's answers plus the injecte
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,9 +29,11 @@ SESSION = web.AppKey("session", aiohttp.ClientSession)
 class Rule:
     method: str
     path: re.Pattern[str]
-    status: int
+    status: int | None  # None: forward to the real service (after `delay_s`)
     body: dict[str, Any]
     times: int | None = None  # None: until removed
+    delay_s: float = 0.0
+    waiting: int = 0  # requests held by the delay right now
 
     def matches(self, request: web.Request) -> bool:
         return request.method == self.method and bool(self.path.search(request.path))
@@ -50,6 +54,12 @@ class FaultProxy:
         self.rules.append(rule)
         return rule
 
+    def slow(self, method: str, path: str, delay_s: float) -> Rule:
+        """Forward METHOD requests whose path matches `path` only after `delay_s` seconds."""
+        rule = Rule(method, re.compile(path), None, {}, delay_s=delay_s)
+        self.rules.append(rule)
+        return rule
+
     def clear(self) -> None:
         self.rules.clear()
 
@@ -60,6 +70,13 @@ class FaultProxy:
                     rule.times -= 1
                     if rule.times <= 0:
                         self.rules.remove(rule)
+                rule.waiting += 1
+                try:
+                    await asyncio.sleep(rule.delay_s)
+                finally:
+                    rule.waiting -= 1
+                if rule.status is None:
+                    return await self._forward(request)
                 self.seen.append((request.method, request.path, rule.status))
                 return web.json_response(rule.body, status=rule.status)
         return await self._forward(request)
@@ -100,3 +117,26 @@ async def serve_fault_proxy(upstream: str) -> AsyncIterator[FaultProxy]:
             yield proxy
         finally:
             await runner.cleanup()
+
+
+@contextmanager
+def fault_proxy_thread(upstream: str) -> Iterator[FaultProxy]:
+    """`serve_fault_proxy` for blocking tests: on an event loop of its own in a thread."""
+    loop = asyncio.new_event_loop()
+    started: asyncio.Future[FaultProxy] = loop.create_future()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with serve_fault_proxy(upstream) as proxy:
+            started.set_result(proxy)
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    proxy = asyncio.run_coroutine_threadsafe(asyncio.wait_for(started, 30), loop).result()
+    try:
+        yield proxy
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        loop.close()

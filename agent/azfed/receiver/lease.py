@@ -67,7 +67,9 @@ class Lease:
         """On a clean stop: hand the lease over at once instead of after its expiry."""
         if not self.held:
             return
-        self._set(False)
+        self.held = False
+        self._gauge.set(0)
+        log.info("lease.released", lease=self.name, holder=self.holder)
         try:
             await self.store.drop_lease(self.name, self.holder)
         except SQLAlchemyError as err:  # it expires by itself

@@ -38,7 +38,9 @@ RESULTS = Path(__file__).parent / "results" / "receiver.json"
 
 def make_report(seq: int, n_samples: int, n_instances: int) -> dict[str, Any]:
     uuids = [str(uuid.UUID(int=(seq << 20) + i)) for i in range(n_instances)]
-    ts = "2026-01-01T00:00:00Z"
+    # within the receiver's horizons ([receiver] max_age_s): the last hour
+    hour = time.strftime("%Y-%m-%dT%H", time.gmtime(time.time() - 3600))
+    ts = f"{hour}:00:00Z"
     instances = [
         {
             "instance_uuid": u,
@@ -66,7 +68,7 @@ def make_report(seq: int, n_samples: int, n_instances: int) -> dict[str, Any]:
                 "unit": unit,
                 "type": kind,
                 "volume": float(i % 100),
-                "timestamp": f"2026-01-01T00:{minute:02d}:00Z",
+                "timestamp": f"{hour}:{minute:02d}:00Z",
             }
         )
     return {

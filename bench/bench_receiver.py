@@ -59,20 +59,22 @@ def make_report(seq: int, n_samples: int, n_instances: int) -> dict[str, Any]:
     meters = list(wire.METERS.items())
     samples = []
     for i in range(n_samples):
-        meter, (unit, kind) = meters[i % len(meters)]
+        meter, fact = meters[i % len(meters)]
         minute = (i // len(meters)) // len(uuids) % 60
-        samples.append(
-            {
-                "resource_id": uuids[i % len(uuids)],
-                "meter": meter,
-                "unit": unit,
-                "type": kind,
-                "volume": float(i % 100),
-                "timestamp": f"{hour}:{minute:02d}:00Z",
-            }
-        )
+        sample = {
+            "instance_uuid": uuids[i % len(uuids)],
+            "resource_type": fact.resource_type,
+            "meter": meter,
+            "unit": fact.unit,
+            "type": fact.type,
+            "volume": float(i % 100),
+            "timestamp": f"{hour}:{minute:02d}:00Z",
+        }
+        if fact.resource_type != "instance":  # one vNIC and one disk per instance
+            sample["device"] = "eth0" if fact.resource_type.endswith("interface") else "vda"
+        samples.append(sample)
     return {
-        "version": 1,
+        "version": wire.CONTRACT_VERSION,
         "agent_id": AGENT,
         "seq": seq,
         "sent_at": ts,

@@ -12,7 +12,7 @@ from typing import Any, get_args
 import pytest
 from azfed import wire
 from azfed.agent.collect import COLLECTORS
-from azfed.agent.collect.ec2 import METRICS, instance_from
+from azfed.agent.collect.ec2 import DESCRIBED, METRICS, instance_from
 from azfed.agent.collect.guest import GuestCollector
 from azfed.agent.collect.openstack import instance_from as os_instance_from
 from azfed.agent.collect.sample import Instance, Observation
@@ -25,7 +25,7 @@ NOW = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 
 def report_of(obs: Observation) -> dict[str, Any]:
     return {
-        "version": 1,
+        "version": wire.CONTRACT_VERSION,
         "agent_id": "facts",
         "seq": 0,
         "sent_at": "2025-01-02T03:04:05Z",
@@ -42,13 +42,26 @@ def test_the_meter_list_and_the_meter_units_name_the_same_meters() -> None:
 
 
 def test_the_ec2_collector_reads_every_contract_meter_and_no_other() -> None:
-    """Each meter the contract has is read from some CloudWatch metric, and nothing else is."""
-    assert set(METRICS) == set(wire.METERS)
+    """Each meter the contract has is read from some CloudWatch metric or from the describe,
+    never both, and nothing else is."""
+    assert set(METRICS) | DESCRIBED == set(wire.METERS)
+    assert not set(METRICS) & DESCRIBED
+
+
+def test_every_wire_state_has_a_power_state() -> None:
+    assert set(wire.POWER_STATES) == set(wire.STATES)
+
+
+def test_the_ec2_collector_reads_device_meters_per_device() -> None:
+    """Disk meters are read per EBS volume, and only they; network meters per instance (the
+    collector puts them on the primary ENI)."""
+    per_volume = {m for m, s in METRICS.items() if s.per == "volume"}
+    assert per_volume == {m for m, f in wire.METERS.items() if f.resource_type == "instance_disk"}
 
 
 def write_proc(proc: Path, busy: int, idle: int) -> None:
     (proc / "net").mkdir(parents=True, exist_ok=True)
-    (proc / "stat").write_text(f"cpu  {busy} 0 0 {idle} 0 0 0 0 0 0\n")
+    (proc / "stat").write_text(f"cpu  {busy} 0 0 {idle} 0 0 0 0 0 0\ncpu0 {busy} 0 0 {idle}\n")
     (proc / "meminfo").write_text("MemTotal: 4096000 kB\nMemAvailable: 1024000 kB\n")
     (proc / "net" / "dev").write_text(
         "Inter-|   Receive\n face |bytes\n  eth0: 1000 10 0 0 0 0 0 0 2000 20 0 0 0 0 0 0\n"
@@ -59,12 +72,10 @@ def write_proc(proc: Path, busy: int, idle: int) -> None:
 async def test_the_guest_collector_gives_every_contract_meter_in_a_valid_report(
     tmp_path: Path,
 ) -> None:
-    """From its second cycle the guest collector has every meter, and the receiver's own
-    validation accepts what it produced (units and types included)."""
+    """The guest collector has every meter, and the receiver's own validation accepts what
+    it produced (units, types, resource types and devices included)."""
     me = str(uuid.uuid4())
     col = GuestCollector(me, wire.ALL_METERS, proc=tmp_path)
-    write_proc(tmp_path, busy=100, idle=900)
-    await col.collect()
     write_proc(tmp_path, busy=150, idle=1850)
     obs = await col.collect()
     assert {s.meter for s in obs.samples} == set(wire.METERS)

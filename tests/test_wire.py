@@ -36,12 +36,86 @@ def test_every_bad_example_is_refused_naming_its_key(path: Path) -> None:
     assert case["expect_key"] in [p.key for p in exc.value.problems]
 
 
-def test_examples_cover_every_meter_with_its_ceilometer_unit() -> None:
-    """report-full.json has one sample of every meter, with the unit METERS gives."""
+def test_examples_cover_every_meter_with_its_ceilometer_unit_and_resource_type() -> None:
+    """report-full.json has one sample of every meter, with the unit, type and resource type
+    METERS gives."""
     samples = _load(DATA / "report-full.json")["samples"]
-    assert {(s["meter"], s["unit"], s["type"]) for s in samples} >= {
-        (m, u, t) for m, (u, t) in wire.METERS.items()
+    assert {(s["meter"], s["unit"], s["type"], s["resource_type"]) for s in samples} >= {
+        (m, f.unit, f.type, f.resource_type) for m, f in wire.METERS.items()
     }
+
+
+# gnocchi_resources.yaml (Ceilometer 27.0.0), written out here on purpose: the metrics it puts
+# under ceilometer-low-rate; every other metric of ours gets its default, ceilometer-low.
+LOW_RATE_IN_CEILOMETER = {
+    "cpu",
+    "network.incoming.bytes",
+    "network.outgoing.bytes",
+    "network.incoming.packets",
+    "network.outgoing.packets",
+    "disk.device.read.bytes",
+    "disk.device.write.bytes",
+    "disk.device.read.requests",
+    "disk.device.write.requests",
+}
+
+
+def test_each_meter_has_the_archive_policy_and_unit_ceilometer_gives_it() -> None:
+    assert {m for m, f in wire.METERS.items() if f.archive_policy == "ceilometer-low-rate"} == (
+        LOW_RATE_IN_CEILOMETER
+    )
+    assert {
+        f.archive_policy for m, f in wire.METERS.items() if m not in LOW_RATE_IN_CEILOMETER
+    } == {"ceilometer-low"}
+    assert {m: wire.METERS[m].unit for m in ("cpu", "memory", "memory.usage", "vcpus")} == {
+        "cpu": "ns", "memory": "MiB", "memory.usage": "MiB", "vcpus": "vcpu"
+    }  # fmt: skip
+
+
+def test_resource_ids_are_the_instance_or_the_instance_and_its_device() -> None:
+    """Ceilometer's instance_disk id is <instance uuid>-<disk>; vNICs follow the same form."""
+    u = "6F1C7A52-3B1E-4C2A-9D1E-0A5B8E2F4C11"
+    assert wire.resource_id(u) == u.lower()
+    assert wire.resource_id(u, "xvda") == f"{u.lower()}-xvda"
+
+
+def test_a_v1_report_converts_what_it_honestly_can_and_says_why_not_for_the_rest() -> None:
+    """memory.usage carries over (the v1 agents computed MiB and labelled it MB); cpu_util,
+    the instance-wide network totals and the old disk names cannot become Ceilometer's
+    per-resource meters: each is counted, by instance and meter, with the reason."""
+    v1 = _load(DATA / "report-v1-full.json")
+    v2, unconverted = wire.upgrade_v1(v1)
+    assert v2["version"] == 2
+    assert {k: v for k, v in v2.items() if k != "version"} == {
+        **{k: v for k, v in v1.items() if k not in ("version", "samples")},
+        "samples": [{
+            "instance_uuid": "6f1c7a52-3b1e-4c2a-9d1e-0a5b8e2f4c11", "resource_type": "instance",
+            "meter": "memory.usage", "unit": "MiB", "type": "gauge", "volume": 412.5,
+            "timestamp": "2025-01-15T09:55:00Z",
+        }],
+    }  # fmt: skip
+    assert wire.validate_report(v2) == v2
+    counts = {u.meter: u.samples for u in unconverted}
+    assert counts == {
+        "cpu_util": 2, "network.incoming.bytes": 1, "network.outgoing.bytes": 1,
+        "disk.read.bytes": 1, "disk.write.bytes": 1, "disk.read.requests": 1,
+        "disk.write.requests": 1,
+    }  # fmt: skip
+    cpu = next(u for u in unconverted if u.meter == "cpu_util")
+    assert "cumulative CPU time" in cpu.reason
+    assert "upgrade the agent" in cpu.reason
+
+
+def test_a_v2_report_is_not_converted() -> None:
+    report = _load(DATA / "report-full.json")
+    assert wire.upgrade_v1(report) == (report, [])
+
+
+def test_the_agent_sends_contract_version_2() -> None:
+    report = _load(DATA / "report-full.json")
+    del report["version"]
+    body = wire.encode_body(report, agent_id="aws-vpc-1", seq=42, gzip=False)
+    assert wire.loads(body)["version"] == wire.CONTRACT_VERSION == 2
 
 
 @pytest.mark.parametrize(

@@ -70,6 +70,10 @@ class OpenStackSection(_Section):
     timeout_s: PositiveFloat = 30.0
 
 
+# What the CloudWatch agent's `append_dimensions` can add to its metrics.
+CwDimension = Literal["InstanceId", "ImageId", "InstanceType", "AutoScalingGroupName"]
+
+
 class CollectSection(_Section):
     """`[collect]`: how often and how hard the agent polls the cloud."""
 
@@ -86,6 +90,12 @@ class CollectSection(_Section):
     metrics_burst: Annotated[int, Field(ge=1, le=1000)] = 50
     # TOML arrays arrive as lists, hence strict=False
     meters: Annotated[tuple[Meter, ...], Field(min_length=1, strict=False)] = ALL_METERS
+    # The dimensions the CloudWatch agent publishes mem_used (memory.usage) under: CloudWatch
+    # matches a metric by its whole dimension set, and the agent's usual `append_dimensions`
+    # gives ImageId, InstanceId, InstanceType (and AutoScalingGroupName), never InstanceId alone.
+    cwagent_dimensions: Annotated[tuple[CwDimension, ...], Field(min_length=1, strict=False)] = (
+        "InstanceId",
+    )
     status_checks: bool = True
     # each cycle reads the newest complete period and this many before it, so a failed cycle
     # or a short restart loses no period
@@ -189,7 +199,10 @@ class GnocchiSection(_Section):
     endpoint: HttpUrl | None = None
     auth_mode: Literal["keystone", "basic"] = "keystone"
     basic_user: str = "admin"
-    archive_policy: str = "ceilometer-low"
+    # unset: each metric under the archive policy Ceilometer's gnocchi_resources.yaml names for
+    # it (ceilometer-low-rate for cpu and the counters, ceilometer-low for the rest); a name:
+    # every metric under that one (Ceilometer's `archive_policy` publisher option)
+    archive_policy: Annotated[str, Field(min_length=1)] | None = None
     timeout_s: PositiveFloat = 30.0
     concurrency: Annotated[int, Field(ge=1, le=64)] = 8
 
@@ -275,6 +288,10 @@ def _agent_problems(cfg: AzfedConfig) -> list[Problem]:
     if provider == "openstack" and cfg.openstack is None:
         out.append(Problem("[openstack]", None, 'required with [agent] provider = "openstack": '
                            "add it with the cloud's name in clouds.yaml"))  # fmt: skip
+    if "InstanceId" not in cfg.collect.cwagent_dimensions:
+        out.append(Problem("[collect] cwagent_dimensions", list(cfg.collect.cwagent_dimensions),
+                           "must include InstanceId: without it one instance's memory cannot "
+                           "be told from another's"))  # fmt: skip
     if provider == "guest" and cfg.agent.instance_uuid is None:
         out.append(Problem("[agent] instance_uuid", None, 'required with provider = "guest": '
                            "set it to this host's Nova instance UUID"))  # fmt: skip

@@ -1,15 +1,25 @@
-"""The wire contract between the public-cloud agent and the local receiver (version 1).
+"""The wire contract between the public-cloud agent and the local receiver (version 2).
 
 Both sides import this module, and so does the Nova venv, so it depends on the standard
 library and jsonschema only and does no I/O.
 
 One report is one `POST /v1/reports` whose body is JSON (optionally `Content-Encoding: gzip`):
 
-    {"version": 1, "agent_id": str, "seq": int >= 0, "sent_at": RFC3339,
+    {"version": 2, "agent_id": str, "seq": int >= 0, "sent_at": RFC3339,
      "instances": [{"instance_uuid", "provider", "remote_id", "state", "ips": {"private": [],
                     "public": []}, "instance_type", "az", "launched_at", "status_checks",
                     "observed_at"}],
-     "samples": [{"resource_id", "meter", "unit", "type", "volume", "timestamp"}]}
+     "samples": [{"instance_uuid", "resource_type", "device"?, "meter", "unit", "type",
+                  "volume", "timestamp"}]}
+
+A sample is one of Ceilometer's meters (`METERS`) of an instance, or of one of its vNICs or
+disks: `resource_type` is the Gnocchi resource type the meter sits on in Ceilometer, and
+`device` names the vNIC or disk (its resource id is `resource_id(instance_uuid, device)`).
+
+Version 1 (agents before 2) had samples `{"resource_id", "meter", "unit", "type", "volume",
+"timestamp"}` of other meters (`V1_METERS`: cpu_util, instance-wide network and disk totals). A
+receiver still reads it, as agents in the public cloud are upgraded after the receiver:
+`upgrade_v1` converts what it honestly can and says why not for the rest.
 
 The body is I-JSON (RFC 7493), checked by `loads`: UTF-8, no NaN or Infinity, no number
 beyond a double's range nor an integer of more than MAX_INT_DIGITS digits, no member name twice
@@ -25,10 +35,13 @@ Rules beyond the JSON Schema (checked by `validate_report`):
   1970; a receiver also bounds them by its clock (`Window`: `[receiver] max_age_s`,
   `max_future_s`): `sent_at`, `observed_at` and sample timestamps within both horizons,
   `launched_at` (an instance may run for years) only not in the future;
-- a sample's (unit, type) is the one `METERS` gives for its meter, as Ceilometer names them;
+- a sample's (unit, type) is the one `METERS` gives for its meter, as Ceilometer names them
+  (`V1_METERS` in version 1), and in version 2 so is its resource type; a sample of a vNIC or
+  disk meter names its device, one of an instance meter none;
 - a volume is finite and not negative (every meter here counts or measures something >= 0);
-- every sample's `resource_id` names an instance in the same report, so a report is
-  self-contained: the receiver can create the Gnocchi resource from it without another lookup;
+- every sample's instance (`instance_uuid`; `resource_id` in version 1) is one of the same
+  report, so a report is self-contained: the receiver can create the Gnocchi resources from it
+  without another lookup;
 - an `instance_uuid` appears at most once per report.
 
 An agent may add `"epoch"`, a random id it made with its spool (`EPOCH_PATTERN`); a report
@@ -55,12 +68,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal, NamedTuple, get_args
 
 from azfed.errors import InputError, Problem
 from jsonschema import Draft202012Validator, FormatChecker
 
-CONTRACT_VERSION: Final = 1
+CONTRACT_VERSION: Final = 2
+# the versions a receiver reads: 1 from agents not yet upgraded (see `upgrade_v1`)
+CONTRACT_VERSIONS: Final = (1, 2)
 REPORTS_PATH: Final = "/v1/reports"
 INSTANCES_PATH: Final = "/v1/instances"
 
@@ -88,21 +103,67 @@ HEADER_TIMESTAMP: Final = "X-Azfed-Timestamp"
 HEADER_SIGNATURE: Final = "X-Azfed-Signature"
 SIGNATURE_SCHEME: Final = "v1="
 
-# Ceilometer's meter names, units and types, so Gnocchi and Aodh treat burst VMs' usage
-# like local VMs'. `Meter` is the list (the config's `[collect] meters` takes these names);
-# `METERS` gives each its (unit, type), and must name every one (tests/test_facts.py).
+# Ceilometer's meters (27.0.0: compute/pollsters/, publisher/data/gnocchi_resources.yaml), so
+# Gnocchi, Aodh and CloudKitty treat burst VMs' usage like local VMs'. `Meter` is the list (the
+# config's `[collect] meters` takes these names); `METERS` gives each its unit, type, the Gnocchi
+# resource type it sits on and the archive policy gnocchi_resources.yaml names for it, and must
+# name every one (tests/test_facts.py).
 Meter = Literal[
-    "cpu_util",
+    "cpu",
+    "vcpus",
+    "memory",
+    "memory.usage",
+    "power.state",
     "network.incoming.bytes",
     "network.outgoing.bytes",
-    "disk.read.bytes",
-    "disk.write.bytes",
-    "disk.read.requests",
-    "disk.write.requests",
-    "memory.usage",
+    "network.incoming.packets",
+    "network.outgoing.packets",
+    "disk.device.read.bytes",
+    "disk.device.write.bytes",
+    "disk.device.read.requests",
+    "disk.device.write.requests",
 ]
 MeterType = Literal["gauge", "cumulative", "delta"]
-METERS: Final[Mapping[Meter, tuple[str, MeterType]]] = {
+ResourceType = Literal["instance", "instance_network_interface", "instance_disk"]
+RESOURCE_TYPES: Final[tuple[ResourceType, ...]] = get_args(ResourceType)
+# gnocchi_resources.yaml's archive_policy_default, and its policy for counters Aodh and
+# CloudKitty read as rates
+LOW: Final = "ceilometer-low"
+LOW_RATE: Final = "ceilometer-low-rate"
+
+
+class MeterFact(NamedTuple):
+    """One meter as Ceilometer defines it."""
+
+    unit: str
+    type: MeterType
+    resource_type: ResourceType
+    archive_policy: str
+
+
+_VNIC: Final = "instance_network_interface"
+_DISK: Final = "instance_disk"
+METERS: Final[Mapping[Meter, MeterFact]] = {
+    "cpu": MeterFact("ns", "cumulative", "instance", LOW_RATE),
+    "vcpus": MeterFact("vcpu", "gauge", "instance", LOW),
+    "memory": MeterFact("MiB", "gauge", "instance", LOW),
+    "memory.usage": MeterFact("MiB", "gauge", "instance", LOW),
+    # Ceilometer's power.state has no unit: the libvirt domain state (POWER_STATES)
+    "power.state": MeterFact("", "gauge", "instance", LOW),
+    "network.incoming.bytes": MeterFact("B", "cumulative", _VNIC, LOW_RATE),
+    "network.outgoing.bytes": MeterFact("B", "cumulative", _VNIC, LOW_RATE),
+    "network.incoming.packets": MeterFact("packet", "cumulative", _VNIC, LOW_RATE),
+    "network.outgoing.packets": MeterFact("packet", "cumulative", _VNIC, LOW_RATE),
+    "disk.device.read.bytes": MeterFact("B", "cumulative", _DISK, LOW_RATE),
+    "disk.device.write.bytes": MeterFact("B", "cumulative", _DISK, LOW_RATE),
+    "disk.device.read.requests": MeterFact("request", "cumulative", _DISK, LOW_RATE),
+    "disk.device.write.requests": MeterFact("request", "cumulative", _DISK, LOW_RATE),
+}
+ALL_METERS: Final[tuple[Meter, ...]] = get_args(Meter)
+
+# Contract version 1's meters and their (unit, type): what agents before version 2 send. The
+# receiver still reads them (`upgrade_v1`) while the agents in the public cloud are upgraded.
+V1_METERS: Final[Mapping[str, tuple[str, MeterType]]] = {
     "cpu_util": ("%", "gauge"),
     "network.incoming.bytes": ("B", "cumulative"),
     "network.outgoing.bytes": ("B", "cumulative"),
@@ -112,7 +173,6 @@ METERS: Final[Mapping[Meter, tuple[str, MeterType]]] = {
     "disk.write.requests": ("request", "cumulative"),
     "memory.usage": ("MB", "gauge"),
 }
-ALL_METERS: Final[tuple[Meter, ...]] = get_args(Meter)
 
 # Where an instance runs: "guest" is an agent reporting the host it runs on.
 Provider = Literal["ec2", "openstack", "guest"]
@@ -129,6 +189,18 @@ State = Literal[
     "unknown",
 ]
 STATES: Final[tuple[State, ...]] = get_args(State)
+# Ceilometer's power.state is the libvirt domain state (virDomainState): 0 no state, 1 running,
+# 4 being shut down, 5 shut off, 6 crashed. Each wire state maps onto the one it means.
+POWER_STATES: Final[Mapping[State, int]] = {
+    "pending": 0,
+    "running": 1,
+    "stopping": 4,
+    "stopped": 5,
+    "shutting-down": 4,
+    "terminated": 5,
+    "error": 6,
+    "unknown": 0,
+}
 StatusChecks = Literal["ok", "impaired", "initializing", "unknown"]
 STATUS_CHECKS: Final[tuple[StatusChecks, ...]] = get_args(StatusChecks)
 
@@ -201,12 +273,25 @@ INSTANCE_SCHEMA: Final[dict[str, Any]] = {
     },
 }
 
+# A device (a vNIC, a disk) as its resource id ends: Gnocchi forbids "/" in resource ids.
+DEVICE_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+_DEVICE = re.compile(DEVICE_PATTERN)
+
 SAMPLE_SCHEMA: Final[dict[str, Any]] = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["resource_id", "meter", "unit", "type", "volume", "timestamp"],
+    "required": ["instance_uuid", "resource_type", "meter", "unit", "type", "volume", "timestamp"],
     "properties": {
-        "resource_id": UUID_SCHEMA,
+        "instance_uuid": UUID_SCHEMA,
+        # the resource type and device must be the meter's (METERS), checked after the schema
+        "resource_type": {"enum": list(RESOURCE_TYPES)},
+        "device": {
+            "type": "string",
+            "pattern": DEVICE_PATTERN,
+            "maxLength": 64,
+            "description": "the vNIC or disk, for meters of instance_network_interface and "
+            "instance_disk only: the resource id is <instance_uuid>-<device>",
+        },
         "meter": {"enum": sorted(METERS)},
         # no _NO_CONTROL: the unit must be its meter's (METERS), checked after the schema
         "unit": {"type": "string", "maxLength": 32},
@@ -216,40 +301,64 @@ SAMPLE_SCHEMA: Final[dict[str, Any]] = {
     },
 }
 
-REPORT_SCHEMA: Final[dict[str, Any]] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": "https://azfed.dev/schemas/report-v1.json",
-    "title": "azfed agent report, contract version 1",
+SAMPLE_SCHEMA_V1: Final[dict[str, Any]] = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["version", "agent_id", "seq", "sent_at", "instances", "samples"],
+    "required": ["resource_id", "meter", "unit", "type", "volume", "timestamp"],
     "properties": {
-        "version": {
-            "const": CONTRACT_VERSION,
-            "description": "written as an integer: 1.0 is refused",
-        },
-        "agent_id": {"type": "string", "pattern": AGENT_ID_PATTERN},
-        "seq": {
-            "type": "integer",
-            "minimum": 0,
-            "maximum": MAX_SEQ,
-            "description": "written as an integer: 12345.0 and 1e18 are refused",
-        },
-        "sent_at": _TIME,
-        "epoch": {
-            "type": "string",
-            "pattern": EPOCH_PATTERN,
-            "maxLength": 32,
-            "description": "the agent's spool epoch; part of the Idempotency-Key when present",
-        },
-        "instances": {"type": "array", "items": INSTANCE_SCHEMA, "maxItems": MAX_INSTANCES},
-        "samples": {"type": "array", "items": SAMPLE_SCHEMA, "maxItems": MAX_SAMPLES},
+        "resource_id": UUID_SCHEMA,
+        "meter": {"enum": sorted(V1_METERS)},
+        "unit": {"type": "string", "maxLength": 32},
+        "type": {"enum": list(get_args(MeterType))},
+        "volume": {"type": "number", "minimum": 0, "maximum": MAX_VOLUME},
+        "timestamp": _TIME,
     },
 }
 
-_VALIDATOR = Draft202012Validator(
-    REPORT_SCHEMA, format_checker=FormatChecker(formats=("ipv4", "ipv6"))
-)
+
+def _report_schema(version: int, sample: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://azfed.dev/schemas/report-v{version}.json",
+        "title": f"azfed agent report, contract version {version}",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["version", "agent_id", "seq", "sent_at", "instances", "samples"],
+        "properties": {
+            "version": {
+                "const": version,
+                "description": f"written as an integer: {version}.0 is refused",
+            },
+            "agent_id": {"type": "string", "pattern": AGENT_ID_PATTERN},
+            "seq": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": MAX_SEQ,
+                "description": "written as an integer: 12345.0 and 1e18 are refused",
+            },
+            "sent_at": _TIME,
+            "epoch": {
+                "type": "string",
+                "pattern": EPOCH_PATTERN,
+                "maxLength": 32,
+                "description": "the agent's spool epoch; part of the Idempotency-Key when present",
+            },
+            "instances": {"type": "array", "items": INSTANCE_SCHEMA, "maxItems": MAX_INSTANCES},
+            "samples": {"type": "array", "items": sample, "maxItems": MAX_SAMPLES},
+        },
+    }
+
+
+# What agents send now, and what agents before version 2 sent (read until they are upgraded).
+REPORT_SCHEMA: Final[dict[str, Any]] = _report_schema(CONTRACT_VERSION, SAMPLE_SCHEMA)
+REPORT_SCHEMA_V1: Final[dict[str, Any]] = _report_schema(1, SAMPLE_SCHEMA_V1)
+SCHEMAS: Final[Mapping[int, dict[str, Any]]] = {1: REPORT_SCHEMA_V1, 2: REPORT_SCHEMA}
+
+_FORMATS = FormatChecker(formats=("ipv4", "ipv6"))
+_VALIDATORS: Final = {
+    version: Draft202012Validator(schema, format_checker=_FORMATS)
+    for version, schema in SCHEMAS.items()
+}
 # Past this many problems the rest are noise to the operator and cost CPU to the receiver.
 _MAX_PROBLEMS = 50
 
@@ -389,11 +498,28 @@ def _size_problems(obj: Any) -> list[Problem]:
     ]
 
 
+def _version_problems(obj: Any) -> list[Problem]:
+    # Before the schema: each version has its own, and one that names no known version would
+    # otherwise be refused for every field the schemas disagree on.
+    version = obj.get("version") if isinstance(obj, dict) else None
+    if type(version) is int and version in CONTRACT_VERSIONS:
+        return []
+    if isinstance(version, float) and version in CONTRACT_VERSIONS:
+        return []  # the schema says it: written as an integer
+    known = " and ".join(map(str, CONTRACT_VERSIONS))
+    reason = f"this receiver reads contract versions {known}: upgrade the receiver, or the agent"
+    return [Problem("version", _short_version(version), reason)]
+
+
+def _short_version(version: Any) -> Any:
+    return version if isinstance(version, int | float | None) else str(version)[:32]
+
+
 def _schema_problems(obj: Any) -> list[Problem]:
-    problems = _size_problems(obj) or _tree_problems(obj)
+    problems = _size_problems(obj) or _tree_problems(obj) or _version_problems(obj)
     if problems:
         return problems
-    for err in _VALIDATOR.iter_errors(obj):
+    for err in _VALIDATORS[int(obj["version"])].iter_errors(obj):
         problems.append(
             Problem(_path_of(err.absolute_path) or "<report>", err.instance, err.message)
         )
@@ -467,23 +593,51 @@ def _integer_problems(obj: dict[str, Any]) -> list[Problem]:
     ]
 
 
-def _sample_problems(
-    samples: list[dict[str, Any]], known: set[str], problems: list[Problem], window: Window | None
+def _volume_problem(i: int, volume: Any, problems: list[Problem]) -> None:
+    if isinstance(volume, bool) or not math.isfinite(volume) or volume < 0:
+        problems.append(Problem(f"samples[{i}].volume", volume, "must be finite and >= 0"))
+
+
+def _unit_problem(
+    i: int, s: dict[str, Any], want: tuple[str, str], problems: list[Problem]
 ) -> None:
-    for i, s in enumerate(samples):
+    if (s["unit"], s["type"]) != want:
+        got = f"unit {s['unit']!r}, type {s['type']!r}"
+        reason = f"{s['meter']} is measured in unit {want[0]!r}, type {want[1]!r}"
+        problems.append(Problem(f"samples[{i}]", got, reason))
+
+
+def _resource_problem(i: int, s: dict[str, Any], problems: list[Problem]) -> None:
+    want = METERS[s["meter"]].resource_type
+    if s["resource_type"] != want:
+        reason = f"{s['meter']} sits on resource type {want!r}, as in Ceilometer"
+        problems.append(Problem(f"samples[{i}].resource_type", s["resource_type"], reason))
+    elif want == "instance" and "device" in s:
+        reason = "an instance meter names no device"
+        problems.append(Problem(f"samples[{i}].device", s["device"], reason))
+    elif want != "instance" and "device" not in s:
+        reason = f"a meter of {want} names its device (the vNIC or disk)"
+        problems.append(Problem(f"samples[{i}].device", None, reason))
+
+
+def _sample_problems(
+    report: dict[str, Any], known: set[str], problems: list[Problem], window: Window | None
+) -> None:
+    v1 = report["version"] == 1
+    owner_key = "resource_id" if v1 else "instance_uuid"
+    for i, s in enumerate(report["samples"]):
         if len(problems) >= _MAX_PROBLEMS:
             return
-        unit, kind = METERS[s["meter"]]
-        if (s["unit"], s["type"]) != (unit, kind):
-            got = f"unit {s['unit']!r}, type {s['type']!r}"
-            reason = f"{s['meter']} is measured in unit {unit!r}, type {kind!r}"
-            problems.append(Problem(f"samples[{i}]", got, reason))
-        volume = s["volume"]
-        if isinstance(volume, bool) or not math.isfinite(volume) or volume < 0:
-            problems.append(Problem(f"samples[{i}].volume", volume, "must be finite and >= 0"))
-        if s["resource_id"].lower() not in known:
+        if v1:
+            _unit_problem(i, s, V1_METERS[s["meter"]], problems)
+        else:
+            fact = METERS[s["meter"]]
+            _unit_problem(i, s, (fact.unit, fact.type), problems)
+            _resource_problem(i, s, problems)
+        _volume_problem(i, s["volume"], problems)
+        if s[owner_key].lower() not in known:
             reason = "unknown instance: no instance of this report has this instance_uuid"
-            problems.append(Problem(f"samples[{i}].resource_id", s["resource_id"], reason))
+            problems.append(Problem(f"samples[{i}].{owner_key}", s[owner_key], reason))
         _check_time(f"samples[{i}].timestamp", s["timestamp"], problems, window)
 
 
@@ -499,10 +653,71 @@ def validate_report(
     problems = _integer_problems(obj)
     _check_time("sent_at", obj["sent_at"], problems, window)
     known = _instance_problems(obj["instances"], problems, window)
-    _sample_problems(obj["samples"], known, problems, window)
+    _sample_problems(obj, known, problems, window)
     if problems:
         raise InputError(source, problems[:_MAX_PROBLEMS])
     return dict(obj)
+
+
+def resource_id(instance_uuid: str, device: str | None = None) -> str:
+    """The Gnocchi resource id of a sample's resource: the instance's UUID, or for a vNIC or a
+    disk `<instance_uuid>-<device>` (Ceilometer's instance_disk id; its vNIC ids start with
+    libvirt's domain name, which a public cloud has not). Gnocchi maps an id that is not a UUID
+    to one (uuid5 of the id and its creator) and keeps the id as `original_resource_id`."""
+    uuid = instance_uuid.lower()
+    return uuid if device is None else f"{uuid}-{device}"
+
+
+@dataclass(frozen=True)
+class Unconverted:
+    """Samples of a version 1 report that version 2 cannot carry honestly."""
+
+    instance_uuid: str
+    meter: str
+    samples: int
+    reason: str
+
+
+_UPGRADE_AGENT = "upgrade the agent to contract version 2"
+# Why each version 1 meter cannot become a version 2 one. memory.usage alone converts: the
+# version 1 agents computed MiB (bytes / 1048576, kB / 1024) and labelled it MB.
+V1_UNCONVERTIBLE: Final[Mapping[str, str]] = {
+    "cpu_util": "cpu_util is a percentage of an unreported number of vCPUs; Ceilometer's cpu "
+    f"is cumulative CPU time in ns and cannot be rebuilt from it: {_UPGRADE_AGENT}",
+    **dict.fromkeys(
+        ("network.incoming.bytes", "network.outgoing.bytes"),
+        "a version 1 network meter is the instance's total over all its interfaces; "
+        f"Ceilometer's is per vNIC on instance_network_interface: {_UPGRADE_AGENT}",
+    ),
+    **{
+        m: f"{m} is the instance's total over all its disks, a name Ceilometer dropped; "
+        f"disk.device.* are per disk on instance_disk: {_UPGRADE_AGENT}"
+        for m in ("disk.read.bytes", "disk.write.bytes", "disk.read.requests",
+                  "disk.write.requests")
+    },
+}  # fmt: skip
+
+
+def upgrade_v1(report: Mapping[str, Any]) -> tuple[dict[str, Any], list[Unconverted]]:
+    """A valid version 1 report as version 2, and the samples that could not be converted (by
+    instance and meter, with the reason). A version 2 report is returned as it is."""
+    if report["version"] != 1:
+        return dict(report), []
+    samples: list[dict[str, Any]] = []
+    dropped: dict[tuple[str, str], int] = {}
+    for s in report["samples"]:
+        uuid = s["resource_id"].lower()
+        if s["meter"] in V1_UNCONVERTIBLE:
+            dropped[uuid, s["meter"]] = dropped.get((uuid, s["meter"]), 0) + 1
+            continue
+        fact = METERS[s["meter"]]
+        samples.append({
+            "instance_uuid": uuid, "resource_type": fact.resource_type, "meter": s["meter"],
+            "unit": fact.unit, "type": fact.type, "volume": s["volume"],
+            "timestamp": s["timestamp"],
+        })  # fmt: skip
+    unconverted = [Unconverted(u, m, n, V1_UNCONVERTIBLE[m]) for (u, m), n in dropped.items()]
+    return {**report, "version": CONTRACT_VERSION, "samples": samples}, unconverted
 
 
 def encode_body(

@@ -6,7 +6,8 @@ nothing and fail, as it would against AWS.
 
 Sources: "List the available CloudWatch metrics for your instances" (Amazon EC2 User Guide,
 namespace AWS/EC2) and "Metrics collected by the CloudWatch agent" (Amazon CloudWatch User
-Guide, namespace CWAgent, Linux `mem` section).
+Guide, namespace CWAgent, Linux `mem` section), "Amazon EBS metrics" (Amazon EBS User Guide,
+namespace AWS/EBS, dimension VolumeId).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Final
 
 EC2: Final = "AWS/EC2"
 CWAGENT: Final = "CWAgent"
+EBS: Final = "AWS/EBS"
 
 # metric name -> (namespace, the unit CloudWatch reports it in)
 DOCUMENTED: Final[dict[str, tuple[str, str]]] = {
@@ -34,6 +36,11 @@ DOCUMENTED: Final[dict[str, tuple[str, str]]] = {
     "EBSWriteBytes": (EC2, "Bytes"),
     "EBSReadOps": (EC2, "Count"),
     "EBSWriteOps": (EC2, "Count"),
+    # each EBS volume, by VolumeId
+    "VolumeReadBytes": (EBS, "Bytes"),
+    "VolumeWriteBytes": (EBS, "Bytes"),
+    "VolumeReadOps": (EBS, "Count"),
+    "VolumeWriteOps": (EBS, "Count"),
     # status checks
     "StatusCheckFailed": (EC2, "Count"),
     "StatusCheckFailed_Instance": (EC2, "Count"),

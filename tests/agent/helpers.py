@@ -48,18 +48,23 @@ async def launch(ec2: Any, n: int, *, per_reservation: int = 100) -> dict[str, s
 
 
 def seed(
-    moto: MotoServer, ids: list[str], metrics: list[str], points: int, period_s: int
+    moto: MotoServer,
+    ids: list[str],
+    metrics: list[str],
+    points: int,
+    period_s: int,
+    dimension: str = "InstanceId",
 ) -> dt.datetime:
-    """`points` datapoints per instance and CloudWatch metric (AWS's own names, see
-    aws_metrics.py), one per period, ending at the newest period the collector takes as
-    complete; values 1, 2, ... from the newest back."""
+    """`points` datapoints per instance (or volume: `dimension` VolumeId) and CloudWatch
+    metric (AWS's own names, see aws_metrics.py), one per period, ending at the newest period
+    the collector takes as complete; values 1, 2, ... from the newest back."""
     now = dt.datetime.now(dt.timezone.utc)
     base = newest_complete(period_s)
     by_namespace: dict[str, list[dict[str, Any]]] = {}
     for name in metrics:
         namespace, unit = DOCUMENTED[name]
         by_namespace.setdefault(namespace, []).extend(
-            {"name": name, "dims": {"InstanceId": iid}, "ts": base - k * period_s + 1,
+            {"name": name, "dims": {dimension: iid}, "ts": base - k * period_s + 1,
              "value": float(k + 1), "unit": unit}
             for iid in ids
             for k in range(points)
@@ -90,3 +95,16 @@ def agent_config(
             "health": {"port": 0},
         }
     )
+
+
+async def volumes(ec2: Any, ids: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """{instance id: [(device, EBS volume id)]}, as DescribeInstances gives them."""
+    resp = await ec2.describe_instances(InstanceIds=ids)
+    return {
+        i["InstanceId"]: [
+            (b["DeviceName"].rsplit("/", 1)[-1], b["Ebs"]["VolumeId"])
+            for b in i.get("BlockDeviceMappings", [])
+        ]
+        for r in resp["Reservations"]
+        for i in r["Instances"]
+    }

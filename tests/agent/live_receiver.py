@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from azfed import wire
 from azfed.config import parse_config
 from azfed.receiver.app import STORE, create_app
 from azfed.receiver.run import runner_kwargs, ssl_context
@@ -42,7 +43,7 @@ class LiveReceiver:
     def samples(self) -> list[tuple[str, str, str]]:
         """Every sample the receiver wrote, as (resource, meter, timestamp), in write order."""
         return [
-            (s["resource_id"], s["meter"], s["timestamp"])
+            (wire.resource_id(s["instance_uuid"], s.get("device")), s["meter"], s["timestamp"])
             for batch in self.sink.batches
             for s in batch.samples
         ]

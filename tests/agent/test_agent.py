@@ -27,7 +27,7 @@ from tests.waiting import until
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = "agent-e2e"
 METERS = ["CPUUtilization", "NetworkIn"]  # seeded in CloudWatch ...
-COLLECTED = ["cpu_util", "network.incoming.bytes"]  # ... and collected as these
+COLLECTED = ["cpu", "network.incoming.bytes"]  # ... and collected as these
 
 
 def config_doc(moto: MotoServer, tmp: Path, url: str) -> dict[str, Any]:

@@ -51,7 +51,7 @@ def errors(col: Ec2Collector, api: str, action: str) -> float:
 async def test_a_refused_call_is_counted_once(aws: MotoServer, tmp_path: Path) -> None:
     """An UnauthorizedOperation (not retried) ends the cycle and counts one error."""
     aws.fault("DescribeInstances", "UnauthorizedOperation", status=403, times=1)
-    col, err = await one_cycle(agent_config(aws, tmp_path, meters=["cpu_util"]))
+    col, err = await one_cycle(agent_config(aws, tmp_path, meters=["network.incoming.bytes"]))
     assert isinstance(err, ClientError)
     assert errors(col, "ec2", "DescribeInstances") == 1
 
@@ -61,7 +61,7 @@ async def test_throttling_past_every_attempt_is_an_error_throttling_retried_into
 ) -> None:
     """With max_attempts = 2, one throttle is absorbed by the retry; two are not."""
     await launch(ec2, 3)  # instances to query metrics for; no datapoints needed
-    cfg = with_aws(agent_config(aws, tmp_path, meters=["cpu_util"]), max_attempts=2)
+    cfg = with_aws(agent_config(aws, tmp_path, meters=["network.incoming.bytes"]), max_attempts=2)
 
     aws.fault("GetMetricData", "Throttling", status=400, times=1)
     col, err = await one_cycle(cfg)
@@ -80,7 +80,7 @@ async def test_throttling_past_every_attempt_is_an_error_throttling_retried_into
 
 async def test_an_endpoint_that_never_answers_is_counted(aws: MotoServer, tmp_path: Path) -> None:
     """No HTTP answer at all (connection refused) is an error of the call that was attempted."""
-    cfg = agent_config(aws, tmp_path, meters=["cpu_util"])
+    cfg = agent_config(aws, tmp_path, meters=["network.incoming.bytes"])
     col, err = await one_cycle(with_aws(cfg, endpoint_url="http://127.0.0.1:9", max_attempts=1))
     assert isinstance(err, EndpointConnectionError)
     assert errors(col, "ec2", "DescribeInstances") == 1

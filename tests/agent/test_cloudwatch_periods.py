@@ -23,6 +23,14 @@ from tests.agent.aws_metrics import DOCUMENTED
 from tests.agent.helpers import agent_config, launch
 
 DELAY = 120  # the publication delay these tests configure
+VCPUS = 2  # an m5.large's (launch()'s type), from DescribeInstanceTypes: moto has no CpuOptions
+
+
+def cpu_ns(percent: float, period: int) -> float:
+    """CPU time, ns, of an average utilisation over one period of all the instance's vCPUs."""
+    return percent / 100 * VCPUS * period * 1e9
+
+
 # an hour ago, on a 5-minute (so also a 1-minute) boundary: the period the tests fill
 T0 = dt.datetime.fromtimestamp(
     (int(dt.datetime.now(dt.timezone.utc).timestamp()) - 3600) // 300 * 300, dt.timezone.utc
@@ -67,20 +75,24 @@ def values(obs: Any) -> list[tuple[str, float, dt.datetime]]:
 async def test_a_period_with_several_points_gives_cloudwatchs_average_and_sum(
     aws: MotoServer, ec2: Any, cloudwatch: Any, tmp_path: Path, period: int
 ) -> None:
-    """CPU points 50/60/70 in one period arrive as their Average, 60; NetworkIn 3 x 1000 as
-    its Sum, 3000 (the running total's first step), for basic and detailed monitoring."""
+    """CPU points 50/60/70 in one period arrive as their Average, 60% (as CPU time: 60% of 2
+    vCPUs over the period); NetworkIn 3 x 1000 as its Sum, 3000 (the running total's first
+    step), for basic and detailed monitoring."""
     [iid] = await launch(ec2, 1)
     spread = [period * f for f in (0.1, 0.5, 0.9)]
     await put(cloudwatch, iid, "CPUUtilization", list(zip(spread, [50.0, 60.0, 70.0], strict=True)))
     await put(cloudwatch, iid, "NetworkIn", [(s, 1000.0) for s in spread])
     clock = Clock(T0).at(period + DELAY)
-    col = collector(aws, tmp_path, ["cpu_util", "network.incoming.bytes"], period, clock)
+    col = collector(aws, tmp_path, ["cpu", "network.incoming.bytes"], period, clock)
     await col.open()
     try:
         obs = await col.collect()
     finally:
         await col.close()
-    assert values(obs) == [("cpu_util", 60.0, T0), ("network.incoming.bytes", 3000.0, T0)]
+    assert values(obs) == [
+        ("cpu", cpu_ns(60.0, period), T0),
+        ("network.incoming.bytes", 3000.0, T0),
+    ]
 
 
 @pytest.mark.parametrize("period", [300, 60], ids=["basic", "detailed"])
@@ -92,7 +104,7 @@ async def test_an_open_period_is_emitted_only_once_complete_and_then_never_again
     (look-back) without sending it again."""
     [iid] = await launch(ec2, 1)
     clock = Clock(T0)
-    col = collector(aws, tmp_path, ["cpu_util"], period, clock)
+    col = collector(aws, tmp_path, ["cpu"], period, clock)
     await col.open()
     try:
         await put(cloudwatch, iid, "CPUUtilization", [(1, 50.0)])
@@ -109,7 +121,7 @@ async def test_an_open_period_is_emitted_only_once_complete_and_then_never_again
         await col.close()
     assert open_.samples == []
     assert delayed.samples == []
-    assert values(complete) == [("cpu_util", 60.0, T0)]
+    assert values(complete) == [("cpu", cpu_ns(60.0, period), T0)]
     assert again.samples == []
 
 
@@ -117,13 +129,15 @@ async def test_no_period_is_emitted_twice_across_a_restart_and_totals_carry_on(
     aws: MotoServer, ec2: Any, cloudwatch: Any, tmp_path: Path
 ) -> None:
     """A new collector restored from the old one's checkpoint sends only the periods completed
-    since, and its byte counter continues from the old running total."""
+    since, and its byte and CPU time counters continue from the old running totals (to Gnocchi
+    a restart of the agent is no counter reset)."""
     [iid] = await launch(ec2, 1)
+    await put(cloudwatch, iid, "CPUUtilization", [(10, 50.0), (310, 100.0), (610, 25.0)])
     await put(cloudwatch, iid, "NetworkIn", [(10, 1000.0), (200, 1000.0)])  # period 0
     await put(cloudwatch, iid, "NetworkIn", [(310, 500.0)])  # period 1
     await put(cloudwatch, iid, "NetworkIn", [(610, 250.0), (890, 250.0)])  # period 2
     clock = Clock(T0).at(300 + DELAY)
-    first = collector(aws, tmp_path, ["network.incoming.bytes"], 300, clock)
+    first = collector(aws, tmp_path, ["network.incoming.bytes", "cpu"], 300, clock)
     await first.open()
     try:
         before = await first.collect()
@@ -132,7 +146,7 @@ async def test_no_period_is_emitted_twice_across_a_restart_and_totals_carry_on(
     checkpoint = first.checkpoint()
 
     clock.at(900 + DELAY)
-    second = collector(aws, tmp_path, ["network.incoming.bytes"], 300, clock)
+    second = collector(aws, tmp_path, ["network.incoming.bytes", "cpu"], 300, clock)
     second.restore(checkpoint)
     await second.open()
     try:
@@ -140,8 +154,10 @@ async def test_no_period_is_emitted_twice_across_a_restart_and_totals_carry_on(
     finally:
         await second.close()
     step = dt.timedelta(seconds=300)
-    assert values(before) == [("network.incoming.bytes", 2000.0, T0)]
+    assert values(before) == [("cpu", cpu_ns(50, 300), T0), ("network.incoming.bytes", 2000.0, T0)]
     assert values(after) == [
+        ("cpu", cpu_ns(150, 300), T0 + step),
+        ("cpu", cpu_ns(175, 300), T0 + 2 * step),
         ("network.incoming.bytes", 2500.0, T0 + step),
         ("network.incoming.bytes", 3000.0, T0 + 2 * step),
     ]

@@ -24,11 +24,11 @@ NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(min
 
 
 def observation(n_points: int, start: int = 0) -> Observation:
-    """One instance with `n_points` cpu_util samples, a minute apart from `start` minutes."""
+    """One instance with `n_points` memory.usage samples, a minute apart from `start` minutes."""
     u = str(uuidlib.UUID(int=7))
     obs = Observation(instances=[Instance(u, "ec2", "i-0000007", "running", NOW)])
     obs.samples = [
-        Sample(u, "cpu_util", "%", "gauge", float(p), NOW + dt.timedelta(minutes=start + p))
+        Sample(u, "memory.usage", "MiB", "gauge", float(p), NOW + dt.timedelta(minutes=start + p))
         for p in range(n_points)
     ]
     return obs

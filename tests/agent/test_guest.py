@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
-from azfed.agent.collect.guest import GuestCollector, parse_cpu, parse_diskstats, parse_netdev
+from azfed import wire
+from azfed.agent.collect.guest import (
+    GuestCollector,
+    parse_cpu_ns,
+    parse_diskstats,
+    parse_meminfo,
+    parse_netdev,
+    parse_vcpus,
+)
 from azfed.wire import ALL_METERS, METERS
-
-from tests.waiting import until
 
 # /proc/net/dev's layout (columns squeezed): two header lines, then name: 8 rx and 8 tx fields
 NETDEV = """Inter-|   Receive  |  Transmit
@@ -21,43 +26,54 @@ DISKSTATS = """ 259       0 nvme0n1 100 0 2000 0 50 0 4000 0 0 0 0
  259       1 nvme0n1p1 90 0 1800 0 40 0 3000 0 0 0 0
    7       0 loop0 5 0 10 0 0 0 0 0 0 0 0
 """
+# user nice system idle iowait irq softirq steal guest guest_nice
+STAT = "cpu  10 2 5 80 5 1 1 7 3 0\ncpu0 5 1 2 40 2 1 0 3 1 0\ncpu1 5 1 3 40 3 0 1 4 2 0\n"
 
 
-def test_network_counters_leave_out_loopback() -> None:
-    assert parse_netdev(NETDEV) == (1500, 1000)
-
-
-def test_disk_counters_count_whole_disks_once_in_bytes() -> None:
-    """Partitions and loop devices are left out; sectors are 512 bytes."""
-    assert parse_diskstats(DISKSTATS) == {
-        "reads": 100, "read_bytes": 2000 * 512, "writes": 50, "write_bytes": 4000 * 512,
+def test_network_counters_are_per_interface_and_leave_out_loopback() -> None:
+    """Ceilometer meters each vNIC on its own instance_network_interface: so does the guest."""
+    assert parse_netdev(NETDEV) == {
+        "eth0": {"network.incoming.bytes": 1200, "network.incoming.packets": 12,
+                 "network.outgoing.bytes": 800, "network.outgoing.packets": 8},
+        "eth1": {"network.incoming.bytes": 300, "network.incoming.packets": 3,
+                 "network.outgoing.bytes": 200, "network.outgoing.packets": 2},
     }  # fmt: skip
 
 
-def test_cpu_busy_time_excludes_idle_and_iowait() -> None:
-    times = parse_cpu("cpu  10 0 5 80 5 0 0 0 0 0\ncpu0 1 2 3 4 5 6 7 8\n")
-    assert (times.busy, times.total) == (15, 100)
+def test_disk_counters_are_per_whole_disk_in_bytes() -> None:
+    """Partitions and loop devices are left out (they would count the same I/O twice);
+    sectors are 512 bytes."""
+    assert parse_diskstats(DISKSTATS) == {
+        "nvme0n1": {"disk.device.read.requests": 100, "disk.device.read.bytes": 2000 * 512,
+                    "disk.device.write.requests": 50, "disk.device.write.bytes": 4000 * 512},
+    }  # fmt: skip
 
 
-async def test_two_cycles_on_this_host_give_every_meter_with_the_contract_units() -> None:
-    """On the real /proc: every meter appears from the second cycle, unit and type as the wire
-    contract says, volumes not negative; the instance is this host under its Nova UUID."""
+def test_cpu_time_in_ns_counts_what_the_guest_ran_not_idle_iowait_or_steal() -> None:
+    """user + nice + system + irq + softirq = 19 ticks of 10 ms at USER_HZ 100: 190 ms."""
+    assert parse_cpu_ns(STAT, hz=100) == 19 * 10_000_000
+
+
+def test_vcpus_are_the_cpus_the_kernel_lists_and_memory_is_in_mib() -> None:
+    assert parse_vcpus(STAT) == 2
+    assert parse_meminfo("MemTotal: 4096000 kB\nMemAvailable: 1024000 kB\n") == (4000.0, 3000.0)
+
+
+async def test_one_cycle_on_this_host_gives_every_meter_with_the_contract_units() -> None:
+    """On the real /proc: every meter appears in the first cycle (cpu is cumulative since
+    boot, no rate to wait for), unit and type as the wire contract says, volumes not negative,
+    device meters named by their device; the instance is this host under its Nova UUID."""
     me = str(uuid.uuid4())
     col = GuestCollector(me, ALL_METERS)
-    first = await col.collect()
-    assert "cpu_util" not in {s.meter for s in first.samples}
-    # /proc/stat counts in 10 ms ticks: a rate needs at least one to have passed
-    ticks = cpu_total()
-    await until(lambda: cpu_total() > ticks, "the host's CPU time to advance", timeout=10)
-    second = await col.collect()
-    assert {s.meter for s in second.samples} == set(ALL_METERS)
-    for s in second.samples:
-        assert (s.unit, s.type) == METERS[s.meter]
+    obs = await col.collect()
+    instance_meters = {m for m, f in METERS.items() if f.resource_type == "instance"}
+    assert {s.meter for s in obs.samples} >= instance_meters
+    for s in obs.samples:
+        assert (s.unit, s.type) == METERS[s.meter][:2]
         assert s.volume >= 0
-    assert [(i.instance_uuid, i.provider, i.state) for i in second.instances] == [
+        assert (s.device is None) == (METERS[s.meter].resource_type == "instance")
+    assert [(i.instance_uuid, i.provider, i.state) for i in obs.instances] == [
         (me, "guest", "running")
     ]
-
-
-def cpu_total() -> int:
-    return parse_cpu(Path("/proc/stat").read_text()).total
+    power = [s.volume for s in obs.samples if s.meter == "power.state"]
+    assert power == [wire.POWER_STATES["running"]]

@@ -33,13 +33,15 @@ AGENT = "agent-test"
 
 
 def observation(n_instances: int, n_points: int, start: int = 0) -> Observation:
-    """n instances with n_points cpu_util samples each, timestamps from `start` minutes."""
+    """n instances with n_points memory.usage samples each, timestamps from `start` minutes."""
     obs = Observation()
     for k in range(n_instances):
         u = str(uuidlib.UUID(int=k + 1))
         obs.instances.append(Instance(u, "ec2", f"i-{k:08x}", "running", T0))
         obs.samples += [
-            Sample(u, "cpu_util", "%", "gauge", float(p), T0 + dt.timedelta(minutes=start + p))
+            Sample(
+                u, "memory.usage", "MiB", "gauge", float(p), T0 + dt.timedelta(minutes=start + p)
+            )
             for p in range(n_points)
         ]
     return obs

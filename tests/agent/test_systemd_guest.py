@@ -56,13 +56,15 @@ async def run_guest(
         await asyncio.wait_for(notified("READY=1"), 30)
         await asyncio.wait_for(notified("WATCHDOG=1"), 30)
         await receiver.faults.until(
-            lambda: any(s[1] == "cpu_util" for s in receiver.samples()), "a cpu_util sample"
+            lambda: any(s[1] == "cpu" for s in receiver.samples()), "a cpu sample"
         )
     finally:
         stop.set()
         await task
     await asyncio.wait_for(notified("STOPPING=1"), 5)
-    assert {s[0] for s in receiver.samples()} == {me}
+    # the instance's own meters on its UUID; its vNICs' and disks' on <uuid>-<device>
+    assert {s[0] for s in receiver.samples() if s[1] == "cpu"} == {me}
+    assert all(s[0].startswith(me) for s in receiver.samples())
     assert {"memory.usage", "network.incoming.bytes"} <= {s[1] for s in receiver.samples()}
     instance = await receiver.store.instance(me)
     assert instance is not None

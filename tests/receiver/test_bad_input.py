@@ -93,16 +93,18 @@ CASES: dict[str, Case] = {
     "not_utf8": Case(400, "bad_json", post={"body": b'{"agent_id": "\xff\xfe"}'}),
     "nan_volume": Case(400, "bad_json", post={"body": b'{"volume": NaN}'}),
     "top_level_array": Case(400, "bad_schema", post={"body": b"[]"}),
-    "wrong_version": Case(400, "bad_schema", _set("version", 2)),
+    "wrong_version": Case(400, "bad_schema", _set("version", 3)),
     "seq_as_string": Case(400, "bad_schema", _set("seq", "42")),
     "negative_seq": Case(400, "bad_schema", _set("seq", -1)),
     "volume_as_string": Case(400, "bad_schema", _set("samples.0.volume", "12.5")),
     "volume_as_bool": Case(400, "bad_schema", _set("samples.0.volume", True)),
-    "unknown_meter": Case(400, "bad_schema", _set("samples.0.meter", "cpu")),
-    "wrong_unit": Case(400, "bad_schema", _set("samples.0.unit", "ns")),
+    "unknown_meter": Case(400, "bad_schema", _set("samples.0.meter", "cpu_util")),
+    "wrong_unit": Case(400, "bad_schema", _set("samples.0.unit", "%")),
+    "device_missing": Case(400, "bad_schema", _drop("samples.1.device")),
+    "wrong_resource_type": Case(400, "bad_schema", _set("samples.1.resource_type", "instance")),
     "negative_counter": Case(400, "bad_schema", _set("samples.1.volume", -5)),
     "unknown_instance": Case(
-        400, "bad_schema", _set("samples.0.resource_id", "11111111-2222-3333-4444-555555555555")
+        400, "bad_schema", _set("samples.0.instance_uuid", "11111111-2222-3333-4444-555555555555")
     ),
     "missing_field": Case(400, "bad_schema", _drop("instances.0.state")),
     "extra_field": Case(400, "bad_schema", _set("instances.0.color", "blue")),
@@ -139,12 +141,12 @@ def test_there_are_at_least_25_kinds_of_bad_input() -> None:
 async def test_a_schema_error_names_the_key_the_value_and_the_reason(receiver: Receiver) -> None:
     """The 400 answer lists the problems key by key, so the agent's log says what to fix."""
     report = example()
-    report["samples"][0]["meter"] = "cpu"
+    report["samples"][0]["meter"] = "cpu_util"
     status, answer, _ = await receiver.post(report)
     assert status == 400
     problem = answer["problems"][0]
     assert problem["key"] == "samples[0].meter"
-    assert problem["value"] == "cpu"
+    assert problem["value"] == "cpu_util"
     assert "is not one of" in problem["reason"]
 
 

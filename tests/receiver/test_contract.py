@@ -86,7 +86,7 @@ CASES: dict[str, Case] = {
     "seq_with_a_fraction": Case("bad_schema", "seq", _set("seq", 12345.0)),
     "seq_with_an_exponent": Case("bad_schema", "seq", body=_replace('"seq": 42', '"seq": 1e18')),
     "seq_past_max_seq": Case("bad_schema", "seq", _set("seq", wire.MAX_SEQ + 1)),
-    "version_with_a_fraction": Case("bad_schema", "version", _set("version", 1.0)),
+    "version_with_a_fraction": Case("bad_schema", "version", _set("version", 2.0)),
     "volume_past_max_volume": Case(
         "bad_schema", "samples[1].volume", _set("samples.1.volume", 2**63)
     ),
@@ -237,7 +237,9 @@ async def test_an_instance_its_owner_reported_terminated_passes_to_the_next_agen
     report = example("report-full")
     report["instances"] = report["instances"][:1]
     report["samples"] = [
-        s for s in report["samples"] if s["resource_id"] == report["instances"][0]["instance_uuid"]
+        s
+        for s in report["samples"]
+        if s["instance_uuid"] == report["instances"][0]["instance_uuid"]
     ]
     assert (await receiver.post(report))[0] == 200
     gone = json.loads(json.dumps(report))
@@ -279,7 +281,7 @@ async def test_an_operator_releases_an_instance_whose_owner_is_gone(
     assert status == 403, answer  # the second instance is still aws-vpc-1's
     moved = _as_other(example())
     moved["instances"] = moved["instances"][:1]
-    moved["samples"] = [s for s in moved["samples"] if s["resource_id"] == uuid]
+    moved["samples"] = [s for s in moved["samples"] if s["instance_uuid"] == uuid]
     status, answer, _ = await receiver.post(moved, secret=OTHER_SECRET)
     assert status == 200, answer
     again = await asyncio.to_thread(CliRunner().invoke, main, [*args[:2], "not-a-uuid", *args[3:]])

@@ -161,16 +161,38 @@ def instance_dicts(draw: st.DrawFn, uuid: str) -> dict[str, Any]:
 
 @st.composite
 def sample_dicts(draw: st.DrawFn, uuids: list[str]) -> dict[str, Any]:
+    """A contract version 2 sample: mostly right, sometimes the wrong unit, type, resource
+    type or device."""
     meter = draw(st.sampled_from(wire.ALL_METERS))
-    unit, kind = wire.METERS[meter]
+    fact = wire.METERS[meter]
     usual = st.floats(min_value=0, max_value=1e12) | st.integers(0, wire.MAX_VOLUME)
     volume = draw(_mostly(usual, st.sampled_from(NASTY_NUMBERS)))
+    out = {
+        "instance_uuid": draw(st.sampled_from(uuids)),
+        "resource_type": draw(_mostly(st.just(fact.resource_type),
+                                      st.sampled_from(wire.RESOURCE_TYPES))),
+        "meter": meter,
+        "unit": draw(_mostly(st.just(fact.unit), st.sampled_from(["B", "%", "ns"]))),
+        "type": draw(_mostly(st.just(fact.type), st.sampled_from(["gauge", "delta"]))),
+        "volume": volume,
+        "timestamp": draw(times),
+    }  # fmt: skip
+    if draw(_mostly(st.just(fact.resource_type != "instance"), st.booleans())):
+        out["device"] = draw(_mostly(st.sampled_from(["vda", "eni-0a1b2c"]), st.text(max_size=70)))
+    return out
+
+
+@st.composite
+def v1_sample_dicts(draw: st.DrawFn, uuids: list[str]) -> dict[str, Any]:
+    """A contract version 1 sample, as agents not yet upgraded send them."""
+    meter = draw(st.sampled_from(sorted(wire.V1_METERS)))
+    unit, kind = wire.V1_METERS[meter]
     return {
         "resource_id": draw(st.sampled_from(uuids)),
         "meter": meter,
-        "unit": draw(_mostly(st.just(unit), st.sampled_from(["B", "%", "ns"]))),
-        "type": draw(_mostly(st.just(kind), st.sampled_from(["gauge", "delta"]))),
-        "volume": volume,
+        "unit": unit,
+        "type": kind,
+        "volume": draw(st.floats(min_value=0, max_value=1e12)),
         "timestamp": draw(times),
     }
 
@@ -181,13 +203,15 @@ def generated_reports(draw: st.DrawFn) -> dict[str, Any]:
     uuid = _mostly(st.sampled_from(POOL[agent]), st.just(SHARED), one_in=10)
     uuids = draw(st.lists(uuid, min_size=1, max_size=3, unique=True))
     insts = [draw(instance_dicts(u)) for u in uuids]
+    version = draw(_mostly(st.just(wire.CONTRACT_VERSION), st.just(1)))
+    samples = v1_sample_dicts if version == 1 else sample_dicts
     report = {
-        "version": 1,
+        "version": version,
         "agent_id": agent,
         "seq": _UNSET,
         "sent_at": draw(times),
         "instances": insts,
-        "samples": draw(st.lists(sample_dicts(uuids), max_size=4)),
+        "samples": draw(st.lists(samples(uuids), max_size=4)),
     }
     _set_seq(draw, report)
     return report

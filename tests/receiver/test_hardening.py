@@ -147,7 +147,9 @@ def _max_size_report(limit: int, now: float) -> bytes:
     start = dt.datetime.fromtimestamp(now - 3600, dt.timezone.utc).replace(microsecond=0)
     for i in range(min((limit - size) // per - 1, wire.MAX_SAMPLES)):
         ts = (start + dt.timedelta(seconds=i // 1000)).isoformat()
-        samples.append(dict(sample, resource_id=instances[i % 1000]["instance_uuid"], timestamp=ts))
+        samples.append(
+            dict(sample, instance_uuid=instances[i % 1000]["instance_uuid"], timestamp=ts)
+        )
     body = wire.encode_body(report, agent_id=AGENT, seq=report["seq"], gzip=False)
     assert limit * 0.9 < len(body) <= limit, len(body)
     return body

@@ -19,7 +19,8 @@ async def test_a_signed_report_is_accepted_written_once_and_cached(receiver: Rec
     report = example()
     status, answer, _ = await receiver.post(report)
     assert status == 200
-    assert answer == {"accepted": True, "key": f"{AGENT}:42", "instances": 2, "samples": 9}
+    n = len(report["samples"])
+    assert answer == {"accepted": True, "key": f"{AGENT}:42", "instances": 2, "samples": n}
     assert await receiver.written() == (1, 1, 2)
     uuid = report["instances"][0]["instance_uuid"]
     resp = await receiver.client.get(f"/v1/instances/{uuid}")
@@ -33,7 +34,7 @@ async def test_a_signed_report_is_accepted_written_once_and_cached(receiver: Rec
 async def test_a_gzip_report_is_accepted_like_a_plain_one(receiver: Receiver) -> None:
     """Content-Encoding: gzip is decoded after the signature is checked on the bytes as sent."""
     status, answer, _ = await receiver.post(example(), gzip=True)
-    assert (status, answer["samples"]) == (200, 9)
+    assert (status, answer["samples"]) == (200, len(example()["samples"]))
 
 
 async def test_a_repeat_of_a_finished_key_gets_the_same_answer_and_writes_nothing(
@@ -54,7 +55,9 @@ async def test_the_same_key_with_another_body_is_refused(receiver: Receiver) -> 
     status, answer, _ = await receiver.post(other)
     assert (status, answer["error"]) == (422, "key_conflict")
     assert await receiver.written() == (1, 1, 2)
-    assert receiver.sink.batches[0].report["samples"][0]["volume"] == 12.5
+    assert (
+        receiver.sink.batches[0].report["samples"][0]["volume"] == example()["samples"][0]["volume"]
+    )
 
 
 async def test_the_same_key_in_flight_gets_409_with_retry_after(receiver: Receiver) -> None:
@@ -130,7 +133,7 @@ async def test_health_readiness_and_metrics_endpoints_answer(receiver: Receiver)
     assert (await ready.json())["checks"] == {"store": "ok", "memory": "ok"}
     text = await (await receiver.client.get("/metrics")).text()
     assert 'azfed_receiver_reports_total{outcome="accepted"} 1.0' in text
-    assert "azfed_receiver_samples_total 9.0" in text
+    assert f"azfed_receiver_samples_total {len(example()['samples'])}.0" in text
     assert 'azfed_receiver_rejects_total{reason="bad_signature"} 1.0' in text
     assert 'azfed_receiver_write_seconds_count{sink="memory"} 1.0' in text
 

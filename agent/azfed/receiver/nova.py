@@ -4,6 +4,7 @@ worker thread, and at most `concurrency` hit Nova at once.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ class ServerFacts:
     status: str
     created_at: str
     metadata: dict[str, str]
+    launched_at: str = ""
 
 
 def _facts(server: Any) -> ServerFacts:
@@ -38,7 +40,8 @@ def _facts(server: Any) -> ServerFacts:
     return ServerFacts(
         uuid=server.id,
         name=server.name or "",
-        flavor_id=str(flavor.get("id") or flavor.get("original_name") or ""),
+        # Nova embeds the flavor without its id since microversion 2.47: NovaClient looks it up
+        flavor_id=str(flavor.get("id") or ""),
         flavor_name=str(flavor.get("original_name") or flavor.get("name") or ""),
         host=server.compute_host or server.hypervisor_hostname or "",
         image_ref=str(image.get("id") or ""),
@@ -48,6 +51,7 @@ def _facts(server: Any) -> ServerFacts:
         status=server.status or "",
         created_at=server.created_at or "",
         metadata=dict(server.metadata or {}),
+        launched_at=server.launched_at or "",
     )
 
 
@@ -61,6 +65,7 @@ class NovaClient:
         self._sdk = SdkConnection(connect, concurrency=concurrency)
         self._ttl = cache_ttl_s
         self._cache: dict[str, tuple[float, ServerFacts | None]] = {}
+        self._flavor_ids: dict[str, tuple[float, str]] = {}
 
     async def _call(self, fn: Callable[[Any], T]) -> T:
         return await self._sdk.run(fn)
@@ -80,8 +85,21 @@ class NovaClient:
         if hit is not None and not fresh and time.monotonic() - hit[0] < self._ttl:
             return hit[1]
         facts = await self._call(lambda c: _get_server(c, uuid))
+        if facts is not None and not facts.flavor_id and facts.flavor_name:
+            facts = dataclasses.replace(facts, flavor_id=await self.flavor_id(facts.flavor_name))
         self._cache[uuid] = (time.monotonic(), facts)
         return facts
+
+    async def flavor_id(self, name: str) -> str:
+        """The id of the flavor named `name` ("" if Nova has none by that name now: deleted);
+        cached like servers, as flavors are far fewer than servers."""
+        hit = self._flavor_ids.get(name)
+        if hit is not None and time.monotonic() - hit[0] < self._ttl:
+            return hit[1]
+        found = await self._call(lambda c: c.compute.find_flavor(name, ignore_missing=True))
+        flavor_id = str(found.id) if found is not None else ""
+        self._flavor_ids[name] = (time.monotonic(), flavor_id)
+        return flavor_id
 
     async def set_metadata(self, uuid: str, changed: dict[str, str]) -> bool:
         """Set (merge) these metadata keys on the server. False if Nova no longer has it

@@ -1,5 +1,6 @@
 """The receiver's OpenAPI 3.1 document, shipped as `openapi.json` beside this module and
-served at /openapi.json. The report schema inside it is `wire.REPORT_SCHEMA` itself: a test
+served at /openapi.json. The report schemas inside it are `wire.SCHEMAS` themselves (version 2,
+what agents send, and version 1, still read from agents not yet upgraded): a test
 checks the shipped file is what `build()` makes, and `python -m azfed.receiver.openapi`
 rewrites it after a contract change.
 """
@@ -37,11 +38,20 @@ def _header(name: str, schema: dict[str, Any], description: str) -> dict[str, An
     }
 
 
-def _report_schema() -> dict[str, Any]:
-    schema = copy.deepcopy(wire.REPORT_SCHEMA)
+def _report_schema(version: int) -> dict[str, Any]:
+    schema = copy.deepcopy(wire.SCHEMAS[version])
     schema.pop("$schema", None)
     schema.pop("$id", None)
     return schema
+
+
+_V1_NOTE = (
+    "Contract version 1, still read from agents not yet upgraded: its samples are converted "
+    "to version 2 where that is honest (memory.usage, whose MB were MiB) and otherwise "
+    "dropped and counted (reason v1_not_convertible, shown by `azfed status`): cpu_util "
+    "cannot become cumulative CPU time, and the instance-wide network and disk totals cannot "
+    "become Ceilometer's per-vNIC and per-disk meters. The report is accepted."
+)
 
 
 _ERROR = {
@@ -180,7 +190,8 @@ def build() -> dict[str, Any]:
         "info": {
             "title": "azfed receiver",
             "version": __version__,
-            "description": f"Wire contract version {wire.CONTRACT_VERSION}.",
+            "description": f"Wire contract version {wire.CONTRACT_VERSION}; version 1 is "
+            "still accepted from agents not yet upgraded (see ReportV1).",
         },
         "paths": {
             wire.REPORTS_PATH: {"post": _post_reports()},
@@ -234,7 +245,14 @@ def build() -> dict[str, Any]:
         },
         "components": {
             "schemas": {
-                "Report": _report_schema(),
+                "Report": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/ReportV2"},
+                        {"$ref": "#/components/schemas/ReportV1"},
+                    ]
+                },
+                "ReportV2": _report_schema(2),
+                "ReportV1": {**_report_schema(1), "description": _V1_NOTE},
                 "Accepted": _ACCEPTED,
                 "InstanceState": _INSTANCE_STATE,
                 "Error": _ERROR,

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from azfed import wire
 from azfed.errors import AzfedError, InputError, Problem
+from azfed.receiver.sinks import UNCONVERTED
 from azfed.receiver.store import RELEASED, Store
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -195,7 +196,19 @@ def parse_report(data: bytes, auth: Auth, window: wire.Window | None = None) -> 
     except InputError as err:
         raise Reject(400, "bad_schema", "the report breaks the contract", err.problems) from None
     _check_identity(report, auth)
-    return report
+    return _upgraded(report)
+
+
+def _upgraded(report: dict[str, Any]) -> dict[str, Any]:
+    """A version 1 report (an agent not yet upgraded) read as version 2; the samples that
+    cannot be converted ride along under UNCONVERTED, to be counted with the batch."""
+    upgraded, unconverted = wire.upgrade_v1(report)
+    if unconverted:
+        upgraded[UNCONVERTED] = unconverted
+        log.info("report.v1_converted", agent_id=report["agent_id"], seq=report["seq"],
+                 dropped=sum(u.samples for u in unconverted),
+                 meters=sorted({u.meter for u in unconverted}))  # fmt: skip
+    return upgraded
 
 
 def _check_identity(report: dict[str, Any], auth: Auth) -> None:

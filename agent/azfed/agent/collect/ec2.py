@@ -14,16 +14,16 @@ import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from azfed.agent.collect.gate import ApiGate
-from azfed.agent.collect.sample import Instance, Observation, Sample
+from azfed.agent.collect.sample import Instance, Observation, Sample, sample
 from azfed.agent.health import AgentMetrics
 from azfed.aws import THROTTLE_CODES
 from azfed.clouds import UUID_TAG
 from azfed.config import AwsSection, AzfedConfig, CollectSection
-from azfed.wire import METERS, STATES, Meter, State, StatusChecks, is_uuid
+from azfed.wire import METERS, POWER_STATES, STATES, Meter, State, StatusChecks, is_uuid
 
 log = structlog.get_logger(__name__)
 
@@ -33,33 +33,116 @@ MAX_QUERIES = 500  # GetMetricData: at most 500 MetricDataQuery per call
 
 @dataclass(frozen=True, slots=True)
 class MetricSpec:
-    """Where one Ceilometer meter is read in CloudWatch (its unit and type: `wire.METERS`)."""
+    """Where one Ceilometer meter is read in CloudWatch (its unit and type: `wire.METERS`).
+    `per` is what the metric is published per: the instance, or each EBS volume."""
 
     namespace: str
     metric: str
     stat: str
     scale: float = 1.0
+    per: Literal["instance", "volume"] = "instance"
+    # CPUUtilization is a percentage of all vCPUs over the period: CPU time is that share of
+    # vCPUs x period (Ceilometer's cpu is the guest's CPU time, cumulative, in ns)
+    cpu_time: bool = False
+
+    def volume(self, value: float, vcpus: int | None, period_s: int) -> float:
+        if self.cpu_time:
+            return value / 100.0 * (vcpus or 0) * period_s * 1e9
+        return value * self.scale
 
 
-# Disk meters read the EBS metrics: on Nitro instances (every current family) the Disk* metrics
-# cover instance-store volumes only. Memory comes from the CloudWatch agent's mem_used (bytes)
-# when it publishes it. Byte and op counts are Sums over each period, which the collector adds
-# up into the running totals Ceilometer's cumulative meters expect.
+# Disk meters read AWS/EBS per VolumeId, one instance_disk per volume as Ceilometer has one per
+# disk (the AWS/EC2 EBS* metrics are the sum over the instance's volumes; Disk* cover instance
+# store only). Network meters: CloudWatch publishes NetworkIn/Out and packets per instance,
+# never per ENI, so they go on the instance's primary ENI (device index 0): exact for the one
+# ENI burst VMs get, the instance's total when there are more. Memory comes from the CloudWatch
+# agent's mem_used (bytes) when it publishes it. Byte, packet and op counts are Sums over each
+# period, which the collector adds up into the running totals Ceilometer's cumulative meters
+# expect; so is CPU time.
 #
 # A period is read only once it is complete (it ended `publication_delay_s` ago), so each value
 # is CloudWatch's own statistic over the whole period, sent once: an open period's Average is
 # the mean of the points so far and its Sum a part of the total, and a running total built from
 # parts cannot be corrected later without breaking Gnocchi's rates.
 METRICS: dict[Meter, MetricSpec] = {
-    "cpu_util": MetricSpec("AWS/EC2", "CPUUtilization", "Average"),
+    "cpu": MetricSpec("AWS/EC2", "CPUUtilization", "Average", cpu_time=True),
+    "memory.usage": MetricSpec("CWAgent", "mem_used", "Average", 1 / 1048576),
     "network.incoming.bytes": MetricSpec("AWS/EC2", "NetworkIn", "Sum"),
     "network.outgoing.bytes": MetricSpec("AWS/EC2", "NetworkOut", "Sum"),
-    "disk.read.bytes": MetricSpec("AWS/EC2", "EBSReadBytes", "Sum"),
-    "disk.write.bytes": MetricSpec("AWS/EC2", "EBSWriteBytes", "Sum"),
-    "disk.read.requests": MetricSpec("AWS/EC2", "EBSReadOps", "Sum"),
-    "disk.write.requests": MetricSpec("AWS/EC2", "EBSWriteOps", "Sum"),
-    "memory.usage": MetricSpec("CWAgent", "mem_used", "Average", 1 / 1048576),
+    "network.incoming.packets": MetricSpec("AWS/EC2", "NetworkPacketsIn", "Sum"),
+    "network.outgoing.packets": MetricSpec("AWS/EC2", "NetworkPacketsOut", "Sum"),
+    "disk.device.read.bytes": MetricSpec("AWS/EBS", "VolumeReadBytes", "Sum", per="volume"),
+    "disk.device.write.bytes": MetricSpec("AWS/EBS", "VolumeWriteBytes", "Sum", per="volume"),
+    "disk.device.read.requests": MetricSpec("AWS/EBS", "VolumeReadOps", "Sum", per="volume"),
+    "disk.device.write.requests": MetricSpec("AWS/EBS", "VolumeWriteOps", "Sum", per="volume"),
 }
+# Meters read from DescribeInstances (and DescribeInstanceTypes), not CloudWatch: one sample
+# per instance and cycle, at the time it was observed.
+DESCRIBED: frozenset[Meter] = frozenset({"vcpus", "memory", "power.state"})
+TYPES_PAGE = 100  # DescribeInstanceTypes: at most 100 InstanceTypes per call
+
+
+@dataclass(frozen=True, slots=True)
+class Ec2Facts:
+    """What the meters need of one instance beyond the wire's record."""
+
+    vcpus: int | None  # CpuOptions: cores x threads per core (None: from the instance type)
+    instance_type: str | None
+    image_id: str | None
+    asg: str | None
+    eni: str | None  # the primary network interface
+    volumes: tuple[tuple[str, str], ...]  # (device, volume id) of each EBS volume
+
+
+@dataclass(frozen=True, slots=True)
+class TypeFacts:
+    """DescribeInstanceTypes' answer for one type, kept for the agent's life."""
+
+    vcpus: int | None
+    memory_mib: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One CloudWatch query: a meter of an instance, or of one of its devices."""
+
+    instance_uuid: str
+    meter: Meter
+    device: str | None
+    dimensions: tuple[tuple[str, str], ...]
+    vcpus: int | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.instance_uuid, self.meter, self.device or ""
+
+
+def device_name(name: str) -> str:
+    """`/dev/xvda` -> `xvda`, as libvirt names Ceilometer's disks (`vda`)."""
+    return name.rsplit("/", 1)[-1]
+
+
+def ec2_facts(raw: dict[str, Any]) -> Ec2Facts:
+    cpu = raw.get("CpuOptions") or {}
+    vcpus = cpu["CoreCount"] * cpu["ThreadsPerCore"] if cpu.get("CoreCount") else None
+    enis = sorted(
+        raw.get("NetworkInterfaces", []),
+        key=lambda e: e.get("Attachment", {}).get("DeviceIndex", 99),
+    )
+    volumes = tuple(
+        (device_name(b["DeviceName"]), b["Ebs"]["VolumeId"])
+        for b in raw.get("BlockDeviceMappings", [])
+        if b.get("DeviceName") and b.get("Ebs", {}).get("VolumeId")
+    )
+    tags = {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
+    return Ec2Facts(
+        vcpus=vcpus,
+        instance_type=raw.get("InstanceType"),
+        image_id=raw.get("ImageId"),
+        asg=tags.get("aws:autoscaling:groupName"),
+        eni=enis[0]["NetworkInterfaceId"] if enis else None,
+        volumes=volumes,
+    )
 
 
 def floor_time(now: dt.datetime, period_s: int) -> dt.datetime:
@@ -144,8 +227,10 @@ class Ec2Collector:
         )  # fmt: skip
         # newest period already emitted per (instance, meter): later cycles re-read
         # `lookback_periods` complete periods (for missed cycles) but emit each period once
-        self._watermark: dict[tuple[str, str], dt.datetime] = {}
-        self._totals: dict[tuple[str, str], float] = {}
+        # series key: (instance uuid, meter, device or "")
+        self._watermark: dict[tuple[str, str, str], dt.datetime] = {}
+        self._totals: dict[tuple[str, str, str], float] = {}
+        self._types: dict[str, TypeFacts] = {}
         self._stack = AsyncExitStack()
         self._ec2: Any = None
         self._cw: Any = None
@@ -158,19 +243,25 @@ class Ec2Collector:
 
     def checkpoint(self) -> dict[str, Any]:
         """What must survive a restart: the newest datapoint emitted and the running total of
-        each series. Saved by the agent only after the cycle's reports are in the spool."""
+        each series, so a cumulative counter goes on from where it was (a restart is not a
+        reset to Gnocchi). Saved by the agent only after the cycle's reports are in the spool."""
         series = {
-            f"{u}|{m}": [ts.timestamp(), self._totals.get((u, m))]
-            for (u, m), ts in self._watermark.items()
+            "|".join(key): [ts.timestamp(), self._totals.get(key)]
+            for key, ts in self._watermark.items()
         }
-        return {"version": 1, "series": series}
+        return {"version": 2, "series": series}
 
     def restore(self, state: dict[str, Any]) -> None:
-        for key, (ts, total) in state.get("series", {}).items():
-            uuid, _, meter = key.partition("|")
-            self._watermark[(uuid, meter)] = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+        # A version 1 checkpoint (agents before contract 2) holds series of meters and
+        # resources this version no longer writes: its new series start afresh.
+        if state.get("version") != 2:
+            return
+        for text, (ts, total) in state.get("series", {}).items():
+            uuid, meter, device = text.split("|", 2)
+            key = (uuid, meter, device)
+            self._watermark[key] = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
             if total is not None:
-                self._totals[(uuid, meter)] = float(total)
+                self._totals[key] = float(total)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -247,16 +338,16 @@ class Ec2Collector:
     async def _collect(self) -> Observation:
         now = self._clock()
         obs = Observation()
-        pending: list[tuple[str, str, Meter]] = []  # (nova uuid, instance id, meter)
+        pending: list[Series] = []
         # one task per 500-query chunk (80 at 10k x 4 meters); the metrics gate bounds how many
         # are in flight, so the task count is not the fan-out
         async with asyncio.TaskGroup() as tg:
             status_task = tg.create_task(self._statuses()) if self.cfg.status_checks else None
             async for page in self._describe(now):
-                obs.instances += page
-                pending += [
-                    (i.instance_uuid, i.remote_id, m) for i in page for m in self.cfg.meters
-                ]
+                await self._learn_types(page)
+                obs.instances += [inst for inst, _ in page]
+                obs.samples += [s for inst, facts in page for s in self._described(inst, facts)]
+                pending += [s for inst, facts in page for s in self._series(inst, facts)]
                 while len(pending) >= MAX_QUERIES:
                     chunk, pending = pending[:MAX_QUERIES], pending[MAX_QUERIES:]
                     tg.create_task(self._metric_chunk(chunk, now, obs.samples))
@@ -271,7 +362,7 @@ class Ec2Collector:
         self.metrics.instances.labels(self.name).set(len(obs.instances))
         return obs
 
-    async def _describe(self, now: dt.datetime) -> AsyncIterator[list[Instance]]:
+    async def _describe(self, now: dt.datetime) -> AsyncIterator[list[tuple[Instance, Ec2Facts]]]:
         """Pages of federated instances; NextToken by hand so every page waits its turn."""
         filters = [{"Name": "tag-key", "Values": [UUID_TAG]}]
         if self.aws.vpc_id:
@@ -288,7 +379,9 @@ class Ec2Collector:
             if not token:
                 return
 
-    def _page_instances(self, resp: dict[str, Any], now: dt.datetime) -> list[Instance]:
+    def _page_instances(
+        self, resp: dict[str, Any], now: dt.datetime
+    ) -> list[tuple[Instance, Ec2Facts]]:
         out = []
         for reservation in resp.get("Reservations", []):
             for raw in reservation.get("Instances", []):
@@ -300,8 +393,103 @@ class Ec2Collector:
                         remote_id=raw.get("InstanceId"), key=UUID_TAG, value=uuid,
                     )  # fmt: skip
                     continue
-                out.append(instance_from(raw, uuid, now))
+                out.append((instance_from(raw, uuid, now), ec2_facts(raw)))
         return out
+
+    # --- instance types (vCPUs and memory) ---------------------------------------------------
+
+    def _needs_types(self, facts: Ec2Facts) -> bool:
+        meters = set(self.cfg.meters)
+        if "memory" in meters:
+            return True
+        return facts.vcpus is None and bool(meters & {"cpu", "vcpus"})
+
+    async def _learn_types(self, page: list[tuple[Instance, Ec2Facts]]) -> None:
+        """DescribeInstanceTypes for the types not met before: at most one call per 100 new
+        types in the agent's life (a type's vCPUs and memory never change)."""
+        new = sorted({
+            f.instance_type for _, f in page
+            if f.instance_type and f.instance_type not in self._types and self._needs_types(f)
+        })  # fmt: skip
+        for k in range(0, len(new), TYPES_PAGE):
+            names = new[k : k + TYPES_PAGE]
+            async with self.describe_gate.admit():
+                resp = await self._ec2.describe_instance_types(InstanceTypes=names)
+            for t in resp.get("InstanceTypes", []):
+                vcpus = t.get("VCpuInfo", {}).get("DefaultVCpus")
+                self._types[t["InstanceType"]] = TypeFacts(
+                    vcpus, t.get("MemoryInfo", {}).get("SizeInMiB")
+                )
+            for name in names:  # a type AWS does not describe: never asked again
+                self._types.setdefault(name, TypeFacts(None, None))
+
+    def _vcpus(self, facts: Ec2Facts) -> int | None:
+        if facts.vcpus is not None:
+            return facts.vcpus
+        return self._types.get(facts.instance_type or "", TypeFacts(None, None)).vcpus
+
+    def _described(self, inst: Instance, facts: Ec2Facts) -> list[Sample]:
+        """power.state always; vcpus and memory while the instance runs (Ceilometer reads no
+        instance stats of a shut-off domain)."""
+        meters, at = set(self.cfg.meters), inst.observed_at
+        out = []
+        if "power.state" in meters:
+            out.append(sample(inst.instance_uuid, "power.state", POWER_STATES[inst.state], at))
+        if inst.state != "running":
+            return out
+        vcpus = self._vcpus(facts)
+        if "vcpus" in meters and vcpus is not None:
+            out.append(sample(inst.instance_uuid, "vcpus", vcpus, at))
+        memory = self._types.get(facts.instance_type or "", TypeFacts(None, None)).memory_mib
+        if "memory" in meters and memory is not None:
+            out.append(sample(inst.instance_uuid, "memory", memory, at))
+        return out
+
+    # --- what to ask CloudWatch ----------------------------------------------------------------
+
+    def _series(self, inst: Instance, facts: Ec2Facts) -> list[Series]:
+        out: list[Series] = []
+        for meter in self.cfg.meters:
+            spec = METRICS.get(meter)
+            if spec is None:
+                continue
+            out += self._meter_series(inst, facts, meter, spec)
+        return out
+
+    def _meter_series(
+        self, inst: Instance, facts: Ec2Facts, meter: Meter, spec: MetricSpec
+    ) -> list[Series]:
+        uuid, by_id = inst.instance_uuid, (("InstanceId", inst.remote_id),)
+        if spec.per == "volume":
+            return [Series(uuid, meter, dev, (("VolumeId", vol),)) for dev, vol in facts.volumes]
+        if METERS[meter].resource_type == "instance_network_interface":
+            return [Series(uuid, meter, facts.eni, by_id)] if facts.eni else []
+        if meter == "memory.usage":
+            return [Series(uuid, meter, None, self._cwagent_dimensions(inst, facts))]
+        if spec.cpu_time:
+            vcpus = self._vcpus(facts)
+            if vcpus is None:
+                why = "the instance's vCPUs are unknown (no CpuOptions, no type)"
+                log.warning("meter.skipped", meter=meter, remote_id=inst.remote_id, why=why)
+                return []
+            return [Series(uuid, meter, None, by_id, vcpus)]
+        return [Series(uuid, meter, None, by_id)]
+
+    def _cwagent_dimensions(self, inst: Instance, facts: Ec2Facts) -> tuple[tuple[str, str], ...]:
+        """The dimensions the CloudWatch agent publishes mem_used under (its config's
+        append_dimensions, as `[collect] cwagent_dimensions` says); a dimension the instance
+        has no value for (no Auto Scaling group) is one the agent leaves out too."""
+        values = {
+            "InstanceId": inst.remote_id,
+            "ImageId": facts.image_id,
+            "InstanceType": facts.instance_type,
+            "AutoScalingGroupName": facts.asg,
+        }
+        return tuple(
+            (name, value)
+            for name in self.cfg.cwagent_dimensions
+            if (value := values[name]) is not None
+        )
 
     async def _statuses(self) -> dict[str, StatusChecks]:
         """Status checks of running instances (the API cannot filter on tags; we join by id)."""
@@ -340,21 +528,21 @@ class Ec2Collector:
         end = floor_time(now - dt.timedelta(seconds=self.cfg.publication_delay_s), period)
         return end - dt.timedelta(seconds=period * (self.cfg.lookback_periods + 1)), end
 
-    def _queries(self, chunk: list[tuple[str, str, Meter]]) -> list[dict[str, Any]]:
+    def _queries(self, chunk: list[Series]) -> list[dict[str, Any]]:
         out = []
-        for k, (_uuid, remote_id, meter) in enumerate(chunk):
-            spec = METRICS[meter]
+        for k, series in enumerate(chunk):
+            spec = METRICS[series.meter]
             metric = {
                 "Namespace": spec.namespace,
                 "MetricName": spec.metric,
-                "Dimensions": [{"Name": "InstanceId", "Value": remote_id}],
+                "Dimensions": [{"Name": n, "Value": v} for n, v in series.dimensions],
             }
             stat = {"Metric": metric, "Period": self.cfg.metrics_period_s, "Stat": spec.stat}
             out.append({"Id": f"q{k}", "MetricStat": stat, "ReturnData": True})
         return out
 
     async def _metric_chunk(
-        self, chunk: list[tuple[str, str, Meter]], now: dt.datetime, into: list[Sample]
+        self, chunk: list[Series], now: dt.datetime, into: list[Sample]
     ) -> None:
         """One GetMetricData call (more only if AWS pages the datapoints) for <= 500 queries."""
         if len(chunk) > MAX_QUERIES:  # the API refuses more; never send it
@@ -375,22 +563,24 @@ class Ec2Collector:
                 return
             kw["NextToken"] = resp["NextToken"]
 
-    def _samples(self, query: tuple[str, str, Meter], result: dict[str, Any]) -> list[Sample]:
-        uuid, _, meter = query
-        spec = METRICS[meter]
-        unit, kind = METERS[meter]
-        key = (uuid, meter)
+    def _samples(self, series: Series, result: dict[str, Any]) -> list[Sample]:
+        spec, fact, key = METRICS[series.meter], METERS[series.meter], series.key
         mark = self._watermark.get(key)
+        period = self.cfg.metrics_period_s
         out = []
         for ts, value in zip(result.get("Timestamps", []), result.get("Values", []), strict=False):
             if mark is not None and ts <= mark:
                 continue
-            volume = value * spec.scale
-            if kind == "cumulative":
-                # a counter that starts at 0 when the agent starts, like Ceilometer's after a
-                # reboot: Gnocchi's rate aggregates treat the drop as a reset
+            volume = spec.volume(value, series.vcpus, period)
+            if fact.type == "cumulative":
+                # a counter that starts at 0 when the agent first sees the series, like
+                # Ceilometer's after a reboot: Gnocchi's rate aggregates treat the drop as a
+                # reset; the checkpoint carries it across agent restarts
                 volume = self._totals[key] = self._totals.get(key, 0.0) + volume
-            out.append(Sample(uuid, meter, unit, kind, volume, ts))
+            out.append(
+                Sample(series.instance_uuid, series.meter, fact.unit, fact.type, volume, ts,
+                       series.device)
+            )  # fmt: skip
         if out:
             self._watermark[key] = max(s.timestamp for s in out)
         return out

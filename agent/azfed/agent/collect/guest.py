@@ -1,74 +1,94 @@
 """Guest collector: an agent baked into the image reports the host it runs on, from /proc.
 
 No cloud API, so no rate limits: one read of four small files a cycle. Counters in /proc are
-already cumulative since boot, which is what Ceilometer's cumulative meters are; cpu_util is
-the busy share of CPU time between two cycles, so the first cycle has none.
+already cumulative since boot, which is what Ceilometer's cumulative meters are (a reboot resets
+them, as it resets a libvirt domain's): `cpu` is the CPU time the guest used, in ns, network
+meters are per interface and disk meters per whole disk, as Ceilometer has them per vNIC and
+per disk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import re
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from azfed.agent.collect.sample import Instance, Observation, Sample
+from azfed.agent.collect.sample import Instance, Observation, sample
 from azfed.agent.health import AgentMetrics
 from azfed.config import AzfedConfig
 from azfed.errors import ConfigError, Problem
-from azfed.wire import METERS, Meter
+from azfed.wire import POWER_STATES, Meter
 
 SECTOR = 512  # /proc/diskstats counts 512-byte sectors whatever the device's block size
 # whole disks only: partitions would count the same I/O twice
 WHOLE_DISK = re.compile(r"^(?:[shv]d[a-z]+|xvd[a-z]+|nvme\d+n\d+|vd[a-z]+|mmcblk\d+)$")
 
 
-@dataclass(frozen=True)
-class CpuTimes:
-    busy: int
-    total: int
+def clock_ticks() -> int:
+    """USER_HZ, the unit of /proc/stat's CPU times."""
+    return os.sysconf("SC_CLK_TCK")
 
 
-def parse_cpu(stat: str) -> CpuTimes:
-    """The aggregate `cpu` line of /proc/stat; idle and iowait are not busy."""
+def parse_cpu_ns(stat: str, hz: int) -> int:
+    """CPU time the guest used since boot, ns: user, nice, system, irq and softirq of the
+    aggregate `cpu` line (guest time is already inside user and nice). Not idle, iowait (idle
+    waiting on I/O) nor steal (the hypervisor running someone else): what a libvirt domain's
+    cpu_time, Ceilometer's cpu, counts from the host."""
     fields = [int(x) for x in stat.splitlines()[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    total = sum(fields[:8])  # guest time is already inside user and nice
-    return CpuTimes(total - idle, total)
+    busy = sum(fields[:3]) + sum(fields[5:7])
+    return busy * 1_000_000_000 // hz
 
 
-def parse_meminfo(text: str) -> float:
-    """Memory in use, MB: MemTotal - MemAvailable (what `free` calls used + shared)."""
+def parse_vcpus(stat: str) -> int:
+    """The CPUs the kernel sees: one `cpuN` line each."""
+    return sum(1 for line in stat.splitlines() if re.match(r"cpu\d+ ", line))
+
+
+def parse_meminfo(text: str) -> tuple[float, float]:
+    """Memory, MiB: MemTotal, and in use MemTotal - MemAvailable (what `free` calls used +
+    shared)."""
     kb = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in text.splitlines())}
-    return (kb["MemTotal"] - kb["MemAvailable"]) / 1024
+    return kb["MemTotal"] / 1024, (kb["MemTotal"] - kb["MemAvailable"]) / 1024
 
 
-def parse_netdev(text: str) -> tuple[int, int]:
-    """Bytes received and sent by every interface but loopback."""
-    rx = tx = 0
+# /proc/net/dev columns after the interface name
+_NET: dict[Meter, int] = {
+    "network.incoming.bytes": 0,
+    "network.incoming.packets": 1,
+    "network.outgoing.bytes": 8,
+    "network.outgoing.packets": 9,
+}
+
+
+def parse_netdev(text: str) -> dict[str, dict[Meter, int]]:
+    """Per interface but loopback: bytes and packets received and sent."""
+    out: dict[str, dict[Meter, int]] = {}
     for line in text.splitlines()[2:]:
         name, _, data = line.partition(":")
-        if name.strip() == "lo":
+        name, cols = name.strip(), data.split()
+        if name == "lo" or len(cols) < 10:
             continue
-        cols = data.split()
-        rx, tx = rx + int(cols[0]), tx + int(cols[8])
-    return rx, tx
+        out[name] = {meter: int(cols[k]) for meter, k in _NET.items()}
+    return out
 
 
-def parse_diskstats(text: str) -> dict[str, int]:
-    """Reads, read bytes, writes and written bytes of the whole disks."""
-    out = {"reads": 0, "read_bytes": 0, "writes": 0, "write_bytes": 0}
+def parse_diskstats(text: str) -> dict[str, dict[Meter, int]]:
+    """Per whole disk: reads, read bytes, writes and written bytes."""
+    out: dict[str, dict[Meter, int]] = {}
     for line in text.splitlines():
         cols = line.split()
         if len(cols) < 10 or not WHOLE_DISK.match(cols[2]):
             continue
-        out["reads"] += int(cols[3])
-        out["read_bytes"] += int(cols[5]) * SECTOR
-        out["writes"] += int(cols[7])
-        out["write_bytes"] += int(cols[9]) * SECTOR
+        out[cols[2]] = {
+            "disk.device.read.requests": int(cols[3]),
+            "disk.device.read.bytes": int(cols[5]) * SECTOR,
+            "disk.device.write.requests": int(cols[7]),
+            "disk.device.write.bytes": int(cols[9]) * SECTOR,
+        }
     return out
 
 
@@ -84,7 +104,7 @@ class GuestCollector:
         self.meters = set(meters)
         self.proc = proc
         self.host = socket.gethostname()
-        self._last_cpu: CpuTimes | None = None
+        self.hz = clock_ticks()
 
     @classmethod
     def from_config(cls, cfg: AzfedConfig, metrics: AgentMetrics) -> GuestCollector:
@@ -113,27 +133,24 @@ class GuestCollector:
     def _collect(self) -> Observation:
         now = dt.datetime.now(dt.timezone.utc)
         read = {f: (self.proc / f).read_text() for f in ("stat", "meminfo", "net/dev", "diskstats")}
-        values = self._values(read)
         samples = [
-            Sample(self.uuid, m, *METERS[m], v, now) for m, v in values.items() if m in self.meters
+            sample(self.uuid, m, v, now, device)
+            for m, device, v in self._values(read)
+            if m in self.meters
         ]
         inst = Instance(self.uuid, "guest", self.host, "running", now)
         return Observation([inst], samples)
 
-    def _values(self, read: dict[str, str]) -> dict[Meter, float]:
-        rx, tx = parse_netdev(read["net/dev"])
-        disk = parse_diskstats(read["diskstats"])
-        values: dict[Meter, float] = {
-            "memory.usage": parse_meminfo(read["meminfo"]),
-            "network.incoming.bytes": rx,
-            "network.outgoing.bytes": tx,
-            "disk.read.bytes": disk["read_bytes"],
-            "disk.write.bytes": disk["write_bytes"],
-            "disk.read.requests": disk["reads"],
-            "disk.write.requests": disk["writes"],
-        }
-        cpu, last = parse_cpu(read["stat"]), self._last_cpu
-        self._last_cpu = cpu
-        if last is not None and cpu.total > last.total:
-            values["cpu_util"] = 100.0 * (cpu.busy - last.busy) / (cpu.total - last.total)
+    def _values(self, read: dict[str, str]) -> list[tuple[Meter, str | None, float]]:
+        total, used = parse_meminfo(read["meminfo"])
+        values: list[tuple[Meter, str | None, float]] = [
+            ("cpu", None, parse_cpu_ns(read["stat"], self.hz)),
+            ("vcpus", None, parse_vcpus(read["stat"])),
+            ("memory", None, total),
+            ("memory.usage", None, used),
+            ("power.state", None, POWER_STATES["running"]),
+        ]
+        for table in (parse_netdev(read["net/dev"]), parse_diskstats(read["diskstats"])):
+            for device, counters in table.items():
+                values += [(m, device, v) for m, v in counters.items()]
         return values

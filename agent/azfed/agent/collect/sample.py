@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from azfed.wire import Meter, MeterType, Provider, State, StatusChecks
+from azfed.wire import METERS, Meter, MeterType, Provider, State, StatusChecks, resource_id
 
 
 def rfc3339(ts: dt.datetime) -> str:
@@ -53,24 +53,42 @@ class Instance:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One measure of one meter of one instance (Ceilometer's meter names and units)."""
+    """One measure of one meter of one instance, or of one of its vNICs or disks (`device`),
+    in Ceilometer's meter names and units (`wire.METERS`)."""
 
-    resource_id: str
+    instance_uuid: str
     meter: Meter
     unit: str
     type: MeterType
     volume: float
     timestamp: dt.datetime
+    device: str | None = None
+
+    @property
+    def resource_id(self) -> str:
+        return resource_id(self.instance_uuid, self.device)
 
     def as_wire(self) -> dict[str, Any]:
-        return {
-            "resource_id": self.resource_id,
+        out: dict[str, Any] = {
+            "instance_uuid": self.instance_uuid,
+            "resource_type": METERS[self.meter].resource_type,
             "meter": self.meter,
             "unit": self.unit,
             "type": self.type,
             "volume": self.volume,
             "timestamp": rfc3339(self.timestamp),
         }
+        if self.device is not None:
+            out["device"] = self.device
+        return out
+
+
+def sample(
+    instance_uuid: str, meter: Meter, volume: float, at: dt.datetime, device: str | None = None
+) -> Sample:
+    """A sample in its meter's unit and type."""
+    fact = METERS[meter]
+    return Sample(instance_uuid, meter, fact.unit, fact.type, volume, at, device)
 
 
 @dataclass(slots=True)

@@ -30,7 +30,7 @@ from azfed.errors import InputError
 
 log = structlog.get_logger(__name__)
 
-# JSON punctuation and the envelope ({"version":1,"agent_id":...}) around the items
+# JSON punctuation and the envelope ({"version":2,"agent_id":...}) around the items
 ENVELOPE_BYTES = 256
 
 
@@ -82,7 +82,7 @@ class Batcher:
         for inst in obs.instances:
             p.instances[inst.instance_uuid] = inst
         for s in obs.samples:
-            p.samples.setdefault(s.resource_id, []).append(s)
+            p.samples.setdefault(s.instance_uuid, []).append(s)
         p.n_samples += len(obs.samples)
         self.metrics.count("collected", len(obs.samples))
         if p.n_samples >= self.max_samples:

@@ -299,5 +299,6 @@ def _subset(
     report: dict[str, Any], instances: list[dict[str, Any]], samples: list[dict[str, Any]]
 ) -> dict[str, Any]:
     keep = {i["instance_uuid"].lower() for i in instances}
-    mine = [s for s in samples if s["resource_id"].lower() in keep]
+    # a version 1 report (spooled before the agent was upgraded) names the instance resource_id
+    mine = [s for s in samples if s.get("instance_uuid", s.get("resource_id", "")).lower() in keep]
     return dict(report, instances=instances, samples=mine)

@@ -15,6 +15,13 @@ if TYPE_CHECKING:
     from azfed.receiver.nova import NovaClient
 
 
+# The member of a parsed report holding its `wire.Unconverted` samples (a version 1 report read
+# as version 2); the receiver adds it after validation, so no agent can send it.
+UNCONVERTED = "_unconverted"
+CONTRACT = "contract"  # who dropped them: the contract, not a sink
+V1_REASON = "v1_not_convertible"
+
+
 @dataclass(frozen=True)
 class Dropped:
     """One resource's samples a sink's backend refused for good (a 4xx about that resource:
@@ -23,7 +30,7 @@ class Dropped:
     sink: str
     resource_id: str
     samples: int
-    reason: str  # a stable label: resource_refused | measures_refused
+    reason: str  # a stable label: resource_refused | measures_refused | v1_not_convertible
     detail: str  # the backend's answer, for the operator
 
 
@@ -36,6 +43,13 @@ class Batch:
     report: dict[str, Any]
     received_at: float
     dropped: list[Dropped] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # samples of a version 1 report that version 2 cannot carry (`wire.upgrade_v1`): kept
+        # for `azfed status` and counted like a sink's refusals, never silent
+        for u in self.report.get(UNCONVERTED, ()):
+            detail = f"{u.meter}: {u.reason}"
+            self.dropped.append(Dropped(CONTRACT, u.instance_uuid, u.samples, V1_REASON, detail))
 
     @property
     def instances(self) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from testbed.openstack import OpenStackBed
 from tests.agent.helpers import TAG, seed
 
 GNOCCHI = "http://127.0.0.1:8041"
-METERS = ["cpu_util", "network.incoming.bytes"]  # collected from ...
+METERS = ["cpu", "network.incoming.bytes"]  # collected from ...
 CLOUDWATCH = ["CPUUtilization", "NetworkIn"]  # ... what AWS calls them
 SECRET = b"e2e-agent-secret-0123456789abcdef"
 
@@ -61,8 +61,11 @@ async def test_state_and_meters_reach_gnocchi_and_nova_through_the_real_receiver
 ) -> None:
     """An EC2 instance tagged with a Nova UUID: its CloudWatch datapoints become Gnocchi
     measures of that Nova instance, and its remote id, IP and state its Nova metadata."""
-    run = await ec2.run_instances(ImageId="ami-760aaa0f", MinCount=1, MaxCount=1)
+    run = await ec2.run_instances(
+        ImageId="ami-760aaa0f", InstanceType="m5.large", MinCount=1, MaxCount=1
+    )
     remote_id = run["Instances"][0]["InstanceId"]
+    eni = run["Instances"][0]["NetworkInterfaces"][0]["NetworkInterfaceId"]
     await ec2.create_tags(Resources=[remote_id], Tags=[{"Key": TAG, "Value": nova_server.id}])
     seed(aws, [remote_id], CLOUDWATCH, points=2, period_s=300)
 
@@ -107,9 +110,12 @@ async def test_state_and_meters_reach_gnocchi_and_nova_through_the_real_receiver
         stop.set()
         await task
         await runner.cleanup()
-    assert await asyncio.to_thread(measures, "cpu_util", nova_server.id) == [2.0, 1.0]
-    # CloudWatch's per-period sums become Ceilometer's running counter
-    assert await asyncio.to_thread(measures, "network.incoming.bytes", nova_server.id) == [2.0, 3.0]
+    # CPUUtilization 2% then 1% of an m5.large's 2 vCPUs over 300 s: CPU time, cumulative, ns
+    assert await asyncio.to_thread(measures, "cpu", nova_server.id) == [1.2e10, 1.8e10]
+    # CloudWatch's per-period sums become Ceilometer's running counter, on the primary ENI's
+    # instance_network_interface resource
+    vnic = f"{nova_server.id}-{eni}"
+    assert await asyncio.to_thread(measures, "network.incoming.bytes", vnic) == [2.0, 3.0]
     conn = openstack_bed.connect()
     meta = conn.compute.get_server_metadata(nova_server.id).metadata
     conn.close()

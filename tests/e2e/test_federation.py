@@ -182,16 +182,23 @@ def test_4_usage_is_monitored_in_aws_and_returned_to_gnocchi_and_nova(
     federation.demo.seed_usage({server.id: instance})
     gnocchi = federation.demo.gnocchi()
 
-    def cpu_util() -> float | None:
-        return federation.demo.last_cpu_util(gnocchi, server.id)
+    def cpu() -> float | None:
+        # Ceilometer's cpu: CPU time, cumulative, in ns (CPUUtilization x vCPUs x period)
+        try:
+            rows = gnocchi.metric.get_measures("cpu", resource_id=server.id, refresh=True)
+        except Exception:  # the metric is created with the first measures
+            return None
+        return float(rows[-1][2]) if rows else None
 
-    value = eventually(cpu_util, f"cpu_util of {server.id} in Gnocchi")
-    assert 0 <= value <= 100
+    value = eventually(cpu, f"cpu of {server.id} in Gnocchi")
+    assert value > 0
     # the same resource type, attributes and meter names Ceilometer gives local VMs
     resource = gnocchi.resource.get("instance", server.id)
     assert resource["display_name"] == server.name
     assert resource["flavor_name"] == FLAVOR
-    assert "cpu_util" in resource["metrics"]
+    assert resource["flavor_id"] not in ("", FLAVOR)  # the flavor's id, not its name
+    assert resource["availability_zone"] == server.availability_zone
+    assert {"cpu", "vcpus", "memory", "power.state"} <= set(resource["metrics"])
 
     def seen_in_nova() -> dict[str, str] | None:
         meta = federation.metadata(server.id)

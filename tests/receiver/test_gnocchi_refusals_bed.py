@@ -66,7 +66,8 @@ def _uuids(n: int) -> list[str]:
 
 
 def _report(uuids: list[str], slots: Collection[int], seq: int = 1) -> dict[str, Any]:
-    """A report of `uuids`, each with one cpu_util sample per slot (of value `_value(slot)`)."""
+    """A report of `uuids`, each with one memory.usage sample per slot (of value
+    `_value(slot)`)."""
     now = _iso(time.time())
 
     def inst(u: str) -> dict[str, Any]:
@@ -75,11 +76,12 @@ def _report(uuids: list[str], slots: Collection[int], seq: int = 1) -> dict[str,
                 "observed_at": now}  # fmt: skip
 
     def sample(u: str, slot: int) -> dict[str, Any]:
-        return {"resource_id": u, "meter": "cpu_util", "unit": "%", "type": "gauge",
-                "volume": _value(slot), "timestamp": _iso(FIRST_SLOT + slot * SLOT_S)}  # fmt: skip
+        return {"instance_uuid": u, "resource_type": "instance", "meter": "memory.usage",
+                "unit": "MiB", "type": "gauge", "volume": _value(slot),
+                "timestamp": _iso(FIRST_SLOT + slot * SLOT_S)}  # fmt: skip
 
     return {
-        "version": 1, "agent_id": AGENT, "seq": seq, "sent_at": now,
+        "version": wire.CONTRACT_VERSION, "agent_id": AGENT, "seq": seq, "sent_at": now,
         "instances": [inst(u) for u in uuids],
         "samples": [sample(u, slot) for u in uuids for slot in slots],
     }  # fmt: skip
@@ -89,7 +91,7 @@ def _facts(long_names: Collection[str]) -> Facts:
     """Nova's facts of a server as the sink gets them; the servers in `long_names` are named
     longer than Gnocchi's `instance` type takes."""
 
-    async def facts(server_id: str) -> ServerFacts:
+    async def facts(server_id: str, *, fresh: bool = False) -> ServerFacts:
         name = "x" * 300 if server_id in long_names else f"burst-{server_id[:8]}"
         return ServerFacts(
             uuid=server_id, name=name, flavor_id="1", flavor_name="m1.tiny", host="compute-aws",
@@ -109,8 +111,8 @@ def _gnocchi(user: str = "admin") -> Any:
 
 
 def _measures(resource_id: str) -> list[float]:
-    """The cpu_util points Gnocchi holds for the resource, oldest first."""
-    rows = _gnocchi().metric.get_measures("cpu_util", resource_id=resource_id, refresh=True)
+    """The memory.usage points Gnocchi holds for the resource, oldest first."""
+    rows = _gnocchi().metric.get_measures("memory.usage", resource_id=resource_id, refresh=True)
     return [value for _ts, _granularity, value in rows]
 
 
@@ -173,15 +175,15 @@ async def make_live(openstack_bed: OpenStackBed, tmp_path: Path) -> AsyncIterato
 
 
 async def _gnocchi_ready() -> str:
-    """The sink's archive policy and the `instance` type, made as admin (a non-admin user may
-    not create them); returns the archive policy's name."""
+    """The sink's archive policies and resource types, made as admin (a non-admin user may
+    not create them); returns memory.usage's archive policy."""
     admin = GnocchiSink(GNOCCHI, basic_auth("admin"))
     await admin.start()
     try:
         await admin.check()
     finally:
         await admin.close()
-    return admin.archive_policy
+    return wire.METERS["memory.usage"].archive_policy
 
 
 async def test_a_resource_gnocchi_refuses_to_create_loses_its_measures_only(
@@ -220,8 +222,8 @@ async def test_measures_gnocchi_refuses_for_one_resource_do_not_block_the_others
     policy = await _gnocchi_ready()
     _gnocchi(user="ceilometer").resource.create(
         "instance",
-        {"id": bad, "display_name": "ceilometers-own", "flavor_id": "1", "host": "compute-aws",
-         "metrics": {"cpu_util": {"archive_policy_name": policy}}},
+        {"id": bad, "display_name": "ceilometers-own", "flavor_id": "1", "flavor_name": "m1.tiny",
+         "host": "compute-aws", "metrics": {"memory.usage": {"archive_policy_name": policy}}},
     )  # fmt: skip
     live = await make_live(user="azfed-receiver")
     code, text, _ = await live.post(_report([good, bad, other], slots=(0, 1)))

@@ -66,12 +66,17 @@ def _gnocchi() -> Any:
     return client.Client("1", session_options={"auth": plugin})
 
 
-def _report(server_id: str, seq: int, cpu: float) -> dict[str, Any]:
+ENI = "eni-0feedfacecafe0001"
+
+
+def _report(
+    server_id: str, seq: int, cpu: float, state: str = "running", minutes_ago: int = 4
+) -> dict[str, Any]:
     now = datetime.now(UTC).replace(microsecond=0)
-    t1 = (now - timedelta(minutes=10)).isoformat().replace("+00:00", "Z")
-    t2 = (now - timedelta(minutes=4)).isoformat().replace("+00:00", "Z")
+    t1 = (now - timedelta(minutes=minutes_ago + 6)).isoformat().replace("+00:00", "Z")
+    t2 = (now - timedelta(minutes=minutes_ago)).isoformat().replace("+00:00", "Z")
     return {
-        "version": 1,
+        "version": wire.CONTRACT_VERSION,
         "agent_id": AGENT,
         "seq": seq,
         "sent_at": t2,
@@ -80,7 +85,7 @@ def _report(server_id: str, seq: int, cpu: float) -> dict[str, Any]:
                 "instance_uuid": server_id,
                 "provider": "ec2",
                 "remote_id": "i-0feedfacecafe0001",
-                "state": "running",
+                "state": state,
                 "ips": {"private": ["10.0.1.9"], "public": ["198.51.100.7"]},
                 "instance_type": "t3.micro",
                 "az": "us-east-1a",
@@ -91,15 +96,18 @@ def _report(server_id: str, seq: int, cpu: float) -> dict[str, Any]:
         ],
         "samples": [
             {
-                "resource_id": server_id,
-                "meter": "cpu_util",
-                "unit": "%",
-                "type": "gauge",
+                "instance_uuid": server_id,
+                "resource_type": "instance",
+                "meter": "cpu",
+                "unit": "ns",
+                "type": "cumulative",
                 "volume": cpu,
                 "timestamp": t1,
             },
             {
-                "resource_id": server_id,
+                "instance_uuid": server_id,
+                "resource_type": "instance_network_interface",
+                "device": ENI,
                 "meter": "network.incoming.bytes",
                 "unit": "B",
                 "type": "cumulative",
@@ -142,19 +150,27 @@ async def test_a_signed_report_lands_in_real_gnocchi_and_nova_and_a_replay_chang
     """Measures under the instance resource and meter; metadata on the Nova server; the same
     key again is answered from the store (no new write); another body under it is refused."""
     client = live
-    report = _report(server.id, seq=int(NOW) % 1_000_000, cpu=37.5)
+    report = _report(server.id, seq=int(NOW) % 1_000_000, cpu=37.5e9)
     status, answer = await _post(client, report)
     assert status == 200, answer
 
     gn = _gnocchi()
     resource = gn.resource.get("instance", server.id)
+    conn = openstack_bed.connect()
+    flavor_id = conn.compute.find_flavor("m1.tiny").id
+    conn.close()
     assert resource["display_name"] == server.name
-    assert resource["flavor_name"] == "m1.tiny"
-    assert _measures(gn, server.id, "cpu_util") == [37.5]
-    assert _measures(gn, server.id, "network.incoming.bytes") == [4096.0]
-    metric = gn.metric.get("cpu_util", resource_id=server.id)
-    assert metric["unit"] == "%"
-    assert metric["archive_policy"]["name"] == "ceilometer-low"
+    assert (resource["flavor_id"], resource["flavor_name"]) == (flavor_id, "m1.tiny")
+    assert resource["availability_zone"] == "local-az"
+    assert resource["launched_at"] is not None
+    assert _measures(gn, server.id, "cpu") == [37.5e9]
+    metric = gn.metric.get("cpu", resource_id=server.id)
+    assert (metric["unit"], metric["archive_policy"]["name"]) == ("ns", "ceilometer-low-rate")
+    vnic = gn.resource.get("instance_network_interface", f"{server.id}-{ENI}")
+    assert (vnic["name"], vnic["instance_id"]) == (ENI, server.id)
+    assert _measures(gn, vnic["id"], "network.incoming.bytes") == [4096.0]
+    metric = gn.metric.get("network.incoming.bytes", resource_id=vnic["id"])
+    assert (metric["unit"], metric["archive_policy"]["name"]) == ("B", "ceilometer-low-rate")
 
     conn = openstack_bed.connect()
     meta = conn.compute.get_server_metadata(server.id).metadata
@@ -171,4 +187,36 @@ async def test_a_signed_report_lands_in_real_gnocchi_and_nova_and_a_replay_chang
     status, refused = await _post(client, changed)
     assert (status, refused["error"]) == (422, "key_conflict")
     assert await _sink_writes(client) == writes
-    assert _measures(gn, server.id, "cpu_util") == [37.5]
+    assert _measures(gn, server.id, "cpu") == [37.5e9]
+
+
+async def test_a_rename_is_patched_and_a_deleted_server_gets_ended_at(
+    openstack_bed: OpenStackBed, server: Any, tmp_path: Path
+) -> None:
+    """Nova renames the server: the next report PATCHes display_name. Nova deletes it and the
+    public cloud reports it shutting down: the instance and its vNIC get ended_at."""
+    nova = NovaClient(openstack_bed.connect, concurrency=4, cache_ttl_s=0)
+    sink = GnocchiSink(GNOCCHI, basic_auth("admin"), facts=nova.server)
+    app = create_app(make_config(tmp_path), sinks=[sink], nova=nova, clock=time.time)
+    test_server = TestServer(app)
+    await test_server.start_server(**RUNNER_KWARGS)
+    client = TestClient(test_server)
+    await client.start_server()
+    try:
+        seq = int(NOW) % 1_000_000 + 10
+        assert (await _post(client, _report(server.id, seq, 1e9, minutes_ago=12)))[0] == 200
+        conn = openstack_bed.connect()
+        conn.compute.update_server(server, name=server.name + "-renamed")
+        assert (await _post(client, _report(server.id, seq + 1, 2e9, minutes_ago=8)))[0] == 200
+        gn = _gnocchi()
+        assert gn.resource.get("instance", server.id)["display_name"] == server.name + "-renamed"
+        conn.compute.delete_server(server)
+        conn.compute.wait_for_delete(server, wait=120)
+        conn.close()
+        report = _report(server.id, seq + 2, 3e9, state="shutting-down")
+        assert (await _post(client, report))[0] == 200
+        assert gn.resource.get("instance", server.id)["ended_at"] is not None
+        vnic = gn.resource.get("instance_network_interface", f"{server.id}-{ENI}")
+        assert vnic["ended_at"] is not None
+    finally:
+        await client.close()

@@ -148,6 +148,18 @@ async def test_vcpus_and_memory_are_not_reported_for_a_stopped_instance(
     assert [(s.meter, s.volume) for s in obs.samples] == [("power.state", 5)]
 
 
+async def test_a_terminated_instance_has_no_described_meters(
+    aws: MotoServer, ec2: Any, tmp_path: Path
+) -> None:
+    """EC2 lists a terminated instance for about an hour; Ceilometer polls no domain that is
+    gone, so neither does the collector (its state still reaches Nova)."""
+    [iid] = await launch(ec2, 1)
+    await ec2.terminate_instances(InstanceIds=[iid])
+    obs, _ = await collect_once(aws, tmp_path, list(DESCRIBED))
+    assert [i.state for i in obs.instances] == ["terminated"]
+    assert obs.samples == []
+
+
 async def test_a_second_cycle_does_not_repeat_datapoints_already_emitted(
     aws: MotoServer, ec2: Any, tmp_path: Path
 ) -> None:

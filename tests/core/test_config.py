@@ -112,3 +112,21 @@ def test_the_packaged_example_configs_are_valid() -> None:
             assert isinstance(load_settings(path), BootstrapSettings), path
         else:
             assert isinstance(load_config(path), AzfedConfig), path
+
+
+def test_memorys_cloudwatch_dimensions_must_include_the_instance(tmp_path: Path) -> None:
+    """Without InstanceId one instance's memory.usage cannot be told from another's."""
+    text = GOOD + '[collect]\ncwagent_dimensions = ["ImageId", "InstanceType"]\n'
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text))
+    assert "[collect] cwagent_dimensions" in {p.key for p in caught.value.problems}
+    ok = GOOD + '[collect]\ncwagent_dimensions = ["ImageId", "InstanceId", "InstanceType"]\n'
+    assert load_config(_write(tmp_path, ok)).collect.cwagent_dimensions[1] == "InstanceId"
+
+
+def test_a_meter_ceilometer_removed_is_refused_by_name(tmp_path: Path) -> None:
+    """cpu_util (gone from Ceilometer since Stein) and the old disk names are no meters now."""
+    for old in ("cpu_util", "disk.read.bytes"):
+        with pytest.raises(ConfigError) as caught:
+            load_config(_write(tmp_path, GOOD + f'[collect]\nmeters = ["cpu", "{old}"]\n'))
+        assert any(p.key.startswith("[collect] meters") for p in caught.value.problems)

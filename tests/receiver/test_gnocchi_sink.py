@@ -289,3 +289,22 @@ async def test_a_running_instance_nova_does_not_know_is_not_ended(
         "",
         "i-0abc1234def567890",
     )
+
+
+async def test_a_husk_nova_still_has_is_not_ended_and_nova_is_asked_afresh_once_a_minute(
+    gnocchi: tuple[Gnocchi, str],
+) -> None:
+    """Terminated in the public cloud but still in Nova (someone used the AWS console): the
+    resource stays open; as the cloud lists it for an hour, Nova is not asked afresh about it
+    in every report."""
+    g, url = gnocchi
+    nova = Nova(FACTS)
+    sink = await _sink(url, nova)
+    report = example("report-full")
+    report["instances"] = report["instances"][:1]
+    report["instances"][0]["state"] = "terminated"
+    for k in range(3):
+        await sink.write(Batch(f"k{k}", report, NOW + k))
+    await sink.close()
+    assert nova.fresh == [UUID]
+    assert "ended_at" not in g.resources[UUID]

@@ -429,10 +429,13 @@ class Ec2Collector:
         return self._types.get(facts.instance_type or "", TypeFacts(None, None)).vcpus
 
     def _described(self, inst: Instance, facts: Ec2Facts) -> list[Sample]:
-        """power.state always; vcpus and memory while the instance runs (Ceilometer reads no
-        instance stats of a shut-off domain)."""
+        """power.state until the instance is gone; vcpus and memory while it runs (Ceilometer
+        reads no instance stats of a shut-off domain, and none of one that no longer exists:
+        EC2 lists a terminated instance for about an hour)."""
         meters, at = set(self.cfg.meters), inst.observed_at
         out = []
+        if inst.state == "terminated":
+            return out
         if "power.state" in meters:
             out.append(sample(inst.instance_uuid, "power.state", POWER_STATES[inst.state], at))
         if inst.state != "running":

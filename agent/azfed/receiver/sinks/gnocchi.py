@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json as _json
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
@@ -66,6 +67,7 @@ RESOURCE_TYPES: dict[ResourceType, dict[str, dict[str, Any]]] = {
 SERVER_GROUP_KEY = "metering.server_group"
 # the reported states in which the public cloud is ending an instance
 ENDING = frozenset({"shutting-down", "terminated"})
+FRESH_EVERY_S = 60.0
 
 # Ceilometer's archive policies (gnocchi_resources.yaml), created if missing.
 CEILOMETER_POLICIES: dict[str, dict[str, Any]] = {
@@ -227,6 +229,7 @@ class GnocchiSink:
         self._known: set[str] = set()  # resource ids Gnocchi has
         self._attrs: dict[str, dict[str, Any]] = {}  # instance -> attributes last written
         self._ended: set[str] = set()  # instances whose ended_at is set
+        self._asked: dict[str, float] = {}  # instance -> when Nova was last asked afresh
         self._ready = False
         self._session: aiohttp.ClientSession | None = None
 
@@ -491,8 +494,7 @@ class GnocchiSink:
         ending = inst["state"] in ENDING
         if not ending and uuid not in self._known:
             return  # no resource yet: it is created, with these attributes, with its samples
-        # Nova's answer for an instance being ended must be fresh, not the cache's
-        facts = await self._facts(uuid, fresh=ending)
+        facts = await self._facts(uuid, fresh=ending and self._may_ask_afresh(uuid))
         if facts is None:
             if ending:
                 await self._end(uuid, ended_at)
@@ -501,6 +503,16 @@ class GnocchiSink:
         changed = changed_attributes(want, self._attrs.get(uuid))
         if changed:
             await self._patch_instance(uuid, changed, want)
+
+    def _may_ask_afresh(self, uuid: str) -> bool:
+        """Nova's answer for an instance being ended must be fresh, not the cache's; but a
+        husk (Nova keeps the server, the public VM is gone) is reported terminated for as long
+        as the cloud lists it, so Nova is asked afresh about it at most once a minute."""
+        now = time.monotonic()
+        if now - self._asked.get(uuid, -FRESH_EVERY_S) < FRESH_EVERY_S:
+            return False
+        self._asked[uuid] = now
+        return True
 
     async def _patch_instance(
         self, uuid: str, changed: dict[str, Any], want: dict[str, Any]

@@ -433,7 +433,7 @@ class Ec2Collector:
         reads no instance stats of a shut-off domain, and none of one that no longer exists:
         EC2 lists a terminated instance for about an hour)."""
         meters, at = set(self.cfg.meters), inst.observed_at
-        out = []
+        out: list[Sample] = []
         if inst.state == "terminated":
             return out
         if "power.state" in meters:

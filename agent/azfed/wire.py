@@ -277,6 +277,12 @@ INSTANCE_SCHEMA: Final[dict[str, Any]] = {
 DEVICE_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 _DEVICE = re.compile(DEVICE_PATTERN)
 
+
+def is_device(value: object) -> bool:
+    """True if `value` can name a device in a report (`DEVICE_PATTERN`, whole)."""
+    return isinstance(value, str) and _DEVICE.fullmatch(value) is not None
+
+
 SAMPLE_SCHEMA: Final[dict[str, Any]] = {
     "type": "object",
     "additionalProperties": False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 from azfed import wire
 from azfed.agent.collect.guest import (
@@ -14,6 +15,7 @@ from azfed.agent.collect.guest import (
     parse_vcpus,
 )
 from azfed.wire import ALL_METERS, METERS
+from structlog.testing import capture_logs
 
 # /proc/net/dev's layout (columns squeezed): two header lines, then name: 8 rx and 8 tx fields
 NETDEV = """Inter-|   Receive  |  Transmit
@@ -77,3 +79,20 @@ async def test_one_cycle_on_this_host_gives_every_meter_with_the_contract_units(
     ]
     power = [s.volume for s in obs.samples if s.meter == "power.state"]
     assert power == [wire.POWER_STATES["running"]]
+
+
+async def test_an_interface_whose_name_cannot_be_a_resource_id_is_left_out(tmp_path: Path) -> None:
+    """Linux lets an interface be named almost anything; one sample the receiver refuses would
+    lose the whole report, so that interface is left out (and logged once)."""
+    (tmp_path / "net").mkdir()
+    (tmp_path / "stat").write_text(STAT)
+    (tmp_path / "meminfo").write_text("MemTotal: 4096000 kB\nMemAvailable: 1024000 kB\n")
+    (tmp_path / "diskstats").write_text(DISKSTATS)
+    (tmp_path / "net" / "dev").write_text(NETDEV.replace("eth1", "e/th1"))
+    col = GuestCollector(str(uuid.uuid4()), ALL_METERS, proc=tmp_path)
+    with capture_logs() as logs:
+        obs = await col.collect()
+        await col.collect()
+    devices = {s.device for s in obs.samples if s.device}
+    assert devices == {"eth0", "nvme0n1"}
+    assert [e["device"] for e in logs if e["event"] == "device.skipped"] == ["e/th1"]

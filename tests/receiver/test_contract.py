@@ -287,3 +287,22 @@ async def test_an_operator_releases_an_instance_whose_owner_is_gone(
     again = await asyncio.to_thread(CliRunner().invoke, main, [*args[:2], "not-a-uuid", *args[3:]])
     assert again.exit_code == 2
     assert "not an instance UUID" in again.output
+
+
+def test_the_openapi_document_carries_both_contract_versions_as_wire_declares_them() -> None:
+    """A report is version 2 or version 1 (oneOf: their `version` consts exclude each other),
+    each exactly wire's schema; version 1's description says what becomes of its samples."""
+    from azfed.receiver import openapi
+
+    schemas = openapi.document()["components"]["schemas"]
+    assert schemas["Report"] == {
+        "oneOf": [
+            {"$ref": "#/components/schemas/ReportV2"},
+            {"$ref": "#/components/schemas/ReportV1"},
+        ]
+    }
+    for version, name in ((2, "ReportV2"), (1, "ReportV1")):
+        shipped = {k: v for k, v in schemas[name].items() if k != "description"}
+        declared = {k: v for k, v in wire.SCHEMAS[version].items() if k not in ("$schema", "$id")}
+        assert shipped == declared
+    assert "v1_not_convertible" in schemas["ReportV1"]["description"]

@@ -17,11 +17,14 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import structlog
 from azfed.agent.collect.sample import Instance, Observation, sample
 from azfed.agent.health import AgentMetrics
 from azfed.config import AzfedConfig
 from azfed.errors import ConfigError, Problem
-from azfed.wire import POWER_STATES, Meter
+from azfed.wire import DEVICE_PATTERN, POWER_STATES, Meter, is_device
+
+log = structlog.get_logger(__name__)
 
 SECTOR = 512  # /proc/diskstats counts 512-byte sectors whatever the device's block size
 # whole disks only: partitions would count the same I/O twice
@@ -105,6 +108,7 @@ class GuestCollector:
         self.proc = proc
         self.host = socket.gethostname()
         self.hz = clock_ticks()
+        self._unnameable: set[str] = set()
 
     @classmethod
     def from_config(cls, cfg: AzfedConfig, metrics: AgentMetrics) -> GuestCollector:
@@ -152,5 +156,18 @@ class GuestCollector:
         ]
         for table in (parse_netdev(read["net/dev"]), parse_diskstats(read["diskstats"])):
             for device, counters in table.items():
-                values += [(m, device, v) for m, v in counters.items()]
+                if self._nameable(device):
+                    values += [(m, device, v) for m, v in counters.items()]
         return values
+
+    def _nameable(self, device: str) -> bool:
+        """A device whose name cannot end a Gnocchi resource id (Linux lets an interface be
+        named almost anything) is left out, once logged: one such sample would make the
+        receiver refuse the whole report."""
+        if is_device(device):
+            return True
+        if device not in self._unnameable:
+            self._unnameable.add(device)
+            log.warning("device.skipped", device=device, why="not a valid resource id suffix",
+                        pattern=DEVICE_PATTERN)  # fmt: skip
+        return False

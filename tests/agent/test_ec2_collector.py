@@ -295,3 +295,16 @@ async def test_a_failed_cycle_does_not_mark_its_datapoints_as_sent(
     finally:
         await col.close()
     assert len(again.samples) == 80 * 9
+
+
+def test_a_checkpoint_of_an_agent_before_contract_2_is_not_restored(
+    aws: MotoServer, tmp_path: Path
+) -> None:
+    """Its series (cpu_util, instance-wide network and disk totals) are not the ones this
+    version writes: the new series start afresh rather than continue someone else's total."""
+    cfg = agent_config(aws, tmp_path, meters=["network.incoming.bytes"])
+    assert cfg.aws is not None
+    col = Ec2Collector(cfg.aws, cfg.collect, AgentMetrics())
+    old = {"version": 1, "series": {"6f1c7a52-3b1e-4c2a-9d1e-0a5b8e2f4c11|cpu_util": [1.0, None]}}
+    col.restore(old)
+    assert col.checkpoint() == {"version": 2, "series": {}}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid as uuidlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from azfed import wire
 from azfed.agent.collect.sample import Instance, Observation, Sample, rfc3339
 from azfed.agent.health import AgentMetrics
 from azfed.agent.push.batcher import Batcher
-from azfed.agent.push.pusher import Pusher
+from azfed.agent.push.pusher import Pusher, split_report
 from azfed.agent.push.spool import Spool
 from azfed.config import parse_config
 
@@ -265,3 +266,19 @@ async def test_a_report_too_large_for_the_receiver_is_split_and_all_of_it_arrive
         too_large = rcv.faults.statuses().count(413)
         assert await rcv.metric("azfed_receiver_rejects_total", reason="too_large") == too_large
         assert pipe.value("azfed_agent_samples_dropped_total", reason="too_large") == 0
+
+
+@pytest.mark.parametrize("name", ["report-full", "report-v1-full"])
+def test_a_report_too_large_splits_into_valid_halves_in_either_contract_version(
+    name: str,
+) -> None:
+    """An upgraded agent may still hold version 1 reports in its spool: split on a 413, each
+    half keeps its instances' samples (resource_id in version 1, instance_uuid in 2) and stays
+    valid under its own version."""
+    report = json.loads((Path(__file__).parents[1] / "data" / "wire" / f"{name}.json").read_text())
+    halves = split_report(report)
+    assert halves is not None
+    for half in halves:
+        wire.validate_report(half)
+    assert sum(len(h["samples"]) for h in halves) == len(report["samples"])
+    assert [len(h["instances"]) for h in halves] == [1, 1]

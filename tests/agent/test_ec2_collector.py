@@ -10,6 +10,7 @@ import pytest
 from azfed import wire
 from azfed.agent.collect.ec2 import DESCRIBED, MAX_QUERIES, METRICS, Ec2Collector, ec2_facts
 from azfed.agent.health import AgentMetrics
+from structlog.testing import capture_logs
 
 from testbed.aws import MotoServer
 from tests.agent.aws_metrics import DOCUMENTED
@@ -308,3 +309,30 @@ def test_a_checkpoint_of_an_agent_before_contract_2_is_not_restored(
     old = {"version": 1, "series": {"6f1c7a52-3b1e-4c2a-9d1e-0a5b8e2f4c11|cpu_util": [1.0, None]}}
     col.restore(old)
     assert col.checkpoint() == {"version": 2, "series": {}}
+
+
+async def test_an_iam_policy_without_describe_instance_types_loses_memory_only(
+    aws: MotoServer, ec2: Any, tmp_path: Path
+) -> None:
+    """An agent upgraded before its IAM policy: DescribeInstanceTypes is refused, the cycle
+    still reports the instance and its other meters, says what to allow, and does not ask
+    again."""
+    [iid] = await launch(ec2, 1)
+    before = aws.stats()["hits"].get("DescribeInstanceTypes", 0)
+    aws.fault("DescribeInstanceTypes", "UnauthorizedOperation", status=403, times=1)
+    cfg = agent_config(aws, tmp_path, meters=["memory", "power.state"])
+    assert cfg.aws is not None
+    col = Ec2Collector(cfg.aws, cfg.collect, AgentMetrics())
+    await col.open()
+    try:
+        with capture_logs() as logs:
+            first = await col.collect()
+        second = await col.collect()
+    finally:
+        await col.close()
+    assert [i.remote_id for i in first.instances] == [iid]
+    assert [s.meter for s in first.samples] == [s.meter for s in second.samples] == ["power.state"]
+    [warning] = [e for e in logs if e["event"] == "instance_types.failed"]
+    assert "ec2:DescribeInstanceTypes" in warning["hint"]
+    assert aws.stats()["injected"] == {"DescribeInstanceTypes": 1}
+    assert aws.stats()["hits"]["DescribeInstanceTypes"] - before == 1  # not asked again

@@ -411,10 +411,25 @@ class Ec2Collector:
             f.instance_type for _, f in page
             if f.instance_type and f.instance_type not in self._types and self._needs_types(f)
         })  # fmt: skip
+        from botocore.exceptions import ClientError
+
         for k in range(0, len(new), TYPES_PAGE):
             names = new[k : k + TYPES_PAGE]
-            async with self.describe_gate.admit():
-                resp = await self._ec2.describe_instance_types(InstanceTypes=names)
+            try:
+                async with self.describe_gate.admit():
+                    resp = await self._ec2.describe_instance_types(InstanceTypes=names)
+            except ClientError as err:
+                # an IAM policy from before this call was needed: memory (and vCPUs without
+                # CpuOptions) go missing, the instances' state and other meters do not
+                code = err.response.get("Error", {}).get("Code")
+                if code in THROTTLE_CODES:
+                    continue  # botocore's retries ran out: asked again next cycle
+                log.warning(
+                    "instance_types.failed", code=code, types=names,
+                    then="memory is not reported for them until the agent restarts",
+                    hint="allow ec2:DescribeInstanceTypes (packaging/iam/agent-policy.json)",
+                )  # fmt: skip
+                resp = {}
             for t in resp.get("InstanceTypes", []):
                 vcpus = t.get("VCpuInfo", {}).get("DefaultVCpus")
                 self._types[t["InstanceType"]] = TypeFacts(

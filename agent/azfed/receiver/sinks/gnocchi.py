@@ -147,7 +147,7 @@ def instance_attributes(inst: dict[str, Any], facts: ServerFacts | None) -> dict
             "availability_zone": inst.get("az"),
             "launched_at": inst.get("launched_at"),
         }
-    attrs = {
+    return {
         "display_name": facts.name,
         "flavor_id": facts.flavor_id,
         "flavor_name": facts.flavor_name,
@@ -158,7 +158,6 @@ def instance_attributes(inst: dict[str, Any], facts: ServerFacts | None) -> dict
         "created_at": facts.created_at or None,
         "launched_at": facts.launched_at or None,
     }
-    return attrs
 
 
 def resource_body(uuid: str, inst: dict[str, Any], facts: ServerFacts | None) -> dict[str, Any]:

@@ -59,14 +59,15 @@ def report(agent: str, seq: int, now: float) -> dict[str, Any]:
         }
         for i, u in enumerate(uuids)
     ]
-    meter = next(m for m, (_, kind) in wire.METERS.items() if kind == "gauge")
-    unit, kind = wire.METERS[meter]
+    meter = "memory.usage"  # a gauge on the instance resource
+    fact = wire.METERS[meter]
     samples = [
         {
-            "resource_id": uuids[i % INSTANCES],
+            "instance_uuid": uuids[i % INSTANCES],
+            "resource_type": fact.resource_type,
             "meter": meter,
-            "unit": unit,
-            "type": kind,
+            "unit": fact.unit,
+            "type": fact.type,
             "volume": float(i % 100),
             "timestamp": time.strftime(
                 "%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60 * (seq * SAMPLES + i) % 3600)
@@ -74,7 +75,7 @@ def report(agent: str, seq: int, now: float) -> dict[str, Any]:
         }
         for i in range(SAMPLES)
     ]
-    return {"version": 1, "agent_id": agent, "seq": seq, "sent_at": ts,
+    return {"version": wire.CONTRACT_VERSION, "agent_id": agent, "seq": seq, "sent_at": ts,
             "instances": instances, "samples": samples}  # fmt: skip
 
 

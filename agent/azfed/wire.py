@@ -506,8 +506,11 @@ def _size_problems(obj: Any) -> list[Problem]:
 
 def _version_problems(obj: Any) -> list[Problem]:
     # Before the schema: each version has its own, and one that names no known version would
-    # otherwise be refused for every field the schemas disagree on.
-    version = obj.get("version") if isinstance(obj, dict) else None
+    # otherwise be refused for every field the schemas disagree on. A body that is no object,
+    # or names no version, is left to the current schema to describe.
+    if not isinstance(obj, dict) or "version" not in obj:
+        return []
+    version = obj["version"]
     if type(version) is int and version in CONTRACT_VERSIONS:
         return []
     if isinstance(version, float) and version in CONTRACT_VERSIONS:
@@ -515,6 +518,11 @@ def _version_problems(obj: Any) -> list[Problem]:
     known = " and ".join(map(str, CONTRACT_VERSIONS))
     reason = f"this receiver reads contract versions {known}: upgrade the receiver, or the agent"
     return [Problem("version", _short_version(version), reason)]
+
+
+def _validator(obj: Any) -> Draft202012Validator:
+    version = obj.get("version", CONTRACT_VERSION) if isinstance(obj, dict) else CONTRACT_VERSION
+    return _VALIDATORS[int(version)]
 
 
 def _short_version(version: Any) -> Any:
@@ -525,7 +533,7 @@ def _schema_problems(obj: Any) -> list[Problem]:
     problems = _size_problems(obj) or _tree_problems(obj) or _version_problems(obj)
     if problems:
         return problems
-    for err in _VALIDATORS[int(obj["version"])].iter_errors(obj):
+    for err in _validator(obj).iter_errors(obj):
         problems.append(
             Problem(_path_of(err.absolute_path) or "<report>", err.instance, err.message)
         )

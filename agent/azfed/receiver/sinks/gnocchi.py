@@ -139,11 +139,14 @@ def instance_attributes(inst: dict[str, Any], facts: ServerFacts | None) -> dict
     """The `instance` resource's attributes: Nova's facts when Nova knows the server (as
     Ceilometer's notifications and pollsters give them), what the agent reported otherwise (an
     orphan still gets its usage recorded, under no flavor)."""
+    # display_name, flavor_id and host are required by the type Ceilometer creates: always
+    # sent, empty when unknown (Gnocchi refuses the resource, and so its measures, without them)
     if facts is None:
         return {
             "display_name": inst["remote_id"],
             "flavor_id": "",
             "flavor_name": "",
+            "host": inst.get("az") or inst["provider"],
             "availability_zone": inst.get("az"),
             "launched_at": inst.get("launched_at"),
         }
@@ -151,7 +154,7 @@ def instance_attributes(inst: dict[str, Any], facts: ServerFacts | None) -> dict
         "display_name": facts.name,
         "flavor_id": facts.flavor_id,
         "flavor_name": facts.flavor_name,
-        "host": facts.host or None,
+        "host": facts.host,
         "image_ref": facts.image_ref or None,
         "server_group": facts.metadata.get(SERVER_GROUP_KEY),
         "availability_zone": facts.az or None,

@@ -47,7 +47,7 @@ LEASE_TTL_S = 3.0
 # The load: N instances, each with a CPU datapoint in each of P complete 5-minute periods,
 # pushed in reports of at most BATCH samples: about N * P / BATCH reports in a row.
 N, P, BATCH = 120, 8, 40
-METER = "cpu_util"
+METER = "cpu"
 
 
 RECEIVER_KEYS = """sinks = ["gnocchi"]
@@ -144,10 +144,23 @@ class Load:
     uuids: list[str]
     vpc_id: str
     end: int  # the end of the newest period seeded
+    vcpus: int  # of the instance type, as EC2 documents it
 
     def expected(self) -> list[tuple[int, float]]:
-        """Each instance's measures: one per seeded period, with the value seeded in it."""
-        return sorted((self.end - k * PERIOD, float(10 + k)) for k in range(1, P + 1))
+        """Each instance's `cpu` measures: one per seeded period, cumulative CPU time in ns,
+        as Ceilometer counts it: each period adds utilisation x vCPUs x the period."""
+        ns, out = 0.0, []
+        for k in range(P, 0, -1):  # oldest first
+            ns += (10 + k) / 100 * self.vcpus * PERIOD * 1e9
+            out.append((self.end - k * PERIOD, ns))
+        return out
+
+
+def _same(got: list[tuple[int, float]], want: list[tuple[int, float]]) -> bool:
+    """The same timestamps, and values equal within float rounding of ~1e13 ns."""
+    return [t for t, _ in got] == [t for t, _ in want] and all(
+        abs(g - w) < 1e3 for (_, g), (_, w) in zip(got, want, strict=True)
+    )
 
 
 def _seed_load(moto: MotoServer) -> Load:
@@ -182,7 +195,8 @@ def _seed_load(moto: MotoServer) -> Load:
     ]
     for i in range(0, len(data), 500):
         cw.put_metric_data(Namespace="AWS/EC2", MetricData=data[i : i + 500])
-    return Load(uuids, vpc, end)
+    kind = ec2.describe_instance_types(InstanceTypes=["t3.micro"])["InstanceTypes"][0]
+    return Load(uuids, vpc, end, kind["VCpuInfo"]["DefaultVCpus"])
 
 
 def _agent_config(home: Path, moto: MotoServer, vpc_id: str, url: str, health_port: int) -> Path:
@@ -333,7 +347,7 @@ def test_kill_9_of_the_lease_holder_under_load_loses_and_duplicates_nothing(
     # claim was stale (twice write_timeout_s), then wrote it
     assert answers.get("409", 0) >= 1, answers
     measures, want = _gnocchi_measures(load.uuids), load.expected()
-    wrong = {u: m for u, m in measures.items() if m != want}
+    wrong = {u: m for u, m in measures.items() if not _same(m, want)}
     total = sum(len(m) for m in measures.values())
     print(f"\nkill -9 under load: {total} measures in Gnocchi for {N * P} seeded; lease moved "
           f"in {took_over_s:.1f}s; the agent's answers {answers}")  # fmt: skip

@@ -67,6 +67,7 @@ def canned_pages(n: int, per_page: int = 1000, per_res: int = 100) -> list[str]:
                 f"<instanceState><code>16</code><name>running</name></instanceState>"
                 f"<privateIpAddress>10.{k >> 16 & 255}.{k >> 8 & 255}.{k & 255}</privateIpAddress>"
                 f"<instanceType>m5.large</instanceType><launchTime>{launch}</launchTime>"
+                f"<cpuOptions><coreCount>1</coreCount><threadsPerCore>2</threadsPerCore></cpuOptions>"
                 f"<placement><availabilityZone>us-east-1a</availabilityZone></placement>"
                 f"<tagSet><item><key>{TAG}</key><value>{uuid.UUID(int=k + 1)}</value></item>"
                 f"</tagSet></item>"
@@ -86,6 +87,8 @@ def canned_pages(n: int, per_page: int = 1000, per_res: int = 100) -> list[str]:
 
 
 def gmd_answer(ids: list[str], stamps: list[str]) -> str:
+    """Each query's answer: the value k+1 at stamps[k], in the order given (the agent asks
+    for TimestampAscending)."""
     ts = "".join(f"<member>{t}</member>" for t in stamps)
     vals = "".join(f"<member>{k + 1}.0</member>" for k in range(len(stamps)))
     results = "".join(
@@ -101,16 +104,21 @@ def gmd_answer(ids: list[str], stamps: list[str]) -> str:
     )
 
 
-def serve_canned(n: int) -> None:
-    """Child process: answer DescribeInstances and GetMetricData for n instances."""
+def serve_canned(n: int, periods: int = 0) -> None:
+    """Child process: answer DescribeInstances and GetMetricData for n instances. With
+    `periods`, the datapoints are the start of each of the newest `periods` complete periods,
+    newest first (bench_ha_kill.py counts them in Gnocchi); else the newest complete one and
+    the open one."""
     from aiohttp import web
 
     pages = canned_pages(n)
     base = int(time.time()) // PERIOD * PERIOD
     stamps = [
         dt.datetime.fromtimestamp(base - k * PERIOD, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        for k in (1, 0)
+        # oldest first, as the agent's ScanBy=TimestampAscending asks
+        for k in (range(periods, 0, -1) if periods else (1, 0))
     ]
+    print(f"BASE {base}", flush=True)
     hits: dict[str, int] = {}
 
     async def handle(request: web.Request) -> web.Response:
@@ -303,6 +311,7 @@ def on_canned(n: int) -> list[dict[str, Any]]:
                             stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert proc.stdout is not None
+        proc.stdout.readline()  # BASE
         port = int(proc.stdout.readline().split()[1])
         base = f"http://127.0.0.1:{port}"
 
@@ -340,12 +349,13 @@ def main() -> None:
     ap.add_argument("--child", choices=["agent", "boto3"])
     ap.add_argument("--endpoint")
     ap.add_argument("--serve-canned", type=int)
+    ap.add_argument("--periods", type=int, default=0)
     ap.add_argument("--moto-sizes", type=int, nargs="*", default=[1000])
     ap.add_argument("--canned-sizes", type=int, nargs="*", default=[1000, 10000])
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "agent.json")
     a = ap.parse_args()
     if a.serve_canned:
-        serve_canned(a.serve_canned)
+        serve_canned(a.serve_canned, a.periods)
         return
     if a.child:
         child(a.child, a.endpoint)

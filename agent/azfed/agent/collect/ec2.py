@@ -586,7 +586,10 @@ class Ec2Collector:
         mark = self._watermark.get(key)
         period = self.cfg.metrics_period_s
         out = []
-        for ts, value in zip(result.get("Timestamps", []), result.get("Values", []), strict=False):
+        # ScanBy asks for ascending order; sorting again keeps a cumulative counter growing
+        # with time from any server that ignores it (a few datapoints per series)
+        points = sorted(zip(result.get("Timestamps", []), result.get("Values", []), strict=False))
+        for ts, value in points:
             if mark is not None and ts <= mark:
                 continue
             volume = spec.volume(value, series.vcpus, period)

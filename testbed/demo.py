@@ -9,8 +9,8 @@
 3. starts the azfed receiver and the azfed agent (as `azfed receiver run` / `azfed agent run`);
 4. boots servers one by one through openstacksdk, showing where each lands and why;
 5. seeds CloudWatch with usage for the burst instances and waits for the agent to push it;
-6. prints a table (server, AZ, host, EC2 instance, state, last cpu_util from Gnocchi) and writes
-   a PNG plot of local load, thresholds and placements over time.
+6. prints a table (server, AZ, host, EC2 instance, state, CPU % from Gnocchi's rate of cpu)
+   and writes a PNG plot of local load, thresholds and placements over time.
 
 Every process is started through the bed, so `make demo-down` (`python -m testbed stop`)
 stops them all by pid.
@@ -357,20 +357,28 @@ class Demo:
         )
         return client.Client("1", session_options={"auth": plugin})
 
-    def last_cpu_util(self, gnocchi: Any, server_id: str) -> float | None:
+    def last_cpu_pct(self, gnocchi: Any, server_id: str) -> float | None:
+        """CPU utilisation the way Ceilometer users compute it since cpu_util was removed:
+        Gnocchi's rate:mean of the cumulative `cpu` (ns per granularity), per vCPU."""
         try:
-            measures = gnocchi.metric.get_measures("cpu_util", resource_id=server_id, refresh=True)
+            rate = gnocchi.metric.get_measures(
+                "cpu", resource_id=server_id, aggregation="rate:mean", refresh=True
+            )
+            vcpus = gnocchi.metric.get_measures("vcpus", resource_id=server_id, refresh=True)
         except Exception:
             return None
-        return float(measures[-1][2]) if measures else None
+        if not rate or not vcpus:
+            return None
+        _, granularity, ns = rate[-1]
+        return float(ns) / (float(granularity) * 1e9 * float(vcpus[-1][2])) * 100
 
     def wait_for_usage(self, uuids: list[str], timeout: float = 240) -> dict[str, float | None]:
         gnocchi = self.gnocchi()
         deadline = time.monotonic() + timeout
         while True:
-            got = {u: self.last_cpu_util(gnocchi, u) for u in uuids}
+            got = {u: self.last_cpu_pct(gnocchi, u) for u in uuids}
             have = sum(v is not None for v in got.values())
-            say(f"  cpu_util in Gnocchi for {have}/{len(uuids)} burst servers")
+            say(f"  CPU (rate of cpu) in Gnocchi for {have}/{len(uuids)} burst servers")
             if have == len(uuids) or time.monotonic() > deadline:
                 return got
             time.sleep(5)
@@ -399,7 +407,7 @@ class Demo:
                 )
         finally:
             conn.close()
-        head = ("server", "AZ", "host", "EC2 instance", "state (Nova/EC2)", "last cpu_util")
+        head = ("server", "AZ", "host", "EC2 instance", "state (Nova/EC2)", "cpu % (Gnocchi)")
         return texttable.table(head, rows)
 
     def plot(self, path: Path) -> Path:

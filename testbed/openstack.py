@@ -442,29 +442,7 @@ class OpenStackBed:
         return proc.pid
 
     def _gunicorn(self, name: str, port: int, module: str, venv: Path | None = None) -> None:
-        self._spawn(
-            name,
-            [
-                self._bin("gunicorn", venv),
-                "-b",
-                f"{HOST}:{port}",
-                "-w",
-                "1",
-                "--threads",
-                "8",
-                "--timeout",
-                "300",
-                # longer than any client keeps an idle connection: with gunicorn's 2 s default
-                # the server closes a connection just as keystoneauth reuses it
-                # ("Remote end closed connection without response")
-                "--keep-alive",
-                "75",
-                "--chdir",
-                str(HERE / "wsgi"),
-                "--no-control-socket",
-                f"{module}:application",
-            ],
-        )
+        self._spawn(name, gunicorn_argv(self._bin("gunicorn", venv), port, module))
 
     def _run(self, name: str, argv: Sequence[str]) -> None:
         """Run a one-shot command (db sync...), its output appended to logs/NAME.log."""
@@ -1044,6 +1022,31 @@ class OpenStackBed:
         bed.extra_nova, bed.extra_env = st["extra_nova"], st["extra_env"]
         bed._started_with = dict(st.get("started_with", {}))
         return bed
+
+
+def gunicorn_argv(gunicorn: str, port: int, module: str) -> list[str]:
+    """How the bed serves a WSGI service: one gunicorn worker of 8 threads on HOST:port,
+    `module` from testbed/wsgi."""
+    return [
+        gunicorn,
+        "-b",
+        f"{HOST}:{port}",
+        "-w",
+        "1",
+        "--threads",
+        "8",
+        "--timeout",
+        "300",
+        # longer than any client keeps an idle connection: with gunicorn's 2 s default
+        # the server closes a connection just as keystoneauth reuses it
+        # ("Remote end closed connection without response")
+        "--keep-alive",
+        "75",
+        "--chdir",
+        str(HERE / "wsgi"),
+        "--no-control-socket",
+        f"{module}:application",
+    ]
 
 
 class _Stepper:

@@ -381,3 +381,21 @@ async def test_a_husk_nova_still_has_is_not_ended_and_nova_is_asked_afresh_once_
     await sink.close()
     assert nova.fresh == [u]
     assert (await read(url, f"/v1/resource/instance/{u}"))["ended_at"] is None
+
+
+async def test_an_instance_first_seen_ending_is_created_and_ended_in_one_report(
+    bed_gnocchi: str,
+) -> None:
+    """A burst VM deleted within one agent cycle: its first report has its samples and says
+    shutting-down, and Nova has no such server. Its resources are created and ended at once;
+    Gnocchi started them after the report was received (its own clock, at creation) and
+    refuses an end before the start, so they end when they started."""
+    url = bed_gnocchi
+    body, u = report()
+    body["instances"][0]["state"] = "shutting-down"
+    sink = await start_sink(url, Nova(u, None))
+    await write(sink, "k1", body, time.time())
+    await sink.close()
+    for rtype, rid in [("instance", u), *((t, f"{u}-{d}") for t, d in DEVICES.items())]:
+        resource = await read(url, f"/v1/resource/{rtype}/{rid}")
+        assert resource["ended_at"] == resource["started_at"], rid

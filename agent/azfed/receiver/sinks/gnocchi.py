@@ -186,6 +186,15 @@ def changed_attributes(want: dict[str, Any], have: dict[str, Any] | None) -> dic
     return {k: v for k, v in want.items() if v is not None and (have is None or have.get(k) != v)}
 
 
+def not_before(ended_at: str, started_at: str | None) -> str:
+    """`ended_at`, or the resource's `started_at` if that is later. Gnocchi refuses an end
+    before the start, and starts a resource at its own clock's time of creation: a VM created
+    and ended in one report (deleted within one agent cycle) would end before it started."""
+    if started_at and datetime.fromisoformat(started_at) > datetime.fromisoformat(ended_at):
+        return started_at
+    return ended_at
+
+
 def policy_of(meter: str, override: str | None) -> str:
     """A metric's archive policy: gnocchi_resources.yaml's, unless the operator names one for
     all (Ceilometer's `archive_policy` publisher option)."""
@@ -536,11 +545,12 @@ class GnocchiSink:
     async def _end(self, uuid: str, ended_at: str) -> None:
         """`ended_at` on the instance and its vNICs and disks, as Ceilometer does on Nova's
         compute.instance.delete.start (at the receiver's time, as Ceilometer's is its own)."""
-        resources = [("instance", uuid), *await self._devices(uuid)]
-        for rtype, rid in resources:
+        resources = await self._open_resources(uuid)
+        for rtype, rid, started_at in resources:
             status, answer = await self._request(
-                "PATCH", f"/v1/resource/{rtype}/{rid}", json={"ended_at": ended_at}
-            )
+                "PATCH", f"/v1/resource/{rtype}/{rid}",
+                json={"ended_at": not_before(ended_at, started_at)},
+            )  # fmt: skip
             if status not in (200, 404) and not refused(status):
                 raise SinkError(f"gnocchi: ending resource {rid}: {_detail(status, answer)}")
             if refused(status) and status != 404:
@@ -549,16 +559,23 @@ class GnocchiSink:
         log.info("gnocchi.resource_ended", instance_uuid=uuid, ended_at=ended_at,
                  resources=len(resources))  # fmt: skip
 
-    async def _devices(self, uuid: str) -> list[tuple[str, str]]:
-        """The instance's vNIC and disk resources (Ceilometer's event_associated_resources)."""
+    async def _open_resources(self, uuid: str) -> list[tuple[str, str, str | None]]:
+        """The instance's resource and its vNIC and disk resources (Ceilometer's
+        event_associated_resources) not ended yet: (type, Gnocchi's id, started_at)."""
         out = []
-        for rtype in ("instance_network_interface", "instance_disk"):
+        for rtype, key in (
+            ("instance", "id"),
+            ("instance_network_interface", "instance_id"),
+            ("instance_disk", "instance_id"),
+        ):
             status, answer = await self._request(
-                "POST", f"/v1/search/resource/{rtype}", json={"=": {"instance_id": uuid}}
+                "POST", f"/v1/search/resource/{rtype}", json={"=": {key: uuid}}
             )
             if status != 200 or not isinstance(answer, list):
                 raise SinkError(f"gnocchi: searching {rtype} of {uuid}: {_detail(status, answer)}")
-            out += [(rtype, str(r["id"])) for r in answer if not r.get("ended_at")]
+            out += [
+                (rtype, str(r["id"]), r.get("started_at")) for r in answer if not r.get("ended_at")
+            ]
         return out
 
 

@@ -206,10 +206,12 @@ async def test_a_rename_is_patched_and_a_deleted_server_gets_ended_at(
         seq = int(NOW) % 1_000_000 + 10
         assert (await _post(client, _report(server.id, seq, 1e9, minutes_ago=12)))[0] == 200
         conn = openstack_bed.connect()
-        conn.compute.update_server(server, name=server.name + "-renamed")
+        renamed = server.name + "-renamed"
+        # (openstacksdk updates `server` in place)
+        conn.compute.update_server(server, name=renamed)
         assert (await _post(client, _report(server.id, seq + 1, 2e9, minutes_ago=8)))[0] == 200
         gn = _gnocchi()
-        assert gn.resource.get("instance", server.id)["display_name"] == server.name + "-renamed"
+        assert gn.resource.get("instance", server.id)["display_name"] == renamed
         conn.compute.delete_server(server)
         conn.compute.wait_for_delete(server, wait=120)
         conn.close()

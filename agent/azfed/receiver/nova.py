@@ -40,8 +40,10 @@ def _facts(server: Any) -> ServerFacts:
     return ServerFacts(
         uuid=server.id,
         name=server.name or "",
-        # Nova embeds the flavor without its id since microversion 2.47: NovaClient looks it up
-        flavor_id=str(flavor.get("id") or ""),
+        # Nova embeds the flavor without its id since microversion 2.47 (it has original_name
+        # then): NovaClient looks it up. openstacksdk's Flavor answers `id` with the name when
+        # the id is absent, so `id` is read only from an embedding that has one.
+        flavor_id="" if flavor.get("original_name") else str(flavor.get("id") or ""),
         flavor_name=str(flavor.get("original_name") or flavor.get("name") or ""),
         host=server.compute_host or server.hypervisor_hostname or "",
         image_ref=str(image.get("id") or ""),

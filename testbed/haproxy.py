@@ -34,6 +34,8 @@ defaults
     timeout connect 2s
     timeout client 60s
     timeout server 60s
+    # the header timeout aiohttp lacks: a client that trickles its request line and headers
+    timeout http-request 10s
     retries 3
     option redispatch 1
     retry-on conn-failure empty-response

@@ -56,7 +56,13 @@ CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
 # --- the canned endpoint ------------------------------------------------------------------
 
 
-def canned_pages(n: int, per_page: int = 1000, per_res: int = 100) -> list[str]:
+def canned_uuid(k: int, salt: str = "") -> uuid.UUID:
+    """Instance k's Nova UUID; a salt gives each run instances of its own (Gnocchi keeps
+    what earlier runs wrote)."""
+    return uuid.uuid5(uuid.NAMESPACE_OID, f"{salt}/{k}") if salt else uuid.UUID(int=k + 1)
+
+
+def canned_pages(n: int, per_page: int = 1000, per_res: int = 100, salt: str = "") -> list[str]:
     launch = "2026-11-24T00:00:00.000Z"
     pages = []
     for p in range(math.ceil(n / per_page)):
@@ -69,7 +75,7 @@ def canned_pages(n: int, per_page: int = 1000, per_res: int = 100) -> list[str]:
                 f"<instanceType>m5.large</instanceType><launchTime>{launch}</launchTime>"
                 f"<cpuOptions><coreCount>1</coreCount><threadsPerCore>2</threadsPerCore></cpuOptions>"
                 f"<placement><availabilityZone>us-east-1a</availabilityZone></placement>"
-                f"<tagSet><item><key>{TAG}</key><value>{uuid.UUID(int=k + 1)}</value></item>"
+                f"<tagSet><item><key>{TAG}</key><value>{canned_uuid(k, salt)}</value></item>"
                 f"</tagSet></item>"
                 for k in range(r, min(n, r + per_res), 1)
             )
@@ -104,14 +110,14 @@ def gmd_answer(ids: list[str], stamps: list[str]) -> str:
     )
 
 
-def serve_canned(n: int, periods: int = 0) -> None:
+def serve_canned(n: int, periods: int = 0, salt: str = "") -> None:
     """Child process: answer DescribeInstances and GetMetricData for n instances. With
     `periods`, the datapoints are the start of each of the newest `periods` complete periods,
     newest first (bench_ha_kill.py counts them in Gnocchi); else the newest complete one and
     the open one."""
     from aiohttp import web
 
-    pages = canned_pages(n)
+    pages = canned_pages(n, salt=salt)
     base = int(time.time()) // PERIOD * PERIOD
     stamps = [
         dt.datetime.fromtimestamp(base - k * PERIOD, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -350,12 +356,13 @@ def main() -> None:
     ap.add_argument("--endpoint")
     ap.add_argument("--serve-canned", type=int)
     ap.add_argument("--periods", type=int, default=0)
+    ap.add_argument("--salt", default="")
     ap.add_argument("--moto-sizes", type=int, nargs="*", default=[1000])
     ap.add_argument("--canned-sizes", type=int, nargs="*", default=[1000, 10000])
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "agent.json")
     a = ap.parse_args()
     if a.serve_canned:
-        serve_canned(a.serve_canned, a.periods)
+        serve_canned(a.serve_canned, a.periods, a.salt)
         return
     if a.child:
         child(a.child, a.endpoint)

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from azfed import wire  # noqa: E402
 
+from bench.bench_agent import canned_uuid  # noqa: E402
 from testbed.openstack import DB_PASSWORD, HOST, PORTS  # noqa: E402
 from testbed.receivers import ReceiverCluster, free_port, scrape  # noqa: E402
 
@@ -56,10 +56,10 @@ def _sql(statement: str) -> None:
         cur.execute(statement)
 
 
-def _canned(n: int, periods: int) -> tuple[subprocess.Popen[str], str, int]:
+def _canned(n: int, periods: int, salt: str) -> tuple[subprocess.Popen[str], str, int]:
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "bench_agent.py"), "--serve-canned", str(n),
-         "--periods", str(periods)],
+         "--periods", str(periods), "--salt", salt],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -123,6 +123,15 @@ lease_ttl_s = 6
 """
 
 
+def _claims_in_flight(database: str) -> int:
+    import pymysql
+
+    conn = pymysql.connect(host=HOST, port=PORTS["mariadb"], user="root", password=DB_PASSWORD,
+                           database=database)  # fmt: skip
+    with conn, conn.cursor() as cur:
+        return int(cur.execute("SELECT 1 FROM azfed_reports WHERE status = 'inflight'"))
+
+
 def _wait(what: str, check: Any, timeout: float, interval: float = 0.5) -> float:
     t0 = time.monotonic()
     while not check():
@@ -132,7 +141,7 @@ def _wait(what: str, check: Any, timeout: float, interval: float = 0.5) -> float
     return time.monotonic() - t0
 
 
-def _measures(n: int) -> dict[str, list[tuple[int, float]]]:
+def _measures(n: int, salt: str) -> dict[str, list[tuple[int, float]]]:
     from gnocchiclient import auth, client
     from gnocchiclient.exceptions import NotFound
 
@@ -140,7 +149,7 @@ def _measures(n: int) -> dict[str, list[tuple[int, float]]]:
         "auth": auth.GnocchiBasicPlugin(user="admin", endpoint=GNOCCHI)})  # fmt: skip
 
     def one(k: int) -> tuple[str, list[tuple[int, float]]]:
-        u = str(uuid.UUID(int=k + 1))
+        u = str(canned_uuid(k, salt))
         try:
             got = gnocchi.metric.get_measures(
                 "cpu", resource_id=u, granularity=PERIOD, refresh=True
@@ -174,7 +183,8 @@ def run(n: int, periods: int) -> dict[str, Any]:
     name = f"azfed_hakill_{secrets.token_hex(4)}"
     url = f"mysql://root:{DB_PASSWORD}@{HOST}:{PORTS['mariadb']}/{name}?charset=utf8mb4"
     _sql(f"CREATE DATABASE `{name}`")
-    canned, endpoint, base = _canned(n, periods)
+    salt = secrets.token_hex(4)
+    canned, endpoint, base = _canned(n, periods, salt)
     tmp = Path(tempfile.mkdtemp(prefix="azfed-hakill-"))
     cluster = ReceiverCluster(
         tmp, url, {AGENT: SECRET}, 'sinks = ["gnocchi"]\nwrite_timeout_s = 120\n', _sections()
@@ -200,7 +210,14 @@ def run(n: int, periods: int) -> dict[str, Any]:
         _wait("both receivers accepting", both_accepting, 900)
         holder = next(r for r in cluster.receivers if r.holds_lease())
         survivor = r2 if holder is r1 else r1
-        _wait("the holder writing a report", lambda: holder.inflight() >= 1, 600, 0.02)
+
+        # the agent has one report in flight: when the holder is busy, the survivor idle and a
+        # claim open in the database, the holder is writing that report (past its checks)
+        def writing() -> bool:
+            busy = holder.inflight() >= 1 and survivor.inflight() == 0
+            return busy and _claims_in_flight(name) == 1
+
+        _wait("the holder writing a report", writing, 600, 0.02)
         holder.kill9()
         killed = time.monotonic()
         lease_s = _wait("the survivor taking the lease", survivor.holds_lease, 60, 0.1)
@@ -214,7 +231,7 @@ def run(n: int, periods: int) -> dict[str, Any]:
         drain_s = time.monotonic() - killed
         agent_metrics = scrape(health)
         total_s = time.monotonic() - t0
-        got = _measures(n)
+        got = _measures(n, salt)
     finally:
         if agent is not None:
             agent.terminate()

@@ -2,13 +2,16 @@
 # Install what the test bed and the tests need, idempotently (Debian, root):
 #   - MariaDB and RabbitMQ from Debian's packages (their system services stay stopped: the bed
 #     runs its own instances under its own folder), cloud-init and systemd for the packaging tests;
-#   - two virtualenvs from PyPI, cached outside the checkout and keyed by the pinned
+#   - three virtualenvs from PyPI, cached outside the checkout and keyed by the pinned
 #     constraints, so a fresh clone finds them ready:
 #       $AZFED_CACHE/venvs/openstack-<key>  keystone, placement, glance, neutron, nova, openstacksdk,
 #                                           and azfed's own runtime deps (nova-compute and
 #                                           nova-scheduler import azfed's driver and filter)
 #       $AZFED_CACHE/venvs/gnocchi-<key>    gnocchi (its pins clash with nova's)
-# Prints the two venv paths as shell assignments on the last two lines of stdout.
+#       $AZFED_CACHE/venvs/ceilometer-<key> ceilometer (ceilometer-upgrade and its Gnocchi
+#                                           publisher, for the metering parity tests; its pins
+#                                           clash with both)
+# Prints the three venv paths as shell assignments on the last three lines of stdout.
 set -euo pipefail
 shopt -s inherit_errexit   # make_venv runs in $(...): its failures must stop us
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -20,6 +23,7 @@ OS_PKGS="nova openstack-placement keystone glance neutron python-openstackclient
  openstacksdk gunicorn pymysql aioboto3 aiohttp structlog jsonschema prometheus-client click
  pydantic tenacity"
 GN_PKGS="gnocchi[mysql,file] gnocchiclient gunicorn"
+CM_PKGS="ceilometer"
 
 # cloud-init: its schema validator checks our rendered user data; systemd: systemd-analyze;
 # shellcheck: lints the boot script the user data carries; haproxy: the balancer in front of two
@@ -73,6 +77,8 @@ make_venv() {
 OS_VENV=$(make_venv openstack "$HERE/constraints-openstack.txt" $OS_PKGS)
 # shellcheck disable=SC2086
 GN_VENV=$(make_venv gnocchi "$HERE/constraints-gnocchi.txt" $GN_PKGS)
+# shellcheck disable=SC2086
+CM_VENV=$(make_venv ceilometer "$HERE/constraints-ceilometer.txt" $CM_PKGS)
 # Nova imports compute drivers only from its own nova.virt package: put azfed's one-line shim
 # there, as an operator's package of azfed for Nova hosts does (docs/driver.md). It imports
 # azfed.nova.driver, which the bed's Nova services find in this checkout (PYTHONPATH).
@@ -82,3 +88,4 @@ for virt in "$OS_VENV"/lib/python3*/site-packages/nova/virt; do
 done
 echo "OS_VENV=$OS_VENV"
 echo "GN_VENV=$GN_VENV"
+echo "CM_VENV=$CM_VENV"

@@ -119,15 +119,22 @@ def cache_dir() -> Path:
     return Path(os.environ.get("AZFED_CACHE", str(Path(base) / "azfed")))
 
 
-def install() -> tuple[Path, Path]:
-    """Run install.sh (idempotent, fast when cached); return the two venvs."""
+def installed() -> dict[str, Path]:
+    """Run install.sh (idempotent, fast when cached); the venvs it prints, by the name it
+    gives them (OS_VENV, GN_VENV, CM_VENV)."""
     out = subprocess.run(
         ["bash", str(HERE / "install.sh")], check=False, stdout=subprocess.PIPE, text=True
     )
     if out.returncode != 0:
         raise TestbedError("install.sh failed: see the messages above")
     found = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
-    return Path(found["OS_VENV"]), Path(found["GN_VENV"])
+    return {name: Path(path) for name, path in found.items()}
+
+
+def install() -> tuple[Path, Path]:
+    """Run install.sh; return the bed's two venvs (OpenStack, Gnocchi)."""
+    found = installed()
+    return found["OS_VENV"], found["GN_VENV"]
 
 
 def _ini(sections: Mapping[str, Mapping[str, object]]) -> str:

@@ -26,7 +26,7 @@ GN_PKGS="gnocchi[mysql,file] gnocchiclient gunicorn"
 CM_PKGS="ceilometer"
 
 # cloud-init: its schema validator checks our rendered user data; systemd: systemd-analyze;
-# shellcheck: lints the boot script the user data carries; haproxy: the balancer in front of two
+# and shellcheck to lint the boot script the user data carries; haproxy: the balancer in front of two
 # receivers in the HA tests
 APT_PKGS="rabbitmq-server mariadb-server mariadb-client curl cloud-init systemd shellcheck haproxy"
 need_apt=""

@@ -188,9 +188,7 @@ def run(n: int, periods: int) -> dict[str, Any]:
     salt = secrets.token_hex(4)
     canned, endpoint, base = _canned(n, periods, salt)
     tmp = Path(tempfile.mkdtemp(prefix="azfed-hakill-"))
-    cluster = ReceiverCluster(
-        tmp, url, {AGENT: SECRET}, 'sinks = ["gnocchi"]\n', _sections()
-    )
+    cluster = ReceiverCluster(tmp, url, {AGENT: SECRET}, 'sinks = ["gnocchi"]\n', _sections())
     agent = None
     try:
         cluster.start(2)

@@ -48,12 +48,14 @@ lint: venv
 	$(BIN)/mypy --cache-dir $(CACHE)/mypy
 
 # Two pytest sessions side by side: the tests that need the OpenStack bed (one bed, so one
-# session) and all the others, whose report is printed after the bed's. Both must pass.
+# session) and all the others, whose report is printed after the bed's. Both must pass. The
+# bed's session (and the OpenStack services it waits on) is the longer one: the other runs
+# at a lower CPU priority, on what the bed leaves idle.
 UNIT_LOG := .testbed/pytest-unit.log
 test: setup lint
 	@mkdir -p .testbed
 	@echo "pytest -m 'not openstack' in the background (report in $(UNIT_LOG)), and -m openstack:"
-	@$(BIN)/pytest -p no:cacheprovider -m "not openstack" --durations=10 $(PYTEST_ARGS) \
+	@nice -n 10 $(BIN)/pytest -p no:cacheprovider -m "not openstack" --durations=10 $(PYTEST_ARGS) \
 	    > $(UNIT_LOG) 2>&1 & unit=$$!; \
 	$(BIN)/pytest -p no:cacheprovider -m openstack --durations=15 $(PYTEST_ARGS); bed=$$?; \
 	wait $$unit; rc=$$?; \

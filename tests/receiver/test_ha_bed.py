@@ -46,13 +46,13 @@ PERIOD = 300
 LEASE_TTL_S = 3.0
 # The load: N instances, each with a CPU datapoint in each of P complete 5-minute periods,
 # pushed in reports of at most BATCH samples: about N * P / BATCH reports in a row.
-N, P, BATCH = 120, 8, 40
+N, P, BATCH = 40, 6, 20
 METER = "cpu"
 
 
 RECEIVER_KEYS = """sinks = ["gnocchi"]
 # a claim left in flight by a receiver that died is taken over after twice this
-write_timeout_s = 5
+write_timeout_s = 4
 """
 
 
@@ -129,7 +129,7 @@ def test_one_receiver_at_a_time_holds_the_reconciliation_lease(cluster: Receiver
     until_sync(
         lambda: any(r.holds_lease() for r in cluster.receivers), "a receiver takes the lease"
     )
-    time.sleep(LEASE_TTL_S * 2)  # several renewals later, still exactly one
+    time.sleep(LEASE_TTL_S)  # three renewals later, still exactly one
     assert [r.holds_lease() for r in cluster.receivers].count(True) == 1
 
 

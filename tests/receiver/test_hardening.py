@@ -215,9 +215,12 @@ def test_healthz_keeps_answering_while_a_maximum_size_report_is_processed(
     along from another thread, keeps answering while the report takes seconds.
 
     A loop blocked by the report would hold one answer for most of the processing time
-    (10 s for such a report before). The 100 ms target itself is a figure measured on a quiet
-    machine (24-68 ms), not asserted here: `make test` runs the bed's tests beside this one on
-    two cores, and scheduling alone moves the maximum past 100 ms (115 ms seen)."""
+    (10 s for such a report before; since the typed check about 0.45 s, and a trial that ran
+    `_decode_and_parse` on the loop held it 315 ms of 0.42 s; off the loop the longest answer
+    took 40 ms of 0.48 s, 98 ms with other work on the cores). The 100 ms target itself is a
+    figure measured on a quiet machine (24-68 ms), not asserted here: `make test` runs the bed's
+    tests beside this one on two cores, and scheduling alone moves the maximum past 100 ms (115
+    ms seen)."""
     limit = 8 * 1024 * 1024
     with _receiver_process(tmp_path) as url:
         now = time.time()
@@ -238,8 +241,8 @@ def test_healthz_keeps_answering_while_a_maximum_size_report_is_processed(
                 stop.set()
             latencies = poller.result()
     assert answer["samples"] > 40_000
-    assert took > 0.5, "the report was processed too fast to measure anything"
-    assert max(latencies) < min(1.0, took / 4), (took, sorted(latencies)[-5:])
+    assert took > 0.3, "the report was processed too fast to measure anything"
+    assert max(latencies) < min(1.0, took / 2), (took, sorted(latencies)[-5:])
 
 
 async def test_the_same_seq_in_two_epochs_is_two_reports_and_a_report_without_one_still_counts(

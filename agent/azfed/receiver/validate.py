@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from azfed import wire
 from azfed.errors import AzfedError, InputError, Problem
+from azfed.receiver import typed
 from azfed.receiver.sinks import UNCONVERTED
 from azfed.receiver.store import RELEASED, Store
 from sqlalchemy.exc import SQLAlchemyError
@@ -192,7 +193,7 @@ def parse_report(data: bytes, auth: Auth, window: wire.Window | None = None) -> 
     except (UnicodeDecodeError, ValueError) as err:
         raise Reject(400, "bad_json", f"the body is not valid JSON: {err}") from None
     try:
-        report = wire.validate_report(obj, window=window)
+        report = wire.validate_report(obj, window=window, fits=typed.fits)
     except InputError as err:
         raise Reject(400, "bad_schema", "the report breaks the contract", err.problems) from None
     _check_identity(report, auth)

@@ -196,7 +196,15 @@ async def test_sigterm_spools_what_it_cannot_send_and_the_next_start_sends_it(
     receiver.faults.remove(down)
     proc = start_agent(cfg_file)
     try:
-        await until_written(receiver, 5 * len(METERS))
+        # every series complete (its 3 periods), not only begun: the spooled reports and the
+        # new cycle's arrive over several POSTs, and a slow machine is still between them
+        await receiver.faults.until(
+            lambda: (
+                len(receiver.series()) == 5 * len(METERS) and min(receiver.series().values()) >= 3
+            ),
+            "every series' 3 values written",
+            60,
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 30) == 0

@@ -129,3 +129,27 @@ async def test_the_reconciler_runs_only_while_it_holds_the_lease_and_at_once_on_
         loop.cancel()
         with pytest.raises(asyncio.CancelledError):
             await loop
+
+
+async def test_a_failure_the_store_does_not_type_still_ends_the_holding_not_the_loop(
+    tmp_path: Path,
+) -> None:
+    """Any error while renewing (here the store closed under it) makes the receiver stop
+    acting as holder, and the renewal loop goes on: a stale `held` would let two receivers
+    reconcile at once."""
+    s = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    await s.open()
+    lease = Lease(s, RECONCILE, 3.0, Clock(), Metrics())
+    assert await lease.renew() is True
+    await s.close()
+    with capture_logs() as logs:
+        loop = asyncio.create_task(lease.keep())
+        await asyncio.sleep(0.1)
+    try:
+        assert lease.held is False
+        assert not loop.done()
+        assert "lease.renew_failed" in [e["event"] for e in logs]
+    finally:
+        loop.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await loop

@@ -50,7 +50,11 @@ class Lease:
     async def keep(self) -> None:
         """Take or renew the lease every third of its life, until cancelled."""
         while True:
-            await self.renew()
+            try:
+                await self.renew()
+            except Exception:  # the loop must outlive any failure, or `held` would go stale
+                log.exception("lease.renew_failed", lease=self.name)
+                self._set(False)
             await asyncio.sleep(self.ttl_s / 3)
 
     async def renew(self) -> bool:

@@ -38,7 +38,8 @@ from azfed import wire  # noqa: E402
 
 from bench.bench_agent import canned_uuid  # noqa: E402
 from testbed.openstack import DB_PASSWORD, HOST, PORTS  # noqa: E402
-from testbed.receivers import ReceiverCluster, free_port, scrape  # noqa: E402
+from testbed.procs import free_port  # noqa: E402
+from testbed.receivers import ReceiverCluster, database_url, mariadb_admin, scrape  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "ha_kill.json"
 PERIOD = 300
@@ -46,14 +47,6 @@ AGENT = "bench-ha-agent"
 SECRET = b"bench-ha-secret-0123456789abcdefghijklmnop"
 GNOCCHI = f"http://127.0.0.1:{PORTS['gnocchi-api']}"
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-
-
-def _sql(statement: str) -> None:
-    import pymysql
-
-    admin = pymysql.connect(host=HOST, port=PORTS["mariadb"], user="root", password=DB_PASSWORD)
-    with admin, admin.cursor() as cur:
-        cur.execute(statement)
 
 
 def _canned(n: int, periods: int, salt: str) -> tuple[subprocess.Popen[str], str, int]:
@@ -183,8 +176,8 @@ def _canned_value(t: int, base: int, periods: int) -> int:
 
 def run(n: int, periods: int) -> dict[str, Any]:
     name = f"azfed_hakill_{secrets.token_hex(4)}"
-    url = f"mysql://root:{DB_PASSWORD}@{HOST}:{PORTS['mariadb']}/{name}?charset=utf8mb4"
-    _sql(f"CREATE DATABASE `{name}`")
+    url = database_url(name)
+    mariadb_admin(f"CREATE DATABASE `{name}`")
     salt = secrets.token_hex(4)
     canned, endpoint, base = _canned(n, periods, salt)
     tmp = Path(tempfile.mkdtemp(prefix="azfed-hakill-"))
@@ -239,7 +232,7 @@ def run(n: int, periods: int) -> dict[str, Any]:
         cluster.stop()
         canned.terminate()
         canned.wait(10)
-        _sql(f"DROP DATABASE IF EXISTS `{name}`")
+        mariadb_admin(f"DROP DATABASE IF EXISTS `{name}`")
     stamps_wanted = {base - k * PERIOD for k in range(1, periods + 1)}
     lost = sum(len(stamps_wanted - {t for t, _ in m}) for m in got.values())
     extra = sum(sum(1 for t, _ in m if t not in stamps_wanted) for m in got.values())

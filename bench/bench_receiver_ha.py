@@ -31,8 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from azfed import wire  # noqa: E402
 
-from testbed.openstack import DB_PASSWORD, HOST, PORTS  # noqa: E402
-from testbed.receivers import ReceiverCluster  # noqa: E402
+from testbed.receivers import ReceiverCluster, database_url, mariadb_admin  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "receiver_ha.json"
 SAMPLES, INSTANCES = 1000, 100
@@ -117,18 +116,10 @@ async def client(url: str, agents: int, reports: int) -> dict[str, float]:
     return {"wall_s": wall, "retries": sum(retries)}
 
 
-def _sql(statement: str) -> None:
-    import pymysql
-
-    admin = pymysql.connect(host=HOST, port=PORTS["mariadb"], user="root", password=DB_PASSWORD)
-    with admin, admin.cursor() as cur:
-        cur.execute(statement)
-
-
 def run(count: int, agents: int, reports: int) -> dict[str, Any]:
     name = f"azfed_bench_{secrets.token_hex(4)}"
-    url = f"mysql://root:{DB_PASSWORD}@{HOST}:{PORTS['mariadb']}/{name}?charset=utf8mb4"
-    _sql(f"CREATE DATABASE `{name}`")
+    url = database_url(name)
+    mariadb_admin(f"CREATE DATABASE `{name}`")
     with tempfile.TemporaryDirectory() as tmp:
         keys = {agent_id(a): SECRET for a in range(agents)}
         cluster = ReceiverCluster(
@@ -146,7 +137,7 @@ def run(count: int, agents: int, reports: int) -> dict[str, Any]:
             accepted = sum(r.accepted() for r in cluster.receivers)
         finally:
             cluster.stop()
-            _sql(f"DROP DATABASE `{name}`")
+            mariadb_admin(f"DROP DATABASE `{name}`")
     got = json.loads(out.stdout)
     total = agents * reports * SAMPLES
     assert accepted == agents * reports, (accepted, agents * reports)

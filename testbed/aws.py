@@ -12,6 +12,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from testbed.procs import stop
+
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 # the credentials moto accepts; exported so that no test can ever reach real AWS
@@ -66,12 +68,7 @@ class MotoServer:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc)
         if self.proc.stdout:
             self.proc.stdout.close()
         self.proc = None

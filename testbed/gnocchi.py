@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import secrets
 import signal
-import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -35,6 +34,7 @@ from testbed.openstack import (
     _wait,
     gunicorn_argv,
 )
+from testbed.procs import free_port
 
 
 @dataclass
@@ -62,7 +62,7 @@ class ThrowawayGnocchi:
         try:
             self._write_config()
             self._run("gnocchi-upgrade", [self._bin("gnocchi-upgrade"), *self._conf_args()])
-            self.port = _free_port()
+            self.port = free_port(HOST)
             argv = gunicorn_argv(self._bin("gunicorn"), self.port, "wsgi_gnocchi")
             self._proc = self._spawn("gnocchi-api", argv)
             _wait(self._answers, timeout, f"gnocchi-api on {self.url}", self._log_tail)
@@ -171,9 +171,3 @@ class ThrowawayGnocchi:
         )
         with contextlib.closing(conn), conn.cursor() as cur:
             cur.execute(stmt)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])

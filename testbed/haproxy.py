@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from testbed.procs import stop
+
 HAPROXY = "/usr/sbin/haproxy"
 
 
@@ -93,10 +95,5 @@ class HAProxy:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc)
         self.proc = None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,14 +20,24 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from testbed.demo import _clouds_yaml
 from testbed.haproxy import HAProxy
+from testbed.openstack import DB_PASSWORD, HOST, PORTS
+from testbed.procs import free_port, stop
 
 MetricKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def mariadb_admin(statement: str) -> None:
+    """One statement as root on the bed's MariaDB (create or drop a scratch database)."""
+    import pymysql
+
+    admin = pymysql.connect(host=HOST, port=PORTS["mariadb"], user="root", password=DB_PASSWORD)
+    with admin, admin.cursor() as cur:
+        cur.execute(statement)
+
+
+def database_url(name: str) -> str:
+    """The receiver's database_url for database `name` on the bed's MariaDB."""
+    return f"mysql://root:{DB_PASSWORD}@{HOST}:{PORTS['mariadb']}/{name}?charset=utf8mb4"
 
 
 def azfed(*args: str) -> list[str]:
@@ -153,10 +162,5 @@ class ReceiverCluster:
         if self.haproxy is not None:
             self.haproxy.stop()
         for r in self.receivers:
-            if r.proc is not None and r.proc.poll() is None:
-                r.proc.terminate()
-                try:
-                    r.proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    r.proc.kill()
-                    r.proc.wait()
+            if r.proc is not None:
+                stop(r.proc, timeout=30)

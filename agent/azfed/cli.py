@@ -226,7 +226,7 @@ def receiver_db() -> None:
     """The receiver's database schema (Alembic migrations shipped with azfed)."""
 
 
-def _receiver_config(config_file: Path | None) -> AzfedConfig:
+def _receiver_config(config_file: Path | None, as_json: bool = False) -> AzfedConfig:
     """The receiver's config from --config, or the command ends naming what is wrong."""
     from azfed.config import load_config
 
@@ -236,7 +236,7 @@ def _receiver_config(config_file: Path | None) -> AzfedConfig:
         cfg = load_config(config_file)
         cfg.require("receiver")
     except InputError as err:
-        _fail_input(err, False)
+        _fail_input(err, as_json)
     return cfg
 
 
@@ -501,16 +501,9 @@ def status(config_file: Path | None, as_json: bool) -> None:
     """Show the federation's state: burst instances, orphans, agent freshness."""
     import asyncio
 
-    from azfed.config import load_config
     from azfed.receiver import status as receiver_status
 
-    if config_file is None:
-        raise click.UsageError("--config FILE (the receiver's) is required")
-    try:
-        cfg = load_config(config_file)
-        cfg.require("receiver")
-    except InputError as err:
-        _fail_input(err, as_json)
+    cfg = _receiver_config(config_file, as_json)
     result = asyncio.run(receiver_status.collect(cfg))
     click.echo(json.dumps(result) if as_json else receiver_status.render(result))
 

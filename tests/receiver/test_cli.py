@@ -16,13 +16,8 @@ from typing import Any
 
 from azfed import wire
 
+from testbed.procs import free_port
 from tests.receiver.conftest import AGENT, SECRET, example, restamp
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _write_config(tmp_path: Path, port: int) -> Path:
@@ -92,7 +87,7 @@ def serve_one_report(cfg: Path, port: int, tmp_path: Path) -> dict[str, Any]:
 def test_receiver_run_notifies_systemd_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     """The service says READY=1, accepts a signed report, and exits 0 on SIGTERM after
     STOPPING=1; `azfed status --json` then shows the agent and its instances."""
-    port = _free_port()
+    port = free_port()
     status = serve_one_report(_write_config(tmp_path, port), port, tmp_path)
     assert [(a["agent_id"], a["last_seq"]) for a in status["agents"]] == [(AGENT, 42)]
     assert status["instances"] == {"running": 1, "stopped": 1}

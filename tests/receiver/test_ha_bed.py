@@ -34,7 +34,8 @@ from azfed.clouds import UUID_TAG
 
 from testbed.aws import MotoServer
 from testbed.openstack import PORTS, OpenStackBed
-from testbed.receivers import ReceiverCluster, azfed, free_port, scrape
+from testbed.procs import free_port
+from testbed.receivers import ReceiverCluster, azfed, scrape
 from tests.faultproxy import FaultProxy, fault_proxy_thread
 from tests.receiver.conftest import AGENT, SECRET, example, restamp
 from tests.receiver.test_mariadb import mariadb_url  # noqa: F401 - a database of the test's own

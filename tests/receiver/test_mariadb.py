@@ -33,8 +33,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from structlog.testing import capture_logs
 
 from testbed.openstack import DB_PASSWORD, HOST, PORTS, OpenStackBed
+from testbed.procs import free_port
 from tests.receiver.conftest import AGENT, SECRET, ReceiverFactory
-from tests.receiver.test_cli import _free_port, serve_one_report
+from tests.receiver.test_cli import serve_one_report
 from tests.receiver.test_contract import (  # noqa: F401 - collected here again, on MariaDB
     test_an_instance_its_owner_reported_terminated_passes_to_the_next_agent,
     test_another_agent_restating_an_instance_gets_403_and_writes_nothing,
@@ -268,7 +269,7 @@ def test_receiver_run_on_an_upgraded_database_serves_and_status_reads_it(
     """After `db upgrade`, `azfed receiver run` on MariaDB says READY=1, accepts a signed
     report and stops on SIGTERM; `azfed status --json` reads the agent and its instances
     back from MariaDB."""
-    port = _free_port()
+    port = free_port()
     cfg = _config(tmp_path, upgraded_url, port)
     (tmp_path / "secrets" / f"agents_{AGENT}").write_bytes(SECRET)
     status = serve_one_report(cfg, port, tmp_path)

@@ -15,7 +15,8 @@ import schemathesis
 from azfed.receiver import openapi
 from hypothesis import HealthCheck, settings
 
-from tests.receiver.test_cli import _free_port, _write_config
+from testbed.procs import free_port
+from tests.receiver.test_cli import _write_config
 
 schema = schemathesis.openapi.from_dict(openapi.document())
 
@@ -23,7 +24,7 @@ schema = schemathesis.openapi.from_dict(openapi.document())
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp: Path = tmp_path_factory.mktemp("schemathesis")
-    port = _free_port()
+    port = free_port()
     cfg = _write_config(tmp, port)
     notify_path = str(tmp / "notify.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:

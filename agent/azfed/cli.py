@@ -340,6 +340,8 @@ def policy_check(file: Path, as_json: bool) -> None:
         click.echo(json.dumps(summary))
     else:
         click.echo(f"{file}: valid (local {summary['local_az']}, public {summary['public_azs']})")
+        for w in summary["warnings"]:
+            click.echo(f"  warning: {w['key']} = {w['value']!r}: {w['reason']}")
 
 
 @policy.command("explain")

@@ -135,7 +135,8 @@ def test_an_invalid_new_policy_is_refused_and_the_last_good_one_kept(
     assert err["event"] == "policy.invalid"
     assert err["log_level"] == "error"
     assert err["problems"] == [
-        "$.burst.memory_used_pct = 200: maximum: 200 is greater than the maximum of 100"
+        "$.burst.memory_used_pct = 200: maximum: 200 is greater than the maximum of 100",
+        "$.return.instances = 6: no burst threshold to return from",
     ]
     assert err["action"] == "keeping the last good policy"
 

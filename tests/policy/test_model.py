@@ -39,7 +39,7 @@ def test_the_minimal_policy_gets_documented_defaults() -> None:
     ("change", "path", "value", "rule"),
     [
         ({"burst": {"memory_used_pct": 180}}, "$.burst.memory_used_pct", 180, "maximum"),
-        ({"burst": {}}, "$.burst", {}, "minProperties"),
+        ({"burst": {}}, "$.burst", {}, "anyOf"),
         ({"explicit_az": "always"}, "$.explicit_az", "always", "enum"),
         ({"local_az": ""}, "$.local_az", "", "pattern"),
         ({"version": 2}, "$.version", 2, "const"),
@@ -51,8 +51,8 @@ def test_the_minimal_policy_gets_documented_defaults() -> None:
 def test_a_schema_error_names_the_json_path_the_value_and_the_rule(
     change: dict[str, Any], path: str, value: object, rule: str
 ) -> None:
-    [(key, got, reason)] = problems(policy_doc(**change))
-    assert key == path
+    # other problems may follow from the same change (a return key left without its burst key)
+    [(_, got, reason)] = [p for p in problems(policy_doc(**change)) if p[0] == path]
     assert reason.startswith(rule + ":")
     if value is not None:
         assert got == value

@@ -32,6 +32,7 @@ def check_summary(policy: Policy) -> dict[str, Any]:
         "valid": True,
         "local_az": policy.local_az,
         "public_azs": [a.name for a in policy.public_azs],
+        "warnings": [{"key": w.key, "value": w.value, "reason": w.reason} for w in policy.warnings],
     }
 
 

@@ -104,7 +104,8 @@ class PolicyEngine:
                 action="keeping the last good policy" if kept else "not bursting",
             )
         else:
-            self.log.info("policy.loaded", policy_file=str(self.policy_file))
+            warnings = [str(w) for w in self._policy.warnings]
+            self.log.info("policy.loaded", policy_file=str(self.policy_file), warnings=warnings)
         return self._policy
 
     # --- state -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ This module runs inside nova-scheduler: it may import only the stdlib, jsonschem
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -150,6 +151,8 @@ class Policy:
     when_public_unavailable: WhenUnavailable = "local"
     source: str = "<memory>"
     schedule: Schedule | None = None
+    # valid, but probably not meant: `policy check` shows them, the filter logs them
+    warnings: tuple[Problem, ...] = ()
 
     def public(self, name: str) -> PublicAz | None:
         return next((az for az in self.public_azs if az.name == name), None)
@@ -197,7 +200,73 @@ def _validator() -> jsonschema.protocols.Validator:
 
 def _schema_problems(data: Any) -> list[Problem]:
     errors = sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.path)))
-    return [Problem(e.json_path, e.instance, f"{e.validator}: {e.message}") for e in errors]
+    return [Problem(e.json_path, e.instance, _schema_reason(e)) for e in errors]
+
+
+def _schema_reason(error: jsonschema.ValidationError) -> str:
+    # "is not valid under any of the given schemas" says nothing: an anyOf of `required`s is
+    # "set at least one of these keys", so say that
+    options = error.validator_value if error.validator == "anyOf" else None
+    if isinstance(options, list) and all(set(o) == {"required"} for o in options):
+        keys = ", ".join(k for o in options for k in o["required"])
+        return f"anyOf: names none of {keys}: set at least one"
+    return f"{error.validator}: {error.message}"
+
+
+class _Object(dict[str, Any]):
+    """A JSON object that remembers the keys it held twice (json keeps only the last value,
+    so an operator's second `burst` would silently replace the first)."""
+
+    duplicates: tuple[tuple[str, list[Any]], ...] = ()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    obj, seen = _Object(), dict[str, list[Any]]()
+    for key, value in pairs:
+        seen.setdefault(key, []).append(value)
+        obj[key] = value
+    obj.duplicates = tuple((k, vs) for k, vs in seen.items() if len(vs) > 1)
+    return obj
+
+
+def _children(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        yield from ((f"{path}.{k}", v) for k, v in value.items())
+    elif isinstance(value, list):
+        yield from ((f"{path}[{i}]", v) for i, v in enumerate(value))
+
+
+def _document_problems(value: Any, path: str = "$") -> list[Problem]:
+    """What JSON lets through and a policy must not: NaN and infinities (Python's json reads
+    NaN, Infinity and 1e999; every comparison with NaN is false, so a NaN threshold would never
+    fire), and a key given twice in one object."""
+    if isinstance(value, float) and not math.isfinite(value):
+        why = "not a finite number: NaN and Infinity are refused"
+        return [Problem(path, "NaN" if math.isnan(value) else f"{value:+}", why)]
+    out = [
+        Problem(f"{path}.{key}", values, "duplicate key: JSON keeps only the last; keep one")
+        for key, values in getattr(value, "duplicates", ())
+    ]
+    for child_path, child in _children(value, path):
+        out += _document_problems(child, child_path)
+    return out
+
+
+# The semantic checks run on a document the schema may have refused: each reads a part only
+# when it has the type the schema asks for, and leaves the rest to the schema's problems.
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _objs(value: Any) -> list[dict[str, Any]]:
+    """The list's items, a non-object one as an empty object (indexes keep their meaning)."""
+    return [_obj(v) for v in value] if isinstance(value, list) else []
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _hysteresis_problems(
@@ -212,10 +281,19 @@ def _hysteresis_problems(
         elif name in burst and name not in ret:
             why = f"required: burst.{name} is set (hysteresis)"
             out.append(Problem(f"{path}.return.{name}", None, why))
-        elif name in burst and ret[name] >= burst[name]:
+        elif _number(burst.get(name)) and _number(ret.get(name)) and ret[name] >= burst[name]:
             reason = f"must be below burst.{name} = {burst[name]} (hysteresis{note})"
             out.append(Problem(f"{path}.return.{name}", ret[name], reason))
     return out
+
+
+def _top_hysteresis_problems(data: dict[str, Any]) -> list[Problem]:
+    # with either side missing or not an object the schema has said it: comparing would only
+    # add noise ("no burst threshold to return from" for every return key)
+    burst, ret = data.get("burst"), data.get("return")
+    if not isinstance(burst, dict) or not isinstance(ret, dict):
+        return []
+    return _hysteresis_problems(burst, ret)
 
 
 def _zone(name: str) -> ZoneInfo | None:
@@ -228,21 +306,21 @@ def _zone(name: str) -> ZoneInfo | None:
 def _window_problems(data: dict[str, Any], i: int, w: dict[str, Any]) -> list[Problem]:
     path = f"$.schedule.windows[{i}]"
     out: list[Problem] = []
-    if w["from"] == w["to"]:
+    if "from" in w and w["from"] == w.get("to"):
         out.append(Problem(f"{path}.to", w["to"], "equals from: for all day use 00:00 to 24:00"))
     if "burst" in w or "return" in w:
         # the window's values over the top-level ones: the pair in force must keep hysteresis
         burst, ret = (
-            {**data["burst"], **w.get("burst", {})},
-            {**data["return"], **w.get("return", {})},
+            {**_obj(data.get("burst")), **_obj(w.get("burst"))},
+            {**_obj(data.get("return")), **_obj(w.get("return"))},
         )
         out += _hysteresis_problems(burst, ret, path, ", with the top-level values it keeps")
-    return out + _window_caps_problems(data, path, w.get("caps", {}))
+    return out + _window_caps_problems(data, path, _obj(w.get("caps")))
 
 
 def _window_caps_problems(data: dict[str, Any], path: str, caps: dict[str, Any]) -> list[Problem]:
     out: list[Problem] = []
-    azs = [az["name"] for az in data["public_azs"]]
+    azs = [az.get("name") for az in _objs(data.get("public_azs"))]
     for name, az_caps in caps.items():
         if name == "$comment":
             continue
@@ -250,24 +328,24 @@ def _window_caps_problems(data: dict[str, Any], path: str, caps: dict[str, Any])
             out.append(Problem(f"{path}.caps.{name}", az_caps, "not a public AZ of this policy"))
             continue
         i = azs.index(name)
-        if "hourly_cost" in az_caps and not data["public_azs"][i].get("prices"):
+        if "hourly_cost" in _obj(az_caps) and not _objs(data["public_azs"])[i].get("prices"):
             why = f"required: {path}.caps.{name}.hourly_cost is set"
             out.append(Problem(f"$.public_azs[{i}].prices", None, why))
     return out
 
 
 def _schedule_problems(data: dict[str, Any]) -> list[Problem]:
-    schedule = data.get("schedule")
-    if schedule is None:
-        return []
+    schedule = _obj(data.get("schedule"))
     out: list[Problem] = []
-    if _zone(schedule["timezone"]) is None:
+    timezone = schedule.get("timezone")
+    if isinstance(timezone, str) and _zone(timezone) is None:
         why = "unknown time zone: use an IANA name such as Europe/Paris or UTC (if the host has "
         why += "no zone files in /usr/share/zoneinfo: pip install tzdata)"
-        out.append(Problem("$.schedule.timezone", schedule["timezone"], why))
-    names = [w["name"] for w in schedule["windows"]]
-    for i, w in enumerate(schedule["windows"]):
-        if w["name"] in names[:i]:
+        out.append(Problem("$.schedule.timezone", timezone, why))
+    windows = _objs(schedule.get("windows"))
+    names = [w.get("name") for w in windows]
+    for i, w in enumerate(windows):
+        if "name" in w and w["name"] in names[:i]:
             out.append(
                 Problem(f"$.schedule.windows[{i}].name", w["name"], "window names must be unique")
             )
@@ -276,18 +354,50 @@ def _schedule_problems(data: dict[str, Any]) -> list[Problem]:
 
 
 def _semantic_problems(data: dict[str, Any]) -> list[Problem]:
-    out = _hysteresis_problems(data["burst"], data["return"])
-    names = [az["name"] for az in data["public_azs"]]
-    for i, az in enumerate(data["public_azs"]):
+    out = _top_hysteresis_problems(data)
+    azs = _objs(data.get("public_azs"))
+    names = [az.get("name") for az in azs]
+    for i, az in enumerate(azs):
         path = f"$.public_azs[{i}]"
-        if names.count(az["name"]) > 1:
+        if "name" in az and names.count(az["name"]) > 1:
             out.append(Problem(f"{path}.name", az["name"], "public AZ names must be unique"))
-        if az["name"] == data["local_az"]:
+        if "name" in az and az["name"] == data.get("local_az"):
             out.append(Problem(f"{path}.name", az["name"], "is also the local_az"))
-        cost_cap = az.get("caps", {}).get("hourly_cost")
+        cost_cap = _obj(az.get("caps")).get("hourly_cost")
         if cost_cap is not None and not az.get("prices"):
             out.append(Problem(f"{path}.prices", None, "required when caps.hourly_cost is set"))
     return out + _schedule_problems(data)
+
+
+# --- warnings: valid, but probably not what the operator meant ---------------------------------
+
+
+def _cost_capped(data: dict[str, Any], name: str, az: dict[str, Any]) -> bool:
+    """Whether some hourly cost cap applies to this AZ: its own, or a schedule window's."""
+    windows = _objs(_obj(data.get("schedule")).get("windows"))
+    caps = [_obj(az.get("caps")), *(_obj(_obj(w.get("caps")).get(name)) for w in windows)]
+    return any("hourly_cost" in c for c in caps)
+
+
+def _warnings(data: dict[str, Any]) -> list[Problem]:
+    """An allowed flavor without a price in an AZ with a cost cap never bursts there (the cap
+    cannot be checked without its price): allowed, but rarely meant. Only flavors the allow
+    list names literally can be checked; a pattern matches names no file lists."""
+    flavors = _obj(data.get("flavors"))
+    allow, deny = flavors.get("allow", []), flavors.get("deny", [])
+    out: list[Problem] = []
+    for i, az in enumerate(_objs(data.get("public_azs"))):
+        if not _cost_capped(data, az["name"], az):
+            continue
+        for j, flavor in enumerate(allow):
+            if any(c in flavor for c in "*?[") or flavor in az.get("prices", {}):
+                continue
+            if any(fnmatchcase(flavor, d) for d in deny):
+                continue
+            why = f"allowed flavor ($.flavors.allow[{j}]) has no price: with a cost cap "
+            why += f"(hourly_cost) it never bursts to {az['name']}"
+            out.append(Problem(f"$.public_azs[{i}].prices.{flavor}", None, why))
+    return out
 
 
 def _thresholds(raw: Mapping[str, Any]) -> Thresholds:
@@ -295,6 +405,7 @@ def _thresholds(raw: Mapping[str, Any]) -> Thresholds:
 
 
 def _caps(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """An object's keys without its `$comment` (caps, prices)."""
     return {k: v for k, v in raw.items() if k != "$comment"}
 
 
@@ -304,7 +415,7 @@ def _public_az(raw: Mapping[str, Any]) -> PublicAz:
         provider=raw["provider"],
         priority=raw.get("priority", 100),
         caps=Caps(**_caps(raw.get("caps", {}))),
-        prices=dict(raw.get("prices", {})),
+        prices=_caps(raw.get("prices", {})),
     )
 
 
@@ -364,16 +475,25 @@ def _build_base(data: dict[str, Any], source: str) -> Policy:
     )
 
 
+def policy_problems(data: object) -> list[Problem]:
+    """Every problem of a parsed policy document, in one list: the document's own (NaN,
+    duplicate keys), the schema's, and the semantic ones of the parts typed well enough to
+    judge. A path already refused for its value is not refused again by the schema."""
+    problems = _document_problems(data)
+    refused = {p.key for p in problems}
+    problems += [p for p in _schema_problems(data) if p.key not in refused]
+    if isinstance(data, dict):
+        problems += _semantic_problems(data)
+    return problems
+
+
 def parse_policy(data: object, source: str = "<memory>") -> Policy:
     """Validate an already parsed policy document; raise PolicyError listing every problem."""
-    problems = _schema_problems(data)
+    problems = policy_problems(data)
     if problems:
         raise PolicyError(source, problems)
     assert isinstance(data, dict)  # the schema says so: "type": "object"
-    problems = _semantic_problems(data)
-    if problems:
-        raise PolicyError(source, problems)
-    return _build(data, source)
+    return replace(_build(data, source), warnings=tuple(_warnings(data)))
 
 
 def load_policy(path: str | Path) -> Policy:
@@ -384,7 +504,7 @@ def load_policy(path: str | Path) -> Policy:
     except (OSError, UnicodeDecodeError) as err:
         raise PolicyError(str(p), [Problem("<file>", str(p), str(err))]) from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_object)
     except json.JSONDecodeError as err:
         where = f"line {err.lineno} column {err.colno}"
         raise PolicyError(

@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,7 +25,15 @@ import structlog
 from azfed.errors import PolicyError
 from azfed.files import write_atomic
 from azfed.policy.decide import HINT, Decision, Flavor, History, Request, decide
-from azfed.policy.load import HostLike, Load, LocalLoad, group_by_az, host_az, load_from_hosts
+from azfed.policy.load import (
+    HostLike,
+    Load,
+    LocalLoad,
+    PublicUsage,
+    group_by_az,
+    host_az,
+    load_from_hosts,
+)
 from azfed.policy.model import Policy, load_policy
 
 H = TypeVar("H", bound=HostLike)
@@ -269,9 +277,15 @@ def request_from_spec(spec: Any) -> Request:
 def _load_dict(load: Load) -> dict[str, Any]:
     return {
         "local": {
-            **asdict(load.local),
+            **_scalars(load.local),
             "memory_used_pct": load.local.memory_used_pct,
             "vcpus_used_pct": load.local.vcpus_used_pct,
         },
-        "public": {az: asdict(u) for az, u in load.public.items()},
+        "public": {az: _scalars(u) for az, u in load.public.items()},
     }
+
+
+def _scalars(obj: LocalLoad | PublicUsage) -> dict[str, Any]:
+    """asdict() of a dataclass of plain numbers and strings, without asdict's deep copy:
+    there is nothing to copy, and the copy cost twice decide() itself on every request."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}

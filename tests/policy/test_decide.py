@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from azfed.policy import Flavor, History, Load, PublicUsage, Request, decide
+from azfed.policy.budget import Spend
 from azfed.policy.decide import RULES
 
 from testbed.policies import load, local, make_policy
@@ -19,6 +20,8 @@ BURSTING_NEW = History(mode="burst", mode_since=NOW - 10)
 RETURNED_NEW = History(mode="local", mode_since=NOW - 10)
 # projects p-* may burst, except the lab
 PROJECTS = {"projects": {"allow": ["p-*"], "deny": ["p-lab"]}}
+# 24 a day (NOW is 02:46:40 UTC on 1 January 1970: 21.2 h left in the day)
+DAY_BUDGET = {"budgets": {"spend": {"day": 24}}}
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Row:
     request: Request = field(default_factory=lambda: Request(SMALL))
     policy: dict[str, Any] = field(default_factory=dict)
     mode: str | None = None
+    spend: Spend = field(default_factory=Spend)
 
 
 ROWS = [
@@ -252,6 +256,40 @@ ROWS = [
         request=Request(SMALL, "aws", burst_hint="never"),
     ),
     Row(
+        "a used-up day budget bursts nothing: local",
+        "budget_exhausted",
+        "local",
+        load(90.0),
+        policy=DAY_BUDGET,
+        spend=Spend(day=24.0, month=24.0),
+        mode="burst",
+    ),
+    Row(
+        "a used-up day budget refuses a boot local cannot take",
+        "budget_exhausted",
+        None,
+        Load(local(90.0, free_mb=100.0)),
+        request=Request(Flavor("big", 4, 4096)),
+        policy=DAY_BUDGET,
+        spend=Spend(day=30.0, month=30.0),
+    ),
+    Row(
+        "a day budget the running instances will use up by midnight bursts nothing",
+        "budget_exhausted",
+        "local",
+        load(90.0, 1, aws=PublicUsage("aws", instances=2, hourly_cost=1.2)),
+        policy=DAY_BUDGET,
+        spend=Spend(day=0.0),
+    ),
+    Row(
+        "an explicit public AZ past the day budget is refused",
+        "explicit_az_refused",
+        None,
+        request=Request(SMALL, "aws"),
+        policy=DAY_BUDGET,
+        spend=Spend(day=24.0),
+    ),
+    Row(
         "an explicit public AZ for a denied project is refused",
         "explicit_az_refused",
         None,
@@ -263,7 +301,8 @@ ROWS = [
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
 def test_decide_fires_the_rule_of_each_row(row: Row) -> None:
-    decision = decide(row.request, row.load, make_policy(**row.policy), row.history, NOW)
+    policy = make_policy(**row.policy)
+    decision = decide(row.request, row.load, policy, row.history, NOW, row.spend)
     assert (decision.rule, decision.az) == (row.rule, row.az), decision.reason
     assert decision.burst == (row.az in ("aws", "os"))
     if row.mode:

@@ -10,7 +10,9 @@ AZ bursts whatever the thresholds say; a flavor or a project the policy will not
 server whose `azfed:burst` hint says never, stays local whatever they say, and a hint that says
 prefer goes public when an AZ has room even at low load (never past a cap). Public AZs are
 tried in priority order, skipping those at a hard cap or within the back-off after a capacity
-failure; when none is left, the policy falls back to local or refuses.
+failure, and all of them once a cap on the public AZs together or a spend budget would be
+passed (`budget`); when none is left, the policy falls back to local or refuses. The spend so
+far is an input, like the load: `decide` never reads it.
 A schedule swaps the thresholds and caps by time of day: `now` picks the window in force.
 
 Every Decision names the rule that fired and carries the numbers it compared, so the scheduler's
@@ -24,8 +26,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from azfed.policy import budget
+from azfed.policy.budget import NOTHING_SPENT, Room, Spend
 from azfed.policy.load import Load, PublicUsage
-from azfed.policy.model import Policy, PublicAz
+from azfed.policy.model import Caps, Policy, PublicAz
 
 Mode = Literal["local", "burst"]
 
@@ -45,6 +49,7 @@ RULES = (
     "burst_hint_invalid",  # the hint's value is not one of BURST_HINTS -> no host
     "public_unavailable_local",  # every public AZ capped or backing off -> local fallback
     "public_unavailable_reject",  # ... and the policy says refuse -> no host
+    "budget_exhausted",  # a spend budget is used up: nothing bursts -> local, or no host
     "explicit_az_honoured",  # the user asked for an AZ; policy honours it
     "explicit_az_refused",  # the user asked for a public AZ the policy cannot give
     "explicit_az_against_policy",  # apply-policy: the asked AZ is not the policy's -> no host
@@ -210,7 +215,12 @@ def _verdict(
 
 def cap_problem(az: PublicAz, usage: PublicUsage, flavor: Flavor) -> str | None:
     """Why one more `flavor` would break a hard cap of `az`, or None if it fits."""
-    caps = az.caps
+    return _caps_problem("cap", az.caps, usage, flavor, az.price(flavor.name))
+
+
+def _caps_problem(
+    label: str, caps: Caps, usage: PublicUsage, flavor: Flavor, price: float | None
+) -> str | None:
     checks = (
         ("instances", caps.instances, usage.instances + 1),
         ("vcpus", caps.vcpus, usage.vcpus + flavor.vcpus),
@@ -218,15 +228,52 @@ def cap_problem(az: PublicAz, usage: PublicUsage, flavor: Flavor) -> str | None:
     )
     for name, cap, after in checks:
         if cap is not None and after > cap:
-            return f"cap {name}: {after:g} would exceed {cap:g}"
+            return f"{label} {name}: {after:g} would exceed {cap:g}"
     if caps.hourly_cost is None:
         return None
-    price = az.price(flavor.name)
     if price is None:
-        return f"cap hourly_cost: no price for flavor {flavor.name!r}"
+        return f"{label} hourly_cost: no price for flavor {flavor.name!r}"
     cost = usage.hourly_cost + price
     if cost > caps.hourly_cost + 1e-9:
-        return f"cap hourly_cost: {cost:.4f} would exceed {caps.hourly_cost:g}"
+        return f"{label} hourly_cost: {cost:.4f} would exceed {caps.hourly_cost:g}"
+    return None
+
+
+def _public_total(load: Load, policy: Policy) -> PublicUsage:
+    """What every public AZ of the policy carries, together."""
+    usages = [load.usage(az.name) for az in policy.public_azs]
+    return PublicUsage(
+        az="*",
+        hosts=sum(u.hosts for u in usages),
+        instances=sum(u.instances for u in usages),
+        vcpus=sum(u.vcpus for u in usages),
+        ram_mb=sum(u.ram_mb for u in usages),
+        hourly_cost=sum(u.hourly_cost for u in usages),
+    )
+
+
+def _room(load: Load, policy: Policy, spend: Spend, now: float) -> Room:
+    if not policy.budgets.spend_limited:
+        return Room()
+    return budget.room(policy.budgets, spend, _public_total(load, policy).hourly_cost, now)
+
+
+def budget_problem(
+    az: PublicAz, load: Load, policy: Policy, flavor: Flavor, room: Room
+) -> str | None:
+    """Why one more `flavor` in `az` would pass a budget of all public AZs, or None."""
+    if room.exhausted:
+        return room.exhausted
+    price = budget.price(az, flavor.name)
+    total = _caps_problem(
+        "budget cap", policy.budgets.caps, _public_total(load, policy), flavor, price
+    )
+    if total:
+        return total
+    if price > room.hourly + 1e-9:
+        return (
+            f"budget spend: {price:g}/h more would pass a spend budget (room {room.hourly:.4g}/h)"
+        )
     return None
 
 
@@ -238,14 +285,16 @@ def _unavailable(policy: Policy, history: History, now: float, az: PublicAz) -> 
     return None
 
 
-def _first_public(
-    request: Request, load: Load, policy: Policy, history: History, now: float
+def _first_public(  # noqa: PLR0917 - decide's inputs
+    request: Request, load: Load, policy: Policy, history: History, now: float, room: Room
 ) -> tuple[PublicAz | None, tuple[tuple[str, str], ...]]:
     """The first public AZ in fallback order with room, and the AZs passed over with why."""
     skipped: list[tuple[str, str]] = []
     for az in policy.public_azs:
-        problem = _unavailable(policy, history, now, az) or cap_problem(
-            az, load.usage(az.name), request.flavor
+        problem = (
+            _unavailable(policy, history, now, az)
+            or cap_problem(az, load.usage(az.name), request.flavor)
+            or budget_problem(az, load, policy, request.flavor, room)
         )
         if not problem:
             return az, tuple(skipped)
@@ -253,39 +302,47 @@ def _first_public(
     return None, tuple(skipped)
 
 
-def _pick_public(
-    request: Request, load: Load, policy: Policy, history: History, now: float, *, why: _Verdict
+def _pick_public(  # noqa: PLR0917 - decide's inputs, then why it goes public
+    request: Request,
+    load: Load,
+    policy: Policy,
+    history: History,
+    now: float,
+    room: Room,
+    why: _Verdict,
 ) -> Decision:
     # a flavor too big for local is not a load signal: it must not switch the mode
     mode: Mode = history.mode if why.rule == "local_full" else "burst"
-    az, skipped = _first_public(request, load, policy, history, now)
+    az, skipped = _first_public(request, load, policy, history, now, room)
     if az is not None:
         return Decision(az.name, why.rule, why.reason, mode, True, why.compared, skipped)
     compared, reason = why.compared, f"{why.reason}; no public AZ available"
-    if policy.when_public_unavailable == "local" and load.local.fits(
+    if room.exhausted:
+        compared, reason = {**compared, **room.compared}, f"{why.reason}; {room.exhausted}"
+    local = policy.when_public_unavailable == "local" and load.local.fits(
         request.flavor.ram_mb, request.flavor.vcpus
-    ):
-        return Decision(
-            policy.local_az,
-            "public_unavailable_local",
-            reason,
-            mode,
-            False,
-            compared,
-            skipped,
-        )
-    return Decision(
-        None, "public_unavailable_reject", reason, history.mode, False, compared, skipped
     )
+    rule = "budget_exhausted" if room.exhausted else None
+    if local:
+        rule = rule or "public_unavailable_local"
+        return Decision(policy.local_az, rule, reason, mode, False, compared, skipped)
+    rule = rule or "public_unavailable_reject"
+    return Decision(None, rule, reason, history.mode, False, compared, skipped)
 
 
-def _prefer_public(
-    request: Request, load: Load, policy: Policy, history: History, now: float, *, local: Decision
+def _prefer_public(  # noqa: PLR0917 - decide's inputs, then the load's decision
+    request: Request,
+    load: Load,
+    policy: Policy,
+    history: History,
+    now: float,
+    room: Room,
+    local: Decision,
 ) -> Decision:
     """`azfed:burst=prefer` under a load that keeps boots local: public if an AZ has room now,
     else the local decision, with the AZs passed over. A preference is not a load signal: the
     mode is the one the load gave."""
-    az, skipped = _first_public(request, load, policy, history, now)
+    az, skipped = _first_public(request, load, policy, history, now, room)
     if az is None:
         return replace(local, skipped=skipped)
     why = f"scheduler hint {HINT}=prefer ({local.rule}: {local.reason})"
@@ -295,8 +352,8 @@ def _prefer_public(
 # --- explicit AZ requests ----------------------------------------------------------------------
 
 
-def _explicit(
-    request: Request, load: Load, policy: Policy, history: History, now: float
+def _explicit(  # noqa: PLR0917 - decide's inputs
+    request: Request, load: Load, policy: Policy, history: History, now: float, room: Room
 ) -> Decision:
     asked = request.requested_az
     assert asked is not None
@@ -306,7 +363,7 @@ def _explicit(
             asked, "explicit_az_unknown", f"{asked!r} is not in the policy", history.mode
         )
     if policy.explicit_az == "apply-policy":
-        chosen = _decide(replace(request, requested_az=None), load, policy, history, now)
+        chosen = _decide(replace(request, requested_az=None), load, policy, history, now, room)
         if chosen.az == asked:
             return chosen
         why = f"{chosen.rule}: {chosen.reason}"
@@ -316,7 +373,11 @@ def _explicit(
         )
     if az is None:
         return Decision(asked, "explicit_az_honoured", "asked for the local AZ", history.mode)
-    problem = _may_not_burst(request, policy) or cap_problem(az, load.usage(asked), request.flavor)
+    problem = (
+        _may_not_burst(request, policy)
+        or cap_problem(az, load.usage(asked), request.flavor)
+        or budget_problem(az, load, policy, request.flavor, room)
+    )
     if problem:
         return Decision(None, "explicit_az_refused", problem, history.mode)
     return Decision(
@@ -356,30 +417,42 @@ def _denied(request: Request, policy: Policy) -> tuple[str, str] | None:
 # --- the entry point ---------------------------------------------------------------------------
 
 
-def decide(request: Request, load: Load, policy: Policy, history: History, now: float) -> Decision:
+def decide(  # noqa: PLR0917 - the inputs, all of them, no I/O
+    request: Request,
+    load: Load,
+    policy: Policy,
+    history: History,
+    now: float,
+    spend: Spend = NOTHING_SPENT,
+) -> Decision:
     """Where this boot goes and why. Pure: the same inputs always give the same Decision.
 
-    `now` (Unix time) picks the schedule window in force as well as timing the cooldowns."""
+    `now` (Unix time) picks the schedule window in force as well as timing the cooldowns and
+    the budgets' periods; `spend` is what public instances cost so far in the day and the month
+    of `now` (only read when the policy has a spend budget)."""
     in_force, window = policy.in_force(now)
-    decision = _decide(request, load, in_force, history, now)
+    room = _room(load, in_force, spend, now)
+    decision = _decide(request, load, in_force, history, now, room)
     return decision if window is None else replace(decision, window=window.name)
 
 
-def _decide(request: Request, load: Load, policy: Policy, history: History, now: float) -> Decision:
+def _decide(  # noqa: PLR0917 - decide's inputs
+    request: Request, load: Load, policy: Policy, history: History, now: float, room: Room
+) -> Decision:
     if request.burst_hint not in BURST_HINTS:
         why = f"scheduler hint {HINT}={request.burst_hint!r} is not one of {', '.join(BURST_HINTS)}"
         return Decision(None, "burst_hint_invalid", why, history.mode)
     if request.requested_az:
-        return _explicit(request, load, policy, history, now)
+        return _explicit(request, load, policy, history, now, room)
     denied = _denied(request, policy)
     if denied:
         return Decision(policy.local_az, denied[0], denied[1], history.mode)
     verdict = _verdict(request, load, policy, history, now)
     if verdict.public:
-        return _pick_public(request, load, policy, history, now, why=verdict)
+        return _pick_public(request, load, policy, history, now, room, verdict)
     local = Decision(
         policy.local_az, verdict.rule, verdict.reason, "local", False, verdict.compared
     )
     if request.burst_hint == "prefer":
-        return _prefer_public(request, load, policy, history, now, local=local)
+        return _prefer_public(request, load, policy, history, now, room, local)
     return local

@@ -65,6 +65,23 @@ class Caps:
 
 
 @dataclass(frozen=True)
+class Budgets:
+    """Limits on all public AZs together: caps on what runs there at once, and spend (in the
+    price table's currency) per day and per month, in a time zone's calendar (None: no limit)."""
+
+    caps: Caps = Caps()
+    day: float | None = None
+    month: float | None = None
+    warn_at_pct: float = 80.0
+    timezone: str = "UTC"
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+
+    @property
+    def spend_limited(self) -> bool:
+        return self.day is not None or self.month is not None
+
+
+@dataclass(frozen=True)
 class PublicAz:
     """One public AZ the policy may burst into."""
 
@@ -151,6 +168,7 @@ class Policy:
     when_public_unavailable: WhenUnavailable = "local"
     source: str = "<memory>"
     schedule: Schedule | None = None
+    budgets: Budgets = Budgets()
     # valid, but probably not meant: `policy check` shows them, the filter logs them
     warnings: tuple[Problem, ...] = ()
 
@@ -366,7 +384,26 @@ def _semantic_problems(data: dict[str, Any]) -> list[Problem]:
         cost_cap = _obj(az.get("caps")).get("hourly_cost")
         if cost_cap is not None and not az.get("prices"):
             out.append(Problem(f"{path}.prices", None, "required when caps.hourly_cost is set"))
-    return out + _schedule_problems(data)
+    return out + _schedule_problems(data) + _budget_problems(data)
+
+
+def _budget_problems(data: dict[str, Any]) -> list[Problem]:
+    """Spend and a total cost cap are counted with each AZ's prices: an AZ without a price
+    table would cost nothing, and never count against them."""
+    budgets = _obj(data.get("budgets"))
+    out: list[Problem] = []
+    timezone = budgets.get("timezone")
+    if isinstance(timezone, str) and _zone(timezone) is None:
+        why = "unknown time zone: use an IANA name such as Europe/Paris or UTC"
+        out.append(Problem("$.budgets.timezone", timezone, why))
+    needs = [f"budgets.spend.{k}" for k in ("day", "month") if k in _obj(budgets.get("spend"))]
+    needs += ["budgets.caps.hourly_cost"] * ("hourly_cost" in _obj(budgets.get("caps")))
+    if not needs:
+        return out
+    for i, az in enumerate(_objs(data.get("public_azs"))):
+        if not az.get("prices"):
+            out.append(Problem(f"$.public_azs[{i}].prices", None, f"required: {needs[0]} is set"))
+    return out
 
 
 # --- warnings: valid, but probably not what the operator meant ---------------------------------
@@ -472,6 +509,19 @@ def _build_base(data: dict[str, Any], source: str) -> Policy:
         capacity_failure_backoff_s=fallback.get("capacity_failure_backoff_s", 300.0),
         when_public_unavailable=fallback.get("when_public_unavailable", "local"),
         source=source,
+        budgets=_budgets(data.get("budgets", {})),
+    )
+
+
+def _budgets(raw: Mapping[str, Any]) -> Budgets:
+    spend, timezone = raw.get("spend", {}), raw.get("timezone", "UTC")
+    return Budgets(
+        caps=Caps(**_caps(raw.get("caps", {}))),
+        day=spend.get("day"),
+        month=spend.get("month"),
+        warn_at_pct=spend.get("warn_at_pct", 80.0),
+        timezone=timezone,
+        zone=ZoneInfo(timezone),
     )
 
 

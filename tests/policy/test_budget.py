@@ -8,6 +8,7 @@ import heapq
 import math
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,6 +16,7 @@ import pytest
 from azfed.errors import PolicyError
 from azfed.policy import Flavor, History, Load, PublicUsage, Request, decide, parse_policy
 from azfed.policy.budget import Ledger, Lifetime, Spend, period_bounds, spend_at, warning
+from azfed.policy.simulate import read_trace, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -369,3 +371,36 @@ def test_a_prefer_hint_never_passes_a_budget_that_the_same_boot_without_it_would
     high = Load(local(95.0, 1), usage)
     by_load = decide(Request(flavor), high, BUDGET_POLICY, History(), now, spend)
     assert by_load.az == preferred.az, (preferred, by_load)
+
+
+# --- simulate ----------------------------------------------------------------------------------
+
+
+def test_simulate_stops_bursting_when_the_day_budget_is_used_and_recounts_it(
+    tmp_path: Path,
+) -> None:
+    """One big instance an hour (6 h each) under a day budget of 4.8: the running rate may
+    not pass 4.8/24 = 0.2/h, so the first goes to os (0.2/h; aws's 0.4 is skipped), the rest
+    stay local with budget_exhausted; the day's spend agrees with a recount of the lifetimes."""
+    policy = make_policy(
+        flavors={"allow": ["*"]}, budgets={"spend": {"day": 4.8, "warn_at_pct": 20}}
+    )
+    rows = [f"{DAY0 + i * H:.0f},90,1,big,{6 * H:.0f}" for i in range(6)]
+    trace = tmp_path / "t.csv"
+    trace.write_text("t,memory_used_pct,instances,flavor,lifetime_s\n" + "\n".join(rows) + "\n")
+    result = run(policy, read_trace(trace))
+    rules = [d.rule for d in result.decisions]
+    assert rules[0] == "burst_threshold_exceeded"
+    assert set(rules[1:]) == {"budget_exhausted"}, rules
+    # 0.2 x 6 h = 1.2: under the budget, over the 20 % warning (0.96) after 4.8 h
+    lives = [
+        Lifetime(d.az, "big", s.t, s.t + 6 * H)
+        for s, d in zip(result.steps, result.decisions, strict=True)
+        if d.burst and d.az
+    ]
+    assert [life.az for life in lives] == ["os"]
+    recount = spend_at(lives, policy, DAY0 + 23 * H)
+    doc = result.as_dict()["budgets"]
+    assert doc["day"]["peak_spend"] == pytest.approx(recount.day) == pytest.approx(1.2)
+    assert doc["day"]["warned_at"] == "2026-12-03T05:00:00+00:00"
+    assert result.as_dict()["steps"][3]["spend_day"] == pytest.approx(0.6)

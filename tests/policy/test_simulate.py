@@ -169,6 +169,8 @@ def test_each_json_step_gives_the_clock_the_rule_the_reason_and_the_azs_skipped(
         "mode": "burst",
         "window": None,
         "skipped": [{"az": "aws-az", "why": "cap instances: 1 would exceed 0"}],
+        "spend_day": 0.0,
+        "spend_month": 0.0,
     }
 
 

@@ -101,6 +101,7 @@ class Ledger:
     zone: ZoneInfo
     clock: float
     spend: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PERIODS, 0.0))
+    peak: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PERIODS, 0.0))
     _bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def accrue(self, hourly_cost: float, to: float) -> None:
@@ -110,6 +111,7 @@ class Ledger:
             step_end = min(to, *(end for _, end in self._bounds.values()))
             for period in PERIODS:
                 self.spend[period] += hourly_cost * (step_end - self.clock) / 3600.0
+                self.peak[period] = max(self.peak[period], self.spend[period])
             self.clock = step_end
         self._roll()
 

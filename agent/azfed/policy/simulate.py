@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from azfed.errors import AzfedError, InputError, Problem
+from azfed.policy.budget import PERIODS, Ledger, Spend, warning
 from azfed.policy.decide import BURST_HINTS, HINT, Decision, Flavor, History, Request, decide
 from azfed.policy.load import Load, LocalLoad, PublicUsage
 from azfed.policy.model import METRICS, Policy, Thresholds
@@ -275,6 +276,7 @@ class _Public:
     usage: dict[str, PublicUsage]
     totals: dict[str, AzTotals]
     clock: float
+    ledger: Ledger  # the spend per day and month, for the budgets
     ends: list[tuple[float, int, str, Flavor, float]] = field(default_factory=list)
     seq: int = 0
 
@@ -300,6 +302,7 @@ class _Public:
             self.advance(max(until for until, *_ in self.ends))
 
     def _accrue(self, to: float) -> None:
+        self.ledger.accrue(self.hourly_cost(), to)
         hours = (to - self.clock) / 3600.0
         if hours > 0:
             for az, u in self.usage.items():
@@ -332,6 +335,8 @@ class Result:
     # the thresholds and caps in force at each step (the schedule's window's), for the plot
     in_force: list[Policy] = field(default_factory=list)
     burst_count: list[int] = field(default_factory=list)  # running total, one per step
+    spent: list[Spend] = field(default_factory=list)  # the day's and month's, seen by each step
+    peak_spend: dict[str, float] = field(default_factory=dict)  # the most a day / month cost
     usage: list[Mapping[str, PublicUsage]] = field(default_factory=list)  # after each step
     azs: dict[str, AzTotals] = field(default_factory=dict)  # the local AZ, then public ones
     peak_hourly_cost: float = 0.0
@@ -364,8 +369,36 @@ class Result:
             "flaps": self.flaps,
             "rules": self.rules(),
             "azs": {az: _rounded(vars(t)) for az, t in self.azs.items()},
-            "steps": [_step_dict(s, d) for s, d in zip(self.steps, self.decisions, strict=True)],
+            "budgets": self.budgets(),
+            "steps": [
+                _step_dict(s, d, spent)
+                for s, d, spent in zip(self.steps, self.decisions, self.spent, strict=True)
+            ],
         }
+
+    def budgets(self) -> dict[str, Any]:
+        """Per period with a spend budget: the budget, the most a period cost, the first step
+        that saw the warning level reached."""
+        b = self.policy.budgets
+        out: dict[str, Any] = {}
+        for period in PERIODS:
+            limit = getattr(b, period)
+            if limit is None:
+                continue
+            warned = next(
+                (
+                    s.t
+                    for s, sp in zip(self.steps, self.spent, strict=True)
+                    if period in warning(b, sp)
+                ),
+                None,
+            )
+            out[period] = {
+                "budget": limit,
+                "peak_spend": round(self.peak_spend.get(period, 0.0), 6),
+                "warned_at": None if warned is None else clock(warned),
+            }
+        return out
 
 
 def _rounded(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -377,7 +410,7 @@ def clock(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat()
 
 
-def _step_dict(step: Step, d: Decision) -> dict[str, Any]:
+def _step_dict(step: Step, d: Decision, spent: Spend) -> dict[str, Any]:
     return {
         "t": step.t,
         "clock": clock(step.t),
@@ -388,6 +421,8 @@ def _step_dict(step: Step, d: Decision) -> dict[str, Any]:
         "mode": d.mode,
         "window": d.window,
         "skipped": [{"az": az, "why": why} for az, why in d.skipped],
+        "spend_day": round(spent.day, 6),
+        "spend_month": round(spent.month, 6),
     }
 
 
@@ -443,11 +478,13 @@ def run(policy: Policy, steps: list[Step]) -> Result:
     names = [policy.local_az, *(az.name for az in policy.public_azs)]
     result = Result(policy, azs={n: AzTotals() for n in names})
     start, end = (steps[0].t, steps[-1].t) if steps else (0.0, 0.0)
-    public = _Public({n: PublicUsage(n) for n in names[1:]}, result.azs, start)
+    ledger = Ledger(policy.budgets.zone, start)
+    public = _Public({n: PublicUsage(n) for n in names[1:]}, result.azs, start, ledger)
     history, flaps, bursts = History(), _Flaps(), 0
     for step in steps:
         public.advance(step.t)
-        d = decide(_request(step), _load(step, policy, public), policy, history, step.t)
+        spent = ledger.now()
+        d = decide(_request(step), _load(step, policy, public), policy, history, step.t, spent)
         new = history.after(d, step.t)
         flaps.see(history, new, step.t)
         history = new
@@ -458,8 +495,10 @@ def run(policy: Policy, steps: list[Step]) -> Result:
         result.decisions.append(d)
         result.in_force.append(policy.in_force(step.t)[0])
         result.burst_count.append(bursts)
+        result.spent.append(spent)
         result.usage.append(dict(public.usage))
     public.drain()
+    result.peak_spend = dict(ledger.peak)
     result.switches, result.flaps = flaps.switches, flaps.flaps
     return result
 
@@ -487,7 +526,15 @@ def render(result: Result) -> str:
           t["peak_instances"], t["peak_hourly_cost"]] for az, t in s["azs"].items()],
     )  # fmt: skip
     rules = table(["rule", "decisions"], sorted(s["rules"].items()))
-    return f"{summary}\n\n{per_az}\n\n{rules}"
+    out = f"{summary}\n\n{per_az}\n\n{rules}"
+    if s["budgets"]:
+        budgets = table(
+            ["budget", "limit", "peak spend", "warning reached"],
+            [[p, b["budget"], b["peak_spend"], b["warned_at"] or "-"]
+             for p, b in s["budgets"].items()],
+        )  # fmt: skip
+        out += f"\n\n{budgets}"
+    return out
 
 
 # --- the plot ------------------------------------------------------------------------------

@@ -48,6 +48,13 @@ OPTS = [
         default=None,
         help="Where the filter keeps its mode and cooldown clocks across restarts.",
     ),
+    cfg.StrOpt(
+        "spend_url",
+        default=None,
+        help="The azfed receiver's base URL (http://controller:8790): its /v1/spend gives the "
+        "spend so far for the policy's spend budgets. Unset, a policy with a spend budget "
+        "bursts nothing.",
+    ),
 ]
 CONF.register_opts(OPTS, group="azfed_filter")
 
@@ -71,6 +78,7 @@ class FederationFilter(filters.BaseHostFilter):  # type: ignore[misc]
             opts.policy_file,
             public_azs=opts.public_azs,
             state_file=opts.state_file,
+            spend_url=opts.spend_url,
         )
 
     def filter_all(self, filter_obj_list: Iterable[Any], spec_obj: Any) -> list[Any]:

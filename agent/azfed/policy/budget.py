@@ -28,6 +28,8 @@ from zoneinfo import ZoneInfo
 from azfed.policy.model import Budgets, Policy, PublicAz
 
 PERIODS = ("day", "month")
+# the receiver answers the spend so far here (azfed.receiver.spend); the scheduler's filter reads it
+SPEND_PATH = "/v1/spend"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class Spend:
 
 
 NOTHING_SPENT = Spend()
+# A spend that could not be read counts as used up: a budget is never passed for want of a count
+UNKNOWN_SPEND = Spend(math.inf, math.inf)
 
 
 @dataclass(frozen=True)
@@ -159,7 +163,9 @@ def room(budgets: Budgets, spend: Spend, running_hourly: float, now: float) -> R
         next_hours = (period_bounds(end, budgets.zone)[period][1] - end) / 3600.0
         left_now = (limit - committed) / hours_left
         left_next = limit / next_hours - running_hourly
-        if exhausted is None and left_now <= 1e-12:
+        if exhausted is None and math.isinf(spend.of(period)):
+            exhausted = f"budget spend.{period}: spend unknown ({SPEND_PATH} not read): no burst"
+        elif exhausted is None and left_now <= 1e-12:
             exhausted = (
                 f"budget spend.{period}: {spend.of(period):.2f} spent + {running_hourly:.4g}/h "
                 f"running x {hours_left:.1f} h left = {committed:.2f}, budget {limit:g}"

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import structlog
 from azfed.errors import PolicyError
 from azfed.files import write_atomic
+from azfed.policy.budget import NOTHING_SPENT, UNKNOWN_SPEND, Spend
 from azfed.policy.decide import HINT, Decision, Flavor, History, Request, decide
 from azfed.policy.load import (
     HostLike,
@@ -35,6 +36,7 @@ from azfed.policy.load import (
     load_from_hosts,
 )
 from azfed.policy.model import Policy, load_policy
+from azfed.policy.spend_source import ReceiverSpend
 
 H = TypeVar("H", bound=HostLike)
 
@@ -75,12 +77,15 @@ class PolicyEngine:
         state_file: str | Path | None = None,
         log: Any = None,
         clock: Callable[[], float] = time.time,
+        spend_url: str | None = None,
     ) -> None:
         self.policy_file = Path(policy_file)
         self.public_azs = frozenset(public_azs)
         self.state_file = Path(state_file) if state_file else None
         self.log = log if log is not None else structlog.get_logger("azfed.policy")
         self.clock = clock
+        # the spend so far, for the policy's spend budgets: the receiver counts it
+        self._spend = ReceiverSpend(spend_url, self.log) if spend_url else None
         self._lock = threading.Lock()
         self._policy: Policy | None = None
         self._stamp: _Stamp | None = _NEVER_READ
@@ -200,7 +205,7 @@ class PolicyEngine:
         self._prune_prices({u for h in public_hosts for u in (h.instances or ())}, now)
         load = load_from_hosts(by_az, policy, {u: p for u, (p, _) in self._prices.items()})
         load = self._with_local_seen(load, request, now)
-        decision = decide(request, load, policy, self._history, now)
+        decision = decide(request, load, policy, self._history, now, self._spend_now(policy, now))
         self._history = self._history.after(decision, now)
         az = policy.public(decision.az) if decision.az else None
         if az is not None and request.instance_uuid:
@@ -214,6 +219,14 @@ class PolicyEngine:
         )
         self._save(decision, load, request)
         return decision, load
+
+    def _spend_now(self, policy: Policy, now: float) -> Spend:
+        """The spend so far, read only when the policy has a spend budget; unknown (nothing
+        bursts then) without a receiver to read it from, or one that stopped answering."""
+        if not policy.budgets.spend_limited:
+            return NOTHING_SPENT
+        known = self._spend.spend(now) if self._spend else None
+        return UNKNOWN_SPEND if known is None else known
 
     def _with_local_seen(self, load: Load, request: Request, now: float) -> Load:
         """For a request that asked for an AZ, Placement offers only that AZ's hosts: judge it

@@ -3,6 +3,7 @@
 POST /v1/reports        ingest one signed report (validate -> dedupe -> write -> answer)
 GET  /v1/instances/{id} the state the agent last reported (FederationDriver.get_info reads it)
 GET  /v1/placement      what the next boot would get, and why (the policy's explain)
+GET  /v1/spend          burst instances' spend this day and month against the budgets
 GET  /healthz /readyz /metrics /openapi.json
 """
 
@@ -20,6 +21,7 @@ from aiohttp import web
 from azfed import wire
 from azfed.config import AzfedConfig, ReceiverSection
 from azfed.errors import PolicyError
+from azfed.policy.budget import PERIODS, SPEND_PATH
 from azfed.probes import add_probes
 from azfed.receiver import openapi
 from azfed.receiver.aio import bounded_each
@@ -29,6 +31,7 @@ from azfed.receiver.nova import NovaClient
 from azfed.receiver.placement import Placement, UnknownFlavorError, policy_placement
 from azfed.receiver.reconcile import Cleaner, Reconciler
 from azfed.receiver.sinks import Batch, Sink, SinkError, make_sink
+from azfed.receiver.spend import SpendAnswer, policy_spend
 from azfed.receiver.store import Store
 from azfed.receiver.validate import (
     Auth,
@@ -58,6 +61,7 @@ METRICS = web.AppKey("metrics", Metrics)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 GATE: web.AppKey[Gate] = web.AppKey("gate")
 PLACEMENT: web.AppKey[Placement] = web.AppKey("placement")
+SPEND: web.AppKey[SpendAnswer] = web.AppKey("spend")
 RECONCILER = web.AppKey("reconciler", Reconciler)
 SINK_FAILURES = web.AppKey("sink_failures", dict[str, tuple[float, str]])
 
@@ -255,6 +259,26 @@ async def get_instance(request: web.Request) -> web.Response:
     return web.json_response({k: row[k] for k in openapi.INSTANCE_FIELDS})
 
 
+async def get_spend(request: web.Request) -> web.Response:
+    answer = request.app.get(SPEND)
+    if answer is None:
+        return _error(503, "policy_not_configured", "set [receiver] policy_file to count spend")
+    try:
+        doc = await answer()
+    except PolicyError as err:
+        return _error(503, "policy_invalid", str(err))
+    _set_budget_gauges(request.app[METRICS], doc)
+    return web.json_response(doc)
+
+
+def _set_budget_gauges(metrics: Metrics, doc: dict[str, Any]) -> None:
+    for period in PERIODS:
+        metrics.budget_spend.labels(period).set(doc[period]["spent"])
+        metrics.budget_warning.labels(period).set(period in doc["warning"])
+        if doc[period]["left"] is not None:
+            metrics.budget_left.labels(period).set(doc[period]["left"])
+
+
 async def get_placement(request: web.Request) -> web.Response:
     placement = request.app.get(PLACEMENT)
     if placement is None:
@@ -358,11 +382,13 @@ def create_app(
     clock: Clock = time.time,
     cleaner: Cleaner | None = None,
     placement: Placement | None = None,
+    spend: SpendAnswer | None = None,
     reconcile: bool = True,
 ) -> web.Application:
     """The receiver for `config`. `sinks` replaces the configured ones (tests, benchmarks);
     `cleaner` removes a public orphan when [reconcile] action = "clean" (absent: report only);
-    `placement` answers GET /v1/placement (absent: 503 "policy not configured")."""
+    `placement` answers GET /v1/placement and `spend` GET /v1/spend (absent, and no
+    [receiver] policy_file: 503 "policy not configured")."""
     config.require("receiver")
     assert config.receiver is not None  # for mypy: require() raised otherwise
     rcfg = config.receiver
@@ -395,6 +421,12 @@ def create_app(
         )
     if placement is not None:
         app[PLACEMENT] = placement
+    if spend is None and rcfg.policy_file is not None:
+        spend = policy_spend(
+            rcfg.policy_file, connector(config.nova.cloud, timeout_s=config.nova.timeout_s), clock
+        )
+    if spend is not None:
+        app[SPEND] = spend
     app.cleanup_ctx.append(_resources(store, sinks, nova))
     if cleaner is None:
         from azfed.receiver.cleaner import cloud_cleaner
@@ -414,6 +446,7 @@ def _routes(app: web.Application) -> None:
     app.router.add_post(wire.REPORTS_PATH, post_report)
     app.router.add_get(wire.INSTANCES_PATH + "/{uuid}", get_instance)
     app.router.add_get("/v1/placement", get_placement)
+    app.router.add_get(SPEND_PATH, get_spend)
     add_probes(app, app[METRICS].registry)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/openapi.json", openapi_endpoint)

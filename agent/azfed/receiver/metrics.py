@@ -56,6 +56,26 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.budget_spend = Gauge(
+            "azfed_receiver_budget_spend",
+            "Spent on burst instances this day / month (the price tables' currency), as of the "
+            "last GET /v1/spend, by period",
+            ["period"],
+            registry=r,
+        )
+        self.budget_left = Gauge(
+            "azfed_receiver_budget_left",
+            "Spend budget left this day / month, as of the last GET /v1/spend, by period "
+            "(absent: no budget for that period)",
+            ["period"],
+            registry=r,
+        )
+        self.budget_warning = Gauge(
+            "azfed_receiver_budget_warning",
+            "1 once a period's spend reached budgets.spend.warn_at_pct of its budget, by period",
+            ["period"],
+            registry=r,
+        )
         self.lease_held = Gauge(
             "azfed_receiver_lease_held",
             "1 while this receiver holds the lease for the once-per-cloud work, by lease",

@@ -218,6 +218,17 @@ def build() -> dict[str, Any]:
                     ],
                 }
             },
+            "/v1/spend": {
+                "get": _get(
+                    "What burst instances cost so far this day and this month, against the "
+                    "policy's spend budgets (from Nova's launch and termination times)",
+                    "getSpend",
+                    _json_ok(
+                        "spent, budget and left per period; the periods at the warning level", obj
+                    ),
+                    {"503": "policy not configured, or the policy file is invalid"},
+                )
+            },
             "/healthz": {"get": _get("Alive", "healthz", _json_ok("alive", obj), {})},
             "/readyz": {
                 "get": _get(

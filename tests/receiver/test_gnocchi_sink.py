@@ -321,6 +321,29 @@ async def test_a_resize_and_a_rename_are_patched_and_only_what_changed(bed_gnocc
     assert after["host"] == "moved-by-an-operator"
 
 
+async def test_a_new_public_type_asks_nova_afresh_so_a_resize_shows_at_once(
+    bed_gnocchi: str,
+) -> None:
+    """NovaClient caches a server's facts for minutes. When the public cloud reports the
+    instance under another type (the driver changed it for a resize, after Nova switched the
+    flavor), the sink asks Nova afresh, once, instead of writing the cached flavor."""
+    url = bed_gnocchi
+    body, u = report()
+    nova = Nova(u, facts(u))
+    sink = await start_sink(url, nova)
+    await write(sink, "k1", body, NOW)
+    await write(sink, "k2", body, NOW + 60)
+    assert nova.fresh == []  # the same type: the cache's answer is good
+    body["instances"][0]["instance_type"] = "t3.xlarge"
+    nova.facts = facts(u, flavor_id="77-flavor-id", flavor_name="m1.large")
+    await write(sink, "k3", body, NOW + 120)
+    await write(sink, "k4", body, NOW + 180)
+    await sink.close()
+    assert nova.fresh == [u]
+    after = await read(url, f"/v1/resource/instance/{u}")
+    assert (after["flavor_id"], after["flavor_name"]) == ("77-flavor-id", "m1.large")
+
+
 async def test_ended_at_is_set_on_the_instance_and_its_devices_once_nova_deleted_it(
     bed_gnocchi: str,
 ) -> None:

@@ -241,6 +241,7 @@ class GnocchiSink:
         self._attrs: dict[str, dict[str, Any]] = {}  # instance -> attributes last written
         self._ended: set[str] = set()  # instances whose ended_at is set
         self._asked: dict[str, float] = {}  # instance -> when Nova was last asked afresh
+        self._types: dict[str, str | None] = {}  # instance -> its public type last reported
         self._ready = False
         self._session: aiohttp.ClientSession | None = None
 
@@ -505,7 +506,9 @@ class GnocchiSink:
         ending = inst["state"] in ENDING
         if not ending and uuid not in self._known:
             return  # no resource yet: it is created, with these attributes, with its samples
-        facts = await self._facts(uuid, fresh=ending and self._may_ask_afresh(uuid))
+        resized = self._type_changed(uuid, inst.get("instance_type"))
+        fresh = resized or (ending and self._may_ask_afresh(uuid))
+        facts = await self._facts(uuid, fresh=fresh)
         if facts is None:
             if ending:
                 await self._end(uuid, ended_at)
@@ -514,6 +517,14 @@ class GnocchiSink:
         changed = changed_attributes(want, self._attrs.get(uuid))
         if changed:
             await self._patch_instance(uuid, changed, want)
+
+    def _type_changed(self, uuid: str, instance_type: str | None) -> bool:
+        """Whether the public cloud now runs the instance as another type than it last
+        reported: a resize, which Nova has applied to the server's flavor before the driver
+        changes the type. Nova's cached facts would show the old flavor for minutes."""
+        before = self._types.get(uuid, instance_type)
+        self._types[uuid] = instance_type
+        return before != instance_type
 
     def _may_ask_afresh(self, uuid: str) -> bool:
         """Nova's answer for an instance being ended must be fresh, not the cache's; but a

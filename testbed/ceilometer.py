@@ -87,10 +87,16 @@ def write_config(home: Path, gnocchi_url: str, user: str = "admin") -> Path:
     return conf
 
 
-def upgrade(conf: Path, timeout: float = 120) -> None:
+def upgrade(conf: Path, timeout: float = 120, venv_dir: Path | None = None) -> None:
     """`ceilometer-upgrade` against the Gnocchi `conf` names (three tries on connection
-    errors, not forever as by default)."""
-    argv = [str(venv() / "bin" / "ceilometer-upgrade"), "--config-file", str(conf), "--retry", "3"]
+    errors, not forever as by default), from `venv_dir` (Ceilometer's virtualenv if not given)."""
+    argv = [
+        str((venv_dir or venv()) / "bin" / "ceilometer-upgrade"),
+        "--config-file",
+        str(conf),
+        "--retry",
+        "3",
+    ]
     out = subprocess.run(
         argv, capture_output=True, text=True, timeout=timeout, check=False
     )  # fmt: skip

@@ -8,9 +8,11 @@
 #                                           and azfed's own runtime deps (nova-compute and
 #                                           nova-scheduler import azfed's driver and filter)
 #       $AZFED_CACHE/venvs/gnocchi-<key>    gnocchi (its pins clash with nova's)
-#       $AZFED_CACHE/venvs/ceilometer-<key> ceilometer (ceilometer-upgrade and its Gnocchi
-#                                           publisher, for the metering parity tests; its pins
-#                                           clash with both)
+#       $AZFED_CACHE/venvs/ceilometer-<key> the telemetry services of one OpenStack release:
+#                                           ceilometer (ceilometer-upgrade provisions the bed's
+#                                           Gnocchi; its Gnocchi publisher, for the parity tests)
+#                                           and aodh (api, evaluator, notifier); their pins clash
+#                                           with both others
 # Prints the three venv paths as shell assignments on the last three lines of stdout.
 set -euo pipefail
 shopt -s inherit_errexit   # make_venv runs in $(...): its failures must stop us
@@ -23,7 +25,7 @@ OS_PKGS="nova openstack-placement keystone glance neutron python-openstackclient
  openstacksdk gunicorn pymysql aioboto3 aiohttp structlog jsonschema prometheus-client click
  pydantic tenacity"
 GN_PKGS="gnocchi[mysql,file] gnocchiclient gunicorn"
-CM_PKGS="ceilometer"
+CM_PKGS="ceilometer aodh pymysql gunicorn"
 
 # cloud-init: its schema validator checks our rendered user data; systemd: systemd-analyze;
 # and shellcheck to lint the boot script the user data carries; haproxy: the balancer in front of two

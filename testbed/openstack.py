@@ -1,4 +1,5 @@
-"""The OpenStack test bed: real Keystone, Placement, Glance, Neutron (API only), Nova and Gnocchi.
+"""The OpenStack test bed: real Keystone, Placement, Glance, Neutron (API only), Nova, Gnocchi
+(provisioned by Ceilometer's `ceilometer-upgrade`, as in a cloud with Ceilometer) and Aodh.
 
 Everything runs on 127.0.0.1 from the virtualenvs `install.sh` builds, with MariaDB and RabbitMQ
 from Debian's packages, all under one folder (`.testbed/` in the checkout unless
@@ -53,6 +54,7 @@ PORTS = {
     "glance": 9292,
     "neutron": 9696,
     "gnocchi-api": 8041,
+    "aodh-api": 8042,
 }
 DATABASES = (
     "keystone",
@@ -63,7 +65,11 @@ DATABASES = (
     "nova_cell1",
     "neutron",
     "gnocchi",
+    "aodh",
 )
+# Aodh in the bed: how often alarms are evaluated, and how far back their window reaches
+ALARM_EVALUATION_INTERVAL_S = 5
+ALARM_INGESTION_LAG_S = 900
 COMPUTES = {"compute-local": "local-az", "compute-aws": "aws-az"}
 # compute-local: Nova's fake hypervisor of 10 vCPUs and 8192 MB, the local AZ whose load the
 # policy reads; it is never restarted
@@ -188,6 +194,7 @@ class OpenStackBed:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     os_venv: Path | None = None
     gn_venv: Path | None = None
+    cm_venv: Path | None = None  # Ceilometer and Aodh
     # the fingerprint of what each Nova service was last started with (see _fingerprint)
     _started_with: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -237,6 +244,7 @@ class OpenStackBed:
             OS_NEUTRON_CONFIG_DIR="/",
             OS_NEUTRON_CONFIG_FILES=str(self.etc / "neutron.conf"),
             AZFED_GNOCCHI_CONF=str(self.etc / "gnocchi.conf"),
+            AZFED_AODH_CONF=str(self.etc / "aodh.conf"),
             RABBITMQ_MNESIA_BASE=str(self.base / "rabbit" / "mnesia"),
             RABBITMQ_LOG_BASE=str(self.base / "rabbit" / "log"),
             RABBITMQ_NODENAME="rabbit@localhost",
@@ -339,7 +347,50 @@ class OpenStackBed:
                 }
             )
         )
+        (e / "aodh.conf").write_text(_ini(self._aodh_conf()))
         self._write_nova_configs()
+
+    def _aodh_conf(self) -> dict[str, dict[str, object]]:
+        """Aodh as a cloud runs it: Keystone in front of its API, its own database, the bus
+        between evaluator and notifier; it reads Gnocchi as Ceilometer does (the bed's Gnocchi
+        takes basic auth, not Keystone tokens: testbed/ceilometer.py)."""
+        return {
+            "DEFAULT": {
+                "transport_url": f"rabbit://guest:guest@{HOST}:{PORTS['rabbitmq']}/",
+                # CloudWatch closes a 5-minute period only when it ends, and the agent sends it
+                # then: a burst VM's newest `cpu` point is up to two periods old, and without
+                # this lag Aodh's window (granularity x (evaluation_periods + 1)) misses it
+                # (docs/metering.md, "Alarms on burst VMs")
+                "additional_ingestion_lag": ALARM_INGESTION_LAG_S,
+                "debug": "false",
+            },
+            "database": {"connection": _db("aodh")},
+            "api": {"auth_mode": "keystone", "paste_config": self._aodh_paste()},
+            "keystone_authtoken": {"www_authenticate_uri": AUTH["auth_url"], **_auth_section()},
+            "service_credentials": {
+                "auth_type": "gnocchi-basic",
+                "user": "admin",
+                "endpoint": f"http://{HOST}:{PORTS['gnocchi-api']}",
+            },
+            # a test bed evaluates often (default 60 s): tests wait on state changes
+            "evaluator": {"evaluation_interval": ALARM_EVALUATION_INTERVAL_S},
+        }
+
+    def _aodh_paste(self) -> Path:
+        """Aodh's own api-paste.ini, its Keystone middleware pointed at aodh.conf: with
+        `oslo_config_project` alone it reads only /etc/aodh/aodh.conf."""
+        assert self.cm_venv is not None
+        found = sorted(self.cm_venv.glob("lib/python3*/site-packages/aodh/api/api-paste.ini"))
+        if not found:
+            raise TestbedError(f"aodh's api-paste.ini not found under {self.cm_venv}")
+        text = found[0].read_text()
+        section = "[filter:authtoken]\n"
+        if section not in text:
+            raise TestbedError(f"no {section.strip()} in {found[0]}")
+        ours = self.etc / "aodh-api-paste.ini"
+        extra = f"oslo_config_file = {self.etc / 'aodh.conf'}\n"
+        ours.write_text(text.replace(section, section + extra))
+        return ours
 
     def _gnocchi_paste(self) -> Path:
         assert self.gn_venv is not None
@@ -488,8 +539,10 @@ class OpenStackBed:
         busy = [f"{n}:{p}" for n, p in PORTS.items() if _port_busy(p)]
         if busy:
             raise TestbedError(f"ports already in use on {HOST}: {', '.join(busy)}")
-        if self.os_venv is None or self.gn_venv is None:
-            self.os_venv, self.gn_venv = install()
+        if self.os_venv is None or self.gn_venv is None or self.cm_venv is None:
+            found = installed()
+            self.os_venv, self.gn_venv = found["OS_VENV"], found["GN_VENV"]
+            self.cm_venv = found["CM_VENV"]
         self._fresh_dirs()
         self.write_configs()
         step = _Stepper(t0)
@@ -677,6 +730,14 @@ class OpenStackBed:
                     str(self.etc / "gnocchi.conf"),
                 ],
             ),
+            (
+                "aodh-dbsync",
+                [
+                    self._bin("aodh-dbsync", self.cm_venv),
+                    "--config-file",
+                    str(self.etc / "aodh.conf"),
+                ],
+            ),
             ("nova-manage", ["bash", "-c", nova]),
         ]
 
@@ -694,6 +755,7 @@ class OpenStackBed:
             ("glance", "image", f"http://{HOST}:{PORTS['glance']}"),
             ("neutron", "network", f"http://{HOST}:{PORTS['neutron']}"),
             ("gnocchi", "metric", f"http://{HOST}:{PORTS['gnocchi-api']}"),
+            ("aodh", "alarming", f"http://{HOST}:{PORTS['aodh-api']}"),
         ]
         for name, kind, url in services:
             svc = conn.identity.create_service(name=name, type=kind)
@@ -727,8 +789,28 @@ class OpenStackBed:
         self._start_nova_service("nova-scheduler")
         for host in COMPUTES:
             self._start_nova_service(f"nova-{host}")
-        for name in ("placement", "glance", "neutron", "nova-api", "gnocchi-api"):
+        self._start_aodh()
+        for name in ("placement", "glance", "neutron", "nova-api", "gnocchi-api", "aodh-api"):
             self._wait_http(name, f"http://{HOST}:{PORTS[name]}/")
+        self._provision_gnocchi()
+
+    def _start_aodh(self) -> None:
+        aodh_conf = ["--config-file", str(self.etc / "aodh.conf")]
+        self._gunicorn("aodh-api", PORTS["aodh-api"], "wsgi_aodh", self.cm_venv)
+        for name in ("aodh-evaluator", "aodh-notifier"):
+            self._spawn(name, [self._bin(name, self.cm_venv), *aodh_conf])
+
+    def _provision_gnocchi(self) -> None:
+        """Ceilometer's archive policies, rules and resource types in the bed's Gnocchi, by
+        Ceilometer's own `ceilometer-upgrade`, as every cloud with Ceilometer has them (the
+        receiver then finds them, as it would there)."""
+        from testbed import ceilometer
+
+        assert self.cm_venv is not None
+        conf = ceilometer.write_config(
+            self.etc / "ceilometer", f"http://{HOST}:{PORTS['gnocchi-api']}"
+        )
+        ceilometer.upgrade(conf, venv_dir=self.cm_venv)
 
     def _start_nova_service(self, name: str) -> None:
         """nova-scheduler or a nova-compute: nova.conf, then the file only it reads."""
@@ -1005,6 +1087,7 @@ class OpenStackBed:
                 {
                     "os_venv": str(self.os_venv),
                     "gn_venv": str(self.gn_venv),
+                    "cm_venv": str(self.cm_venv),
                     "aws_driver": self.aws_driver,
                     "filters": list(self.filters),
                     "extra_nova": {
@@ -1025,6 +1108,7 @@ class OpenStackBed:
             return None
         st = json.loads(bed.state_file.read_text())
         bed.os_venv, bed.gn_venv = Path(st["os_venv"]), Path(st["gn_venv"])
+        bed.cm_venv = Path(st["cm_venv"]) if "cm_venv" in st else None
         bed.aws_driver, bed.filters = st["aws_driver"], tuple(st["filters"])
         bed.extra_nova, bed.extra_env = st["extra_nova"], st["extra_env"]
         bed._started_with = dict(st.get("started_with", {}))

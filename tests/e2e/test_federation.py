@@ -2,7 +2,7 @@
 scheduler and FederationDriver on the proxy host, moto as the AWS VPC, and the real azfed
 receiver and agent processes feeding the real Gnocchi and Nova.
 
-One test per workflow step, in the blueprint's order; they share one federation (module scope)
+One test per workflow step, in the blueprint's order; they share one federation (conftest.py)
 and build on each other, as the steps do.
 """
 
@@ -11,112 +11,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import boto3
 import pytest
 
-from testbed.aws import MotoServer
-from testbed.demo import PUBLIC_MEMORY_MB, PUBLIC_VCPUS, Demo
-from testbed.openstack import DEFAULT_FILTERS, IMAGE, OpenStackBed
+from testbed.demo import FLAVOR_MAP, PUBLIC_MEMORY_MB, PUBLIC_VCPUS
+from testbed.openstack import IMAGE, OpenStackBed
+from tests.e2e.federation import FLAVOR, LOCAL, Federation, eventually
 
 pytestmark = pytest.mark.e2e
-
-T = TypeVar("T")
-FLAVOR = "m1.small"  # 1024 MB: 12.5% of compute-local's 8192 MB
-STEP_PCT = 12.5
-LOCAL = ("local-1", "local-2")  # two boots under the threshold; the third crosses it
-
-
-def eventually(probe: Callable[[], T | None], what: str, timeout: float = 180) -> T:
-    """Poll `probe` until it returns something; fail saying what never happened."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = probe()
-        if got is not None:
-            return got
-        if time.monotonic() > deadline:
-            pytest.fail(f"after {timeout:.0f}s: {what}")
-        time.sleep(0.5)
-
-
-@dataclass
-class Federation:
-    demo: Demo
-    vpc: dict[str, str]
-    conn: Any
-    ec2: Any
-    start_pct: float
-    servers: dict[str, Any] = field(default_factory=dict)
-
-    def boot(self, name: str) -> Any:
-        server = self.conn.compute.create_server(
-            name=f"e2e-{name}-{uuid.uuid4().hex[:6]}",
-            flavor_id=self.conn.compute.find_flavor(FLAVOR).id,
-            image_id=self.conn.image.find_image(IMAGE).id,
-            networks="none",
-        )
-        server = self.conn.compute.wait_for_server(
-            server, status="ACTIVE", failures=["ERROR"], wait=300, interval=0.5
-        )
-        self.servers[name] = server
-        return server
-
-    def ensure(self, name: str) -> Any:
-        """The server the workflow boots as `name`, booted now if no test has yet.
-
-        Boots happen in the workflow's order whatever order the tests run in: the local ones
-        first (they bring the local AZ over the burst threshold), then each burst one.
-        """
-        if name not in self.servers:
-            if not name.startswith("local-"):
-                for local in LOCAL:
-                    self.ensure(local)
-            self.boot(name)
-        return self.servers[name]
-
-    def ec2_instances_for(self, server_id: str) -> list[dict[str, Any]]:
-        pages = self.ec2.get_paginator("describe_instances").paginate(
-            Filters=[{"Name": "tag:azfed:instance-uuid", "Values": [server_id]}]
-        )
-        return [i for p in pages for r in p["Reservations"] for i in r["Instances"]]
-
-    def metadata(self, server_id: str) -> dict[str, str]:
-        return dict(self.conn.compute.get_server_metadata(server_id).metadata)
-
-
-@pytest.fixture(scope="module")
-def federation(openstack_bed: OpenStackBed, moto: MotoServer) -> Iterator[Federation]:
-    """azfed switched on in the bed, with thresholds set from the local load found at start:
-    two m1.small boots stay local, the third crosses the burst threshold."""
-    demo = Demo(servers=0, flavor=FLAVOR, bed=openstack_bed)
-    demo.moto_endpoint = moto.endpoint
-    demo.home.mkdir(parents=True, exist_ok=True)
-    (demo.home / "filter-state.json").unlink(missing_ok=True)
-    vpc = demo.make_vpc()
-    conn = openstack_bed.connect()
-    demo.write_policy()  # provisional: load_from_cloud needs the AZ names
-    start_pct, _ = demo.local_memory_pct(conn)
-    policy = demo.write_policy(
-        burst_pct=start_pct + 1.5 * STEP_PCT, return_pct=start_pct + 0.5 * STEP_PCT, cooldown_s=2
-    )
-    demo.enable_azfed(vpc, policy)
-    demo.start_receiver_and_agent(vpc, policy)
-    ec2 = boto3.client("ec2", **moto.client_kwargs())
-    fed = Federation(demo, vpc, conn, ec2, start_pct)
-    yield fed
-    demo.stop_receiver_and_agent()
-    for server in fed.servers.values():
-        conn.compute.delete_server(server, ignore_missing=True)
-    for server in fed.servers.values():
-        conn.compute.wait_for_delete(server, wait=120)
-    openstack_bed.reconfigure(filters=list(DEFAULT_FILTERS))
-    conn.close()
 
 
 def _decision(fed: Federation, server_id: str) -> dict[str, Any]:
@@ -264,7 +170,7 @@ def public_openstack(federation: Federation, openstack_bed: OpenStackBed) -> Ite
         .replace("  local:", "  public:")
         .replace("project_name: admin", f"project_name: {project.name}")
     )
-    ec2_opts = {"provider": "ec2", "flavor_map": "m1.tiny:t3.micro,m1.small:t3.small"}
+    ec2_opts = {"provider": "ec2", "flavor_map": FLAVOR_MAP}
     openstack_bed.reconfigure(
         extra_nova={
             "azfed": {

@@ -5,7 +5,7 @@ library.
     python ceilometer_publish.py --config-file ceilometer.conf < vm.json
 
 vm.json: {"meters": [...], "instance": {...}, "stats": {"instance": {...}, "vnics": [...],
-"disks": [...]}, "notifications": [...]}. What each Ceilometer agent does, with its own code:
+"disks": [...]}, "notifications": [...], "polled_at": "<ISO 8601, optional: now>"}. What each Ceilometer agent does, with its own code:
 - the polling agent: the instance as its compute discovery builds it from libvirt's domain
   metadata (compute/discovery.py, NovaLikeServer); each meter's pollster loaded by name from
   the `ceilometer.poll.compute` entry points; the samples stamped with the polling time and
@@ -69,8 +69,9 @@ class Errors(logging.Handler):
             self.records.append(self.format(record))
 
 
-def poll(conf, meters, instance):
-    """The polling agent: each meter's samples from its pollster, as metering messages."""
+def poll(conf, meters, instance, polled_at=None):
+    """The polling agent: each meter's samples from its pollster, as metering messages, stamped
+    with the polling time (`polled_at` if given: a test replays polls at chosen times)."""
     manager = named.NamedExtensionManager(
         namespace="ceilometer.poll.compute", names=meters, invoke_on_load=True,
         invoke_args=(conf,),
@@ -82,7 +83,7 @@ def poll(conf, meters, instance):
     cache = {}
     messages = []
     for name in meters:
-        polling_timestamp = timeutils.utcnow().isoformat()
+        polling_timestamp = polled_at or timeutils.utcnow().isoformat()
         for s in found[name].get_samples(None, cache, [instance]):
             s.set_timestamp(polling_timestamp)
             messages.append(
@@ -128,7 +129,8 @@ def main():
     endpoints = notification_agent(conf)
     for note in vm["notifications"]:
         deliver(endpoints, note.pop("priority", "info"), note)
-    messages = poll(conf, vm["meters"], discovery.NovaLikeServer(**vm["instance"]))
+    instance = discovery.NovaLikeServer(**vm["instance"])
+    messages = poll(conf, vm["meters"], instance, vm.get("polled_at"))
     deliver(endpoints, "sample", {
         "publisher_id": "ceilometer.polling", "event_type": "telemetry.polling",
         "payload": {"samples": messages},

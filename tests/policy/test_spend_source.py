@@ -18,7 +18,7 @@ from azfed.policy import Flavor, Request
 from azfed.policy.budget import Lifetime, Spend
 from azfed.policy.engine import PolicyEngine
 from azfed.policy.spend_source import ReceiverSpend
-from azfed.receiver.spend import lifetimes, spend_doc
+from azfed.receiver.spend import lifetimes, server_queries, spend_doc
 from structlog.testing import capture_logs
 
 from testbed.policies import Host, make_policy, policy_doc
@@ -188,3 +188,19 @@ def test_the_spend_answer_gives_spent_budget_left_and_the_warning() -> None:
     assert doc["day"] == {"spent": 6.0, "budget": 10, "left": 4.0, "since": 1796256000.0}
     assert doc["month"]["left"] is None
     assert doc["warning"] == ["day"]
+
+
+def test_the_server_listings_are_queries_openstacksdk_knows() -> None:
+    """openstacksdk refuses an unknown filter (InvalidResourceQuery) only when it lists: hold
+    the two listings to its own Server query mapping here, where no cloud is needed."""
+    from openstack.compute.v2.server import Server
+
+    alive, deleted = server_queries(1_796_083_200.0)
+    for query in (alive, deleted):
+        params = {k: v for k, v in query.items() if k != "details"}
+        assert Server._query_mapping._validate(params, Server.base_path) == params
+    assert Server._query_mapping._transpose(deleted, Server) == {
+        "all_tenants": True,
+        "deleted": True,
+        "changes-since": "2026-12-01T00:00:00+00:00",
+    }

@@ -48,17 +48,23 @@ def lifetimes(servers: Iterable[Any], public_azs: set[str]) -> list[Lifetime]:
     return out
 
 
+def server_queries(month_start: float) -> list[dict[str, Any]]:
+    """openstacksdk's `compute.servers()` arguments: every project's servers alive now, and
+    those deleted since the month began (Nova's ?deleted=true&changes-since=, admin only)."""
+    since = datetime.fromtimestamp(month_start, timezone.utc).isoformat()
+    return [
+        {"details": True, "all_projects": True},
+        {"details": True, "all_projects": True, "deleted_only": True, "changes_since": since},
+    ]
+
+
 def spend_from_cloud(conn: Any, policy: Policy, now: float) -> Spend:
     """The spend so far (day and month of `now`) from Nova's records, through an admin
     openstacksdk connection (blocking)."""
     month_start = period_bounds(now, policy.budgets.zone)["month"][0]
-    since = datetime.fromtimestamp(month_start, timezone.utc).isoformat()
-    alive = conn.compute.servers(details=True, all_projects=True)
-    deleted = conn.compute.servers(
-        details=True, all_projects=True, deleted=True, changes_since=since
-    )
+    servers = [s for q in server_queries(month_start) for s in conn.compute.servers(**q)]
     azs = {az.name for az in policy.public_azs}
-    return spend_at(lifetimes([*alive, *deleted], azs), policy, now)
+    return spend_at(lifetimes(servers, azs), policy, now)
 
 
 def spend_doc(policy: Policy, spend: Spend, now: float) -> dict[str, Any]:

@@ -193,7 +193,7 @@ def parse_report(data: bytes, auth: Auth, window: wire.Window | None = None) -> 
     except (UnicodeDecodeError, ValueError) as err:
         raise Reject(400, "bad_json", f"the body is not valid JSON: {err}") from None
     try:
-        report = wire.validate_report(obj, window=window, fits=typed.fits)
+        report = wire.validate_report(obj, window=window, fits=typed.fits, text=data)
     except InputError as err:
         raise Reject(400, "bad_schema", "the report breaks the contract", err.problems) from None
     _check_identity(report, auth)

@@ -353,9 +353,25 @@ def policy_check(file: Path, as_json: bool) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="The filter's [azfed_filter] state_file: its mode and cooldown clocks.",
 )
+@click.option(
+    "--project", "project_id", default="", help="Keystone project ID of the boot (projects.*)."
+)
+@click.option(
+    "--hint",
+    "burst_hint",
+    default="allowed",
+    show_default=True,
+    help="The boot's azfed:burst scheduler hint: never, allowed or prefer.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
-def policy_explain(
-    policy_file: Path, flavor: str, cloud: str | None, state_file: Path | None, as_json: bool
+def policy_explain(  # noqa: PLR0917 - click passes every option
+    policy_file: Path,
+    flavor: str,
+    cloud: str | None,
+    state_file: Path | None,
+    project_id: str,
+    burst_hint: str,
+    as_json: bool,
 ) -> None:
     """Show the local load, thresholds, caps used and what the next boot would get, and why."""
     import openstack
@@ -365,7 +381,9 @@ def policy_explain(
         pol = commands.check(policy_file)
         conn = openstack.connect(cloud=cloud)
         try:
-            doc = commands.explain_cloud(pol, conn, flavor, state_file)
+            doc = commands.explain_cloud(
+                pol, conn, flavor, state_file, project_id=project_id, burst_hint=burst_hint
+            )
         finally:
             conn.close()
     except InputError as err:

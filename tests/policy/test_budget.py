@@ -404,3 +404,51 @@ def test_simulate_stops_bursting_when_the_day_budget_is_used_and_recounts_it(
     assert doc["day"]["peak_spend"] == pytest.approx(recount.day) == pytest.approx(1.2)
     assert doc["day"]["warned_at"] == "2026-12-03T05:00:00+00:00"
     assert result.as_dict()["steps"][3]["spend_day"] == pytest.approx(0.6)
+
+
+# --- explain -----------------------------------------------------------------------------------
+
+
+def test_explain_answers_for_a_project_and_a_hint_with_the_budgets_in_force() -> None:
+    from azfed.policy import explain
+    from azfed.policy.commands import render_explain
+
+    policy = make_policy(
+        projects={"allow": ["*"], "deny": ["p-lab"]},
+        budgets={"caps": {"instances": 6}, "spend": {"day": 10, "warn_at_pct": 50}},
+    )
+    quiet = load(10.0, 1, aws=PublicUsage("aws", instances=2, hourly_cost=0.2))
+    spent = Spend(day=6.0, month=6.0)
+    noon = DAY0 + 12 * H  # 6 + (0.2 + 0.1)/h x 12 h = 9.6 fits a budget of 10
+    doc = explain(quiet, policy, History(), noon, SMALL, burst_hint="prefer", spend=spent)
+    assert doc["request"] == {"project_id": "", "burst_hint": "prefer"}
+    assert (doc["next_boot"]["rule"], doc["next_boot"]["az"]) == ("burst_hint_prefer", "aws")
+    assert doc["budgets"]["caps"]["instances"] == {"used": 2.0, "cap": 6}
+    assert doc["budgets"]["spend"] == {"day": {"spent": 6.0, "budget": 10}}
+    assert doc["budgets"]["warning"] == ["day"]
+    text = render_explain(doc)
+    assert "budgets (all public AZs; UTC): instances 2/6; day 6.00 of 10 spent (WARNING)" in text
+    assert "next boot of small (hint azfed:burst=prefer): aws (rule burst_hint_prefer" in text
+
+    lab = explain(quiet, policy, History(), DAY0, SMALL, project_id="p-lab", burst_hint="prefer")
+    assert lab["next_boot"]["rule"] == "project_denied"
+    assert "next boot of small (project p-lab, hint azfed:burst=prefer): local" in render_explain(
+        lab
+    )
+    used_up = explain(load(90.0), policy, History(), DAY0, SMALL, spend=Spend(10.0, 10.0))
+    assert used_up["next_boot"]["rule"] == "budget_exhausted"
+
+
+def test_explain_without_budgets_shows_none() -> None:
+    from azfed.policy import explain
+
+    assert explain(load(), make_policy(), History(), DAY0, SMALL)["budgets"] is None
+
+
+def test_the_explain_command_takes_a_project_and_a_hint() -> None:
+    from azfed.cli import main
+    from click.testing import CliRunner
+
+    out = CliRunner().invoke(main, ["policy", "explain", "--help"]).stdout
+    assert "--project" in out
+    assert "--hint" in out

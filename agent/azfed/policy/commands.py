@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from azfed.errors import PolicyError, Problem
+from azfed.policy.budget import NOTHING_SPENT
 from azfed.policy.decide import Flavor, History
 from azfed.policy.explain import explain
 from azfed.policy.load import load_from_cloud
@@ -64,13 +65,33 @@ def flavor_of(conn: Any, name: str) -> Flavor:
 
 
 def explain_cloud(
-    policy: Policy, conn: Any, flavor: str, state_file: Path | None, now: float | None = None
+    policy: Policy,
+    conn: Any,
+    flavor: str,
+    state_file: Path | None,
+    now: float | None = None,
+    *,
+    project_id: str = "",
+    burst_hint: str = "allowed",
 ) -> dict[str, Any]:
-    """Read the cloud and the filter's state, and explain the next boot of `flavor`."""
+    """Read the cloud and the filter's state, and explain the next boot of `flavor` by
+    `project_id` with the `azfed:burst` hint `burst_hint`. The spend so far is counted from
+    Nova's records, as the receiver counts it, when the policy has a spend budget."""
+    from azfed.receiver.spend import spend_from_cloud
+
+    at = time.time() if now is None else now
     history = read_history(state_file)
     load = load_from_cloud(conn, policy)
+    spend = spend_from_cloud(conn, policy, at) if policy.budgets.spend_limited else NOTHING_SPENT
     return explain(
-        load, policy, history, time.time() if now is None else now, flavor_of(conn, flavor)
+        load,
+        policy,
+        history,
+        at,
+        flavor_of(conn, flavor),
+        project_id=project_id,
+        burst_hint=burst_hint,
+        spend=spend,
     )
 
 
@@ -91,11 +112,36 @@ def render_explain(doc: dict[str, Any]) -> str:
             [_public_row(p) for p in doc["public"]],
         ),
         "",
-        f"next boot of {doc['flavor']['name']}: {nxt['az'] or 'REFUSED'} "
-        f"(rule {nxt['rule']}: {nxt['reason']})",
+        *_budget_lines(doc["budgets"]),
+        f"next boot of {doc['flavor']['name']}{_asker(doc['request'])}: "
+        f"{nxt['az'] or 'REFUSED'} (rule {nxt['rule']}: {nxt['reason']})",
     ]
     out += [f"  skipped {s['az']}: {s['why']}" for s in nxt["skipped"]]
     return "\n".join(out)
+
+
+def _asker(request: dict[str, Any]) -> str:
+    parts = [f"project {request['project_id']}"] if request["project_id"] else []
+    if request["burst_hint"] != "allowed":
+        parts.append(f"hint azfed:burst={request['burst_hint']}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _budget_lines(budgets: dict[str, Any] | None) -> list[str]:
+    if budgets is None:
+        return []
+    caps = ", ".join(
+        f"{name} {cell(c['used'])}/{cell(c['cap'])}"
+        for name, c in budgets["caps"].items()
+        if c["cap"] is not None
+    )
+    spend = ", ".join(
+        f"{p} {s['spent']:.2f} of {s['budget']:g} spent"
+        + (" (WARNING)" * (p in budgets["warning"]))
+        for p, s in budgets["spend"].items()
+    )
+    used = "; ".join(filter(None, [caps, spend]))
+    return [f"budgets (all public AZs; {budgets['timezone']}): {used}", ""]
 
 
 def _schedule_line(schedule: dict[str, Any] | None) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from azfed.policy.budget import NOTHING_SPENT, PERIODS, Spend, warning
 from azfed.policy.decide import Decision, Flavor, History, Request, cap_problem, decide
 from azfed.policy.load import Load
 from azfed.policy.model import Caps, Policy, Window
@@ -67,13 +68,41 @@ def _public(load: Load, policy: Policy, history: History, now: float, flavor: Fl
     return out
 
 
+def _budgets(load: Load, policy: Policy, spend: Spend) -> dict[str, Any] | None:
+    b = policy.budgets
+    if b == type(b)():
+        return None
+    total = {
+        name: {
+            "used": sum(float(getattr(load.usage(az.name), name)) for az in policy.public_azs),
+            "cap": getattr(b.caps, name),
+        }
+        for name in ("instances", "vcpus", "ram_mb", "hourly_cost")
+    }
+    spent = {
+        p: {"spent": round(spend.of(p), 6), "budget": getattr(b, p)}
+        for p in PERIODS
+        if getattr(b, p) is not None
+    }
+    return {"caps": total, "spend": spent, "warning": warning(b, spend), "timezone": b.timezone}
+
+
 def explain(
-    load: Load, policy: Policy, history: History, now: float, flavor: Flavor
+    load: Load,
+    policy: Policy,
+    history: History,
+    now: float,
+    flavor: Flavor,
+    *,
+    project_id: str = "",
+    burst_hint: str = "allowed",
+    spend: Spend = NOTHING_SPENT,
 ) -> dict[str, Any]:
     """The local load against the thresholds, each public AZ against its caps (both as the
-    schedule sets them at `now`), and the decision the next boot of `flavor` (no AZ asked)
-    would get."""
-    decision: Decision = decide(Request(flavor), load, policy, history, now)
+    schedule sets them at `now`), the budgets against the spend so far, and the decision the
+    next boot of `flavor` (no AZ asked) by `project_id` with `burst_hint` would get."""
+    request = Request(flavor, project_id=project_id, burst_hint=burst_hint)
+    decision: Decision = decide(request, load, policy, history, now, spend)
     in_force, window = policy.in_force(now)
     local = load.local
     return {
@@ -94,5 +123,7 @@ def explain(
         },
         "public": _public(load, in_force, history, now, flavor),
         "flavor": {"name": flavor.name, "vcpus": flavor.vcpus, "ram_mb": flavor.ram_mb},
+        "request": {"project_id": project_id, "burst_hint": burst_hint},
+        "budgets": _budgets(load, in_force, spend),
         "next_boot": decision.as_dict(),
     }

@@ -217,3 +217,16 @@ def test_check_shows_warnings_and_still_passes(tmp_path: Path) -> None:
     doc = json.loads(out)
     assert doc["valid"] is True
     assert doc["warnings"][0]["key"] == "$.public_azs[0].prices.medium"
+
+
+def test_the_annotated_example_uses_every_key_of_the_schema_and_comments_it() -> None:
+    """The example is the operator's reference: every top-level key, every budget and
+    schedule key, each section annotated."""
+    example = Path(__file__).resolve().parents[2] / "packaging" / "examples" / "policy.json"
+    doc = json.loads(example.read_text())
+    assert set(doc) == set(schema()["properties"])
+    budgets = schema()["$defs"]["budgets"]["properties"]
+    assert set(doc["budgets"]) == set(budgets)
+    assert set(doc["budgets"]["spend"]) == set(budgets["spend"]["properties"]) - {"$comment"}
+    assert {k for k in doc if isinstance(doc[k], dict) and "$comment" not in doc[k]} == set()
+    load_policy(example)

@@ -2,6 +2,12 @@
 
     .venv/bin/python bench/bench_policy.py [--hosts 1000] [--rounds 2000]
 
+Each is measured twice: with the base policy, and with every rule of issue 15 on (`*_rules`):
+a schedule of three windows (one in force), projects allow/deny, budgets (caps across the
+public AZs, a day and a month spend budget, so decide computes the periods and the room), and
+requests with a project and an `azfed:burst=prefer` hint. The filter then reads the spend from
+a receiver's GET /v1/spend served here on loopback (read once, then kept, as in production).
+
 Targets (DESIGN.md): decide p99 < 1 ms, filter (load from 1,000 host states + decide + keep
 the chosen AZ's hosts) p99 < 5 ms. The filter is PolicyEngine.filter, which is everything
 FederationFilter.filter_all does but the translation of Nova's RequestSpec. Prints a table and
@@ -11,24 +17,60 @@ writes bench/results/policy.json for later runs to compare.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from azfed.policy import Flavor, History, Request, decide, load_from_hosts  # noqa: E402
+from azfed.policy.budget import Spend  # noqa: E402
 from azfed.policy.engine import PolicyEngine  # noqa: E402
 
-from testbed.policies import Host, make_policy, policy_doc  # noqa: E402
+from testbed.policies import BASE, Host, make_policy, policy_doc  # noqa: E402
 
-TARGETS_MS = {"decide": 1.0, "filter": 5.0}
+TARGETS_MS = {"decide": 1.0, "filter": 5.0, "decide_rules": 1.0, "filter_rules": 5.0}
+# Monday 10:00 in Paris: inside the business-hours window
+NOW = datetime.fromisoformat("2026-12-07T10:00:00+01:00").timestamp()
+RULES: dict[str, Any] = {
+    # caps the 1,000 hosts' 400 public instances fit, so every check runs to the budgets
+    "public_azs": [
+        {**az, "caps": {"instances": 1000, "vcpus": 4000, "hourly_cost": 500.0}}
+        for az in BASE["public_azs"]
+    ],
+    "schedule": {
+        "timezone": "Europe/Paris",
+        "windows": [
+            {"name": "nights", "from": "22:00", "to": "06:00", "caps": {"aws": {"instances": 4}}},
+            {
+                "name": "business",
+                "days": ["mon", "tue", "wed", "thu", "fri"],
+                "from": "08:00",
+                "to": "19:00",
+                "burst": {"memory_used_pct": 60},
+                "return": {"memory_used_pct": 45},
+            },
+            {"name": "weekend", "days": ["sat", "sun"], "from": "00:00", "to": "24:00"},
+        ],
+    },
+    "projects": {"allow": ["p-*"], "deny": ["p-lab", "p-ci-*"]},
+    "budgets": {
+        "caps": {"instances": 1500, "vcpus": 6000, "hourly_cost": 1000.0},
+        "spend": {"day": 5000, "month": 150000, "warn_at_pct": 80},
+        "timezone": "Europe/Paris",
+    },
+}
 
 
 def hosts(n: int) -> list[Host]:
@@ -64,17 +106,30 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2000)
     args = ap.parse_args()
     policy, hs = make_policy(), hosts(args.hosts)
+    ruled = make_policy(**RULES)
     load = load_from_hosts(hs, policy)
     req = Request(Flavor("small", 1, 512), instance_uuid="bench")
+    asked = Request(Flavor("small", 1, 512), "", "bench", "p-web", "prefer")
     history = History(mode="burst", mode_since=0.0)
-    with tempfile.TemporaryDirectory() as tmp:
-        pfile = Path(tmp) / "policy.json"
+    spent = Spend(day=300.0, month=9000.0)
+    with tempfile.TemporaryDirectory() as tmp, _spend_receiver(spent) as url:
+        pfile, rfile = Path(tmp) / "policy.json", Path(tmp) / "rules.json"
         pfile.write_text(json.dumps(policy_doc()))
+        rfile.write_text(json.dumps(policy_doc(**RULES)))
         engine = PolicyEngine(pfile, log=_Quiet())
+        ruled_engine = PolicyEngine(rfile, log=_Quiet(), clock=lambda: NOW, spend_url=url)
         results = {
             "decide": timed(lambda: decide(req, load, policy, history, 1000.0), args.rounds),
             "filter": timed(lambda: engine.filter(hs, req), args.rounds),
+            "decide_rules": timed(
+                lambda: decide(asked, load, ruled, history, NOW, spent), args.rounds
+            ),
+            "filter_rules": timed(lambda: ruled_engine.filter(hs, asked), args.rounds),
         }
+        # the rules were on: the decision came through the window, the project, the hint,
+        # the caps and the budgets' room, and went public
+        last = decide(asked, load, ruled, history, NOW, spent)
+        assert (last.window, last.az, last.skipped) == ("business", "aws", ()), last
     rows = {
         name: {
             "p50_ms": round(pct(s, 50), 4),
@@ -84,10 +139,10 @@ def main() -> None:
         }
         for name, s in results.items()
     }
-    print(f"{'what':8} {'p50 ms':>9} {'p99 ms':>9} {'target':>8}  ok  ({args.hosts} hosts)")
+    print(f"{'what':12} {'p50 ms':>9} {'p99 ms':>9} {'target':>8}  ok  ({args.hosts} hosts)")
     for name, r in rows.items():
         print(
-            f"{name:8} {r['p50_ms']:9.4f} {r['p99_ms']:9.4f} {r['target_p99_ms']:8.1f}  {r['ok']}"
+            f"{name:12} {r['p50_ms']:9.4f} {r['p99_ms']:9.4f} {r['target_p99_ms']:8.1f}  {r['ok']}"
         )
     out = ROOT / "bench" / "results" / "policy.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +155,32 @@ def main() -> None:
     }
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
+
+
+@contextlib.contextmanager
+def _spend_receiver(spent: Spend) -> Iterator[str]:
+    """A loopback HTTP server answering GET /v1/spend as the receiver does."""
+    body = json.dumps({"day": {"spent": spent.day}, "month": {"spent": spent.month}}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 class _Quiet:

@@ -19,6 +19,7 @@ early leave room for later ones. The warning level compares what is spent, not t
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -60,8 +61,27 @@ class Lifetime:
     end: float | None = None
 
 
+# the last bounds computed per zone: decide asks for the same day's on every boot, and the
+# datetimes they take to compute were most of decide's cost and garbage with a budget on
+_LAST: dict[ZoneInfo, dict[str, tuple[float, float]]] = {}
+
+
 def period_bounds(now: float, zone: ZoneInfo) -> dict[str, tuple[float, float]]:
     """period -> (start, end) in Unix time: the local day and month that contain `now`."""
+    last = _LAST.get(zone)
+    if last is not None and last["day"][0] <= now < last["day"][1]:
+        return last
+    _LAST[zone] = bounds = _period_bounds(now, zone)
+    return bounds
+
+
+@functools.lru_cache(maxsize=64)
+def _next_hours(period: str, end: float, zone: ZoneInfo) -> float:
+    """How long the period that starts at `end` lasts (a day of 23 or 25 h across DST)."""
+    return (_period_bounds(end, zone)[period][1] - end) / 3600.0
+
+
+def _period_bounds(now: float, zone: ZoneInfo) -> dict[str, tuple[float, float]]:
     local = datetime.fromtimestamp(now, zone)
     day = local.date()
     first = day.replace(day=1)
@@ -160,7 +180,7 @@ def room(budgets: Budgets, spend: Spend, running_hourly: float, now: float) -> R
         compared[f"committed_{period}"] = {"value": round(committed, 6), "limit": limit}
         # what runs at the end of this period runs on into the next: a whole next period of
         # it must fit that period's budget too
-        next_hours = (period_bounds(end, budgets.zone)[period][1] - end) / 3600.0
+        next_hours = _next_hours(period, end, budgets.zone)
         left_now = (limit - committed) / hours_left
         left_next = limit / next_hours - running_hourly
         if exhausted is None and math.isinf(spend.of(period)):

@@ -230,3 +230,11 @@ def test_the_annotated_example_uses_every_key_of_the_schema_and_comments_it() ->
     assert set(doc["budgets"]["spend"]) == set(budgets["spend"]["properties"]) - {"$comment"}
     assert {k for k in doc if isinstance(doc[k], dict) and "$comment" not in doc[k]} == set()
     load_policy(example)
+
+
+def test_a_spend_budget_warns_that_the_filter_needs_the_receiver() -> None:
+    policy = parse_policy(policy_doc(budgets={"spend": {"month": 900, "warn_at_pct": 70}}))
+    [(key, value, reason)] = [(w.key, w.value, w.reason) for w in policy.warnings]
+    assert (key, value) == ("$.budgets.spend", {"month": 900})
+    assert "spend_url" in reason
+    assert parse_policy(policy_doc(budgets={"caps": {"instances": 3}})).warnings == ()

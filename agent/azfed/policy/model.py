@@ -417,6 +417,21 @@ def _cost_capped(data: dict[str, Any], name: str, az: dict[str, Any]) -> bool:
 
 
 def _warnings(data: dict[str, Any]) -> list[Problem]:
+    return _unpriced_warnings(data) + _spend_warnings(data)
+
+
+def _spend_warnings(data: dict[str, Any]) -> list[Problem]:
+    """A spend budget needs the receiver's count: a filter without it bursts nothing, which a
+    file cannot show, so say it where the budget is set."""
+    spend = _obj(_obj(data.get("budgets")).get("spend"))
+    if "day" not in spend and "month" not in spend:
+        return []
+    why = "the scheduler's filter reads the spend so far from the receiver: set [azfed_filter] "
+    why += "spend_url in nova.conf, or nothing bursts"
+    return [Problem("$.budgets.spend", {k: spend[k] for k in ("day", "month") if k in spend}, why)]
+
+
+def _unpriced_warnings(data: dict[str, Any]) -> list[Problem]:
     """An allowed flavor without a price in an AZ with a cost cap never bursts there (the cap
     cannot be checked without its price): allowed, but rarely meant. Only flavors the allow
     list names literally can be checked; a pattern matches names no file lists."""

@@ -5,7 +5,8 @@ library.
     python ceilometer_publish.py --config-file ceilometer.conf < vm.json
 
 vm.json: {"meters": [...], "instance": {...}, "stats": {"instance": {...}, "vnics": [...],
-"disks": [...]}, "notifications": [...], "polled_at": "<ISO 8601, optional: now>"}. What each Ceilometer agent does, with its own code:
+"disks": [...]}, "notifications": [...], "polled_at": "<ISO 8601, optional: now>"}.
+What each Ceilometer agent does, with its own code:
 - the polling agent: the instance as its compute discovery builds it from libvirt's domain
   metadata (compute/discovery.py, NovaLikeServer); each meter's pollster loaded by name from
   the `ceilometer.poll.compute` entry points; the samples stamped with the polling time and

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,12 +13,16 @@ from aiohttp.test_utils import TestClient, TestServer
 from azfed.errors import PolicyError, Problem
 from azfed.policy.budget import Spend
 from azfed.receiver.app import RUNNER_KWARGS, create_app
-from azfed.receiver.spend import spend_doc
+from azfed.receiver.spend import policy_spend, spend_doc
+from structlog.testing import capture_logs
 
-from testbed.policies import make_policy
+from testbed.policies import make_policy, policy_doc
+from testbed.procs import free_port
 from tests.receiver.conftest import make_config
 
-POLICY = make_policy(budgets={"spend": {"day": 10, "month": 200, "warn_at_pct": 50}})
+BUDGETS = {"spend": {"day": 10, "month": 200, "warn_at_pct": 50}}
+POLICY = make_policy(budgets=BUDGETS)
+POLICY_DOC = policy_doc(budgets=BUDGETS)
 
 
 class Answers:
@@ -97,5 +103,39 @@ async def test_without_a_policy_file_spend_is_503_policy_not_configured(tmp_path
         resp = await c.get("/v1/spend")
         assert resp.status == 503
         assert (await resp.json())["error"] == "policy_not_configured"
+    finally:
+        await c.close()
+
+
+async def test_nova_not_answering_is_503_nova_unavailable_not_500(tmp_path: Path) -> None:
+    """The count asks Nova through a real openstacksdk connection; with Keystone not there
+    (a closed port) the answer is a 503 the filter treats as unreadable, and the log says why."""
+    import openstack
+
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(POLICY_DOC))
+    closed = free_port()  # nothing listens there
+
+    def connect() -> Any:
+        return openstack.connect(
+            auth_url=f"http://127.0.0.1:{closed}/v3", username="u", password="p",
+            project_name="p", user_domain_name="Default", project_domain_name="Default",
+            api_timeout=2,
+        )  # fmt: skip
+
+    spend = policy_spend(policy, connect, time.time)
+    app = create_app(make_config(tmp_path), spend=spend, reconcile=False)
+    server = TestServer(app)
+    await server.start_server(**RUNNER_KWARGS)
+    c = TestClient(server)
+    await c.start_server()
+    try:
+        with capture_logs() as logs:
+            resp = await c.get("/v1/spend")
+        assert resp.status == 503
+        assert (await resp.json())["error"] == "nova_unavailable"
+        assert [e["event"] for e in logs if e["event"].startswith("spend.")] == [
+            "spend.nova_failed"
+        ]
     finally:
         await c.close()

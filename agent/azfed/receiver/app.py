@@ -20,7 +20,7 @@ import structlog
 from aiohttp import web
 from azfed import wire
 from azfed.config import AzfedConfig, ReceiverSection
-from azfed.errors import PolicyError
+from azfed.errors import CloudError, PolicyError
 from azfed.policy.budget import PERIODS, SPEND_PATH
 from azfed.probes import add_probes
 from azfed.receiver import openapi
@@ -267,6 +267,9 @@ async def get_spend(request: web.Request) -> web.Response:
         doc = await answer()
     except PolicyError as err:
         return _error(503, "policy_invalid", str(err))
+    except CloudError as err:
+        log.warning("spend.nova_failed", error=str(err))
+        return _error(503, "nova_unavailable", str(err))
     _set_budget_gauges(request.app[METRICS], doc)
     return web.json_response(doc)
 

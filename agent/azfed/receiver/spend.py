@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from azfed.errors import CloudError
 from azfed.policy.budget import PERIODS, Lifetime, Spend, period_bounds, spend_at, warning
 from azfed.policy.model import Policy
 
@@ -102,13 +103,22 @@ def policy_spend(
     gate = asyncio.Semaphore(concurrency)
 
     def now_doc() -> dict[str, Any]:
+        # imported here, as openstacksdk is everywhere in the receiver: only when Nova is asked
+        from keystoneauth1.exceptions import ClientException
+        from openstack.exceptions import SDKException
+
         policy = load_policy(policy_file)  # raises PolicyError naming the bad key
-        conn = connect()
         try:
-            now = clock()
-            return spend_doc(policy, spend_from_cloud(conn, policy, now), now)
-        finally:
-            conn.close()
+            conn = connect()
+            try:
+                now = clock()
+                return spend_doc(policy, spend_from_cloud(conn, policy, now), now)
+            finally:
+                conn.close()
+        except (SDKException, ClientException) as err:
+            # Nova's or Keystone's failure, not the caller's: a 503, which the filter treats
+            # as unreadable (it keeps its last answer), never a 500
+            raise CloudError(f"Nova did not answer the spend's server listing: {err}") from err
 
     async def answer() -> dict[str, Any]:
         async with gate:

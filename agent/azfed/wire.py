@@ -593,13 +593,19 @@ def _time_problem(value: str, window: Window | None, old_ok: bool) -> str | None
     return None
 
 
+def _time_reason(value: Any, window: Window | None, old_ok: bool = False) -> str | None:
+    # a value that is no RFC 3339 time is the schema's to refuse
+    if isinstance(value, str) and _RFC3339.match(value):
+        return _time_problem(value, window, old_ok)
+    return None
+
+
 def _check_time(
     key: str, value: Any, problems: list[Problem], window: Window | None, old_ok: bool = False
 ) -> None:
-    if isinstance(value, str) and _RFC3339.match(value):
-        reason = _time_problem(value, window, old_ok)
-        if reason is not None:
-            problems.append(Problem(key, value, reason))
+    reason = _time_reason(value, window, old_ok)
+    if reason is not None:
+        problems.append(Problem(key, value, reason))
 
 
 def _instance_problems(
@@ -654,25 +660,44 @@ def _resource_problem(i: int, s: dict[str, Any], problems: list[Problem]) -> Non
         problems.append(Problem(f"samples[{i}].device", None, reason))
 
 
+def _fact_problems(i: int, s: dict[str, Any], problems: list[Problem]) -> None:
+    fact = METERS[s["meter"]]
+    # most samples state their meter's facts: two calls per sample for nothing cost more
+    # than all the comparisons, so they run only to describe a sample that does not
+    if (
+        s["unit"] == fact.unit
+        and s["type"] == fact.type
+        and s["resource_type"] == fact.resource_type
+        and ("device" in s) is (fact.resource_type != "instance")
+    ):
+        return
+    _unit_problem(i, s, (fact.unit, fact.type), problems)
+    _resource_problem(i, s, problems)
+
+
 def _sample_problems(
     report: dict[str, Any], known: set[str], problems: list[Problem], window: Window | None
 ) -> None:
     v1 = report["version"] == 1
     owner_key = "resource_id" if v1 else "instance_uuid"
+    # a report's samples share a few timestamps (one per period): each is judged once
+    times: dict[str, str | None] = {}
     for i, s in enumerate(report["samples"]):
         if len(problems) >= _MAX_PROBLEMS:
             return
         if v1:
             _unit_problem(i, s, V1_METERS[s["meter"]], problems)
         else:
-            fact = METERS[s["meter"]]
-            _unit_problem(i, s, (fact.unit, fact.type), problems)
-            _resource_problem(i, s, problems)
+            _fact_problems(i, s, problems)
         _volume_problem(i, s["volume"], problems)
         if s[owner_key].lower() not in known:
             reason = "unknown instance: no instance of this report has this instance_uuid"
             problems.append(Problem(f"samples[{i}].{owner_key}", s[owner_key], reason))
-        _check_time(f"samples[{i}].timestamp", s["timestamp"], problems, window)
+        stamp = s["timestamp"]
+        if stamp not in times:
+            times[stamp] = _time_reason(stamp, window)
+        if times[stamp] is not None:
+            problems.append(Problem(f"samples[{i}].timestamp", stamp, times[stamp]))
 
 
 def validate_report(

@@ -696,8 +696,9 @@ def _sample_problems(
         stamp = s["timestamp"]
         if stamp not in times:
             times[stamp] = _time_reason(stamp, window)
-        if times[stamp] is not None:
-            problems.append(Problem(f"samples[{i}].timestamp", stamp, times[stamp]))
+        why = times[stamp]
+        if why is not None:
+            problems.append(Problem(f"samples[{i}].timestamp", stamp, why))
 
 
 def validate_report(

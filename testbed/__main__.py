@@ -11,6 +11,7 @@ from testbed.openstack import (
     AUTH,
     DEFAULT_FILTERS,
     FAKE_DRIVER,
+    HOST,
     PORTS,
     OpenStackBed,
     TestbedError,
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             bed.start(boot=args.boot)
             print(f"test bed ready in {time.monotonic() - t0:.1f}s; state in {bed.base}")
             print(f"  keystone {AUTH['auth_url']}  user admin / {AUTH['password']}, project admin")
+            print(f"  dashboard http://{HOST}:{PORTS['horizon']}/  (the same login)")
             print("  " + "  ".join(f"{n}:{p}" for n, p in PORTS.items()))
         elif args.cmd == "stop":
             stopped = OpenStackBed().stop(wipe=args.wipe)

@@ -543,6 +543,8 @@ def _look_around() -> str:
         f"  curl -s http://127.0.0.1:{AGENT_HEALTH_PORT}/readyz",
         f"  curl -s '{placement}' | python3 -m json.tool",
         "Logs: .testbed/logs/ (azfed-receiver.log, azfed-agent.log, nova-scheduler.log ...)",
+        f"Dashboard: http://127.0.0.1:{PORTS['horizon']}/  user admin, password "
+        f"{AUTH['password']} (Project > Compute > Instances: the burst VMs in aws-az)",
         "Stop everything: make demo-down",
     ]
     return "\n".join(lines)

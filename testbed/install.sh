@@ -8,12 +8,14 @@
 #                                           and azfed's own runtime deps (nova-compute and
 #                                           nova-scheduler import azfed's driver and filter)
 #       $AZFED_CACHE/venvs/gnocchi-<key>    gnocchi (its pins clash with nova's)
+#       $AZFED_CACHE/venvs/horizon-<key>    Horizon (Django; its static files collected and
+#                                           compressed here, once, not at each start)
 #       $AZFED_CACHE/venvs/ceilometer-<key> the telemetry services of one OpenStack release:
 #                                           ceilometer (ceilometer-upgrade provisions the bed's
 #                                           Gnocchi; its Gnocchi publisher, for the parity tests)
 #                                           and aodh (api, evaluator, notifier); their pins clash
 #                                           with both others
-# Prints the three venv paths as shell assignments on the last three lines of stdout.
+# Prints the venv paths as shell assignments (NAME=path), one per line, on stdout.
 set -euo pipefail
 shopt -s inherit_errexit   # make_venv runs in $(...): its failures must stop us
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -26,13 +28,17 @@ OS_PKGS="nova openstack-placement keystone glance neutron python-openstackclient
  pydantic tenacity"
 GN_PKGS="gnocchi[mysql,file] gnocchiclient gunicorn"
 CM_PKGS="ceilometer aodh pymysql gunicorn"
+# whitenoise: gunicorn serves no static files (Apache does, in front of Horizon in a cloud)
+HZ_PKGS="horizon gunicorn whitenoise"
 
 # cloud-init: its schema validator checks our rendered user data; systemd: systemd-analyze;
 # and shellcheck to lint the boot script the user data carries; haproxy: the balancer in front of two
-# receivers in the HA tests
-APT_PKGS="rabbitmq-server mariadb-server mariadb-client curl cloud-init systemd shellcheck haproxy"
+# receivers in the HA tests; chromium and its driver: the dashboard's browser tests
+APT_PKGS="rabbitmq-server mariadb-server mariadb-client curl cloud-init systemd shellcheck haproxy
+ chromium chromium-driver"
 need_apt=""
-for b in mariadbd mariadb rabbitmq-server curl cloud-init systemd-analyze shellcheck haproxy; do
+for b in mariadbd mariadb rabbitmq-server curl cloud-init systemd-analyze shellcheck haproxy \
+    chromium chromedriver; do
   command -v $b >/dev/null 2>&1 || [ -x /usr/sbin/$b ] || [ -x /usr/lib/rabbitmq/bin/$b ] || need_apt=1
 done
 if [ -n "$need_apt" ]; then
@@ -81,6 +87,29 @@ OS_VENV=$(make_venv openstack "$HERE/constraints-openstack.txt" $OS_PKGS)
 GN_VENV=$(make_venv gnocchi "$HERE/constraints-gnocchi.txt" $GN_PKGS)
 # shellcheck disable=SC2086
 CM_VENV=$(make_venv ceilometer "$HERE/constraints-ceilometer.txt" $CM_PKGS)
+# shellcheck disable=SC2086
+HZ_VENV=$(make_venv horizon "$HERE/constraints-horizon.txt" $HZ_PKGS)
+# Horizon reads its settings from its own package (openstack_dashboard/local/): the bed's, and
+# the static files collected and compressed once per settings (COMPRESS_OFFLINE)
+for dash in "$HZ_VENV"/lib/python3*/site-packages/openstack_dashboard; do
+  mkdir -p "$dash/local/local_settings.d"
+  cp "$HERE/etc/horizon_local_settings.py" "$dash/local/local_settings.py"
+  cp "$HERE/etc/horizon_static.py" "$dash/local/local_settings.d/_10_azfed_static.py"
+  stamp="$HZ_VENV/.azfed-static-$(key "$HERE/etc/horizon_local_settings.py" "$HERE/etc/horizon_static.py")"
+  if [ ! -f "$stamp" ]; then
+    log "horizon: collecting and compressing its static files"
+    t0=$(date +%s)
+    for cmd in "collectstatic --noinput" "compress --force"; do
+      # shellcheck disable=SC2086
+      if ! DJANGO_SETTINGS_MODULE=openstack_dashboard.settings \
+          "$HZ_VENV/bin/django-admin" $cmd -v0 >"$HZ_VENV/static.log" 2>&1; then
+        cat "$HZ_VENV/static.log" >&2; log "horizon: django-admin $cmd failed"; exit 1
+      fi
+    done
+    rm -f "$HZ_VENV"/.azfed-static-*; touch "$stamp"
+    log "horizon: static files ready in $(( $(date +%s) - t0 ))s"
+  fi
+done
 # Nova imports compute drivers only from its own nova.virt package: put azfed's one-line shim
 # there, as an operator's package of azfed for Nova hosts does (docs/driver.md). It imports
 # azfed.nova.driver, which the bed's Nova services find in this checkout (PYTHONPATH).
@@ -91,3 +120,4 @@ done
 echo "OS_VENV=$OS_VENV"
 echo "GN_VENV=$GN_VENV"
 echo "CM_VENV=$CM_VENV"
+echo "HZ_VENV=$HZ_VENV"

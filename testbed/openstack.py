@@ -1,5 +1,6 @@
 """The OpenStack test bed: real Keystone, Placement, Glance, Neutron (API only), Nova, Gnocchi
-(provisioned by Ceilometer's `ceilometer-upgrade`, as in a cloud with Ceilometer) and Aodh.
+(provisioned by Ceilometer's `ceilometer-upgrade`, as in a cloud with Ceilometer), Aodh and
+Horizon.
 
 Everything runs on 127.0.0.1 from the virtualenvs `install.sh` builds, with MariaDB and RabbitMQ
 from Debian's packages, all under one folder (`.testbed/` in the checkout unless
@@ -55,6 +56,7 @@ PORTS = {
     "neutron": 9696,
     "gnocchi-api": 8041,
     "aodh-api": 8042,
+    "horizon": 8080,
 }
 DATABASES = (
     "keystone",
@@ -195,6 +197,7 @@ class OpenStackBed:
     os_venv: Path | None = None
     gn_venv: Path | None = None
     cm_venv: Path | None = None  # Ceilometer and Aodh
+    hz_venv: Path | None = None  # Horizon
     # the fingerprint of what each Nova service was last started with (see _fingerprint)
     _started_with: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -539,10 +542,10 @@ class OpenStackBed:
         busy = [f"{n}:{p}" for n, p in PORTS.items() if _port_busy(p)]
         if busy:
             raise TestbedError(f"ports already in use on {HOST}: {', '.join(busy)}")
-        if self.os_venv is None or self.gn_venv is None or self.cm_venv is None:
+        if None in (self.os_venv, self.gn_venv, self.cm_venv, self.hz_venv):
             found = installed()
             self.os_venv, self.gn_venv = found["OS_VENV"], found["GN_VENV"]
-            self.cm_venv = found["CM_VENV"]
+            self.cm_venv, self.hz_venv = found["CM_VENV"], found["HZ_VENV"]
         self._fresh_dirs()
         self.write_configs()
         step = _Stepper(t0)
@@ -790,7 +793,10 @@ class OpenStackBed:
         for host in COMPUTES:
             self._start_nova_service(f"nova-{host}")
         self._start_aodh()
-        for name in ("placement", "glance", "neutron", "nova-api", "gnocchi-api", "aodh-api"):
+        self._gunicorn("horizon", PORTS["horizon"], "wsgi_horizon", self.hz_venv)
+        for name in (
+            "placement", "glance", "neutron", "nova-api", "gnocchi-api", "aodh-api", "horizon",
+        ):  # fmt: skip
             self._wait_http(name, f"http://{HOST}:{PORTS[name]}/")
         self._provision_gnocchi()
 
@@ -1088,6 +1094,7 @@ class OpenStackBed:
                     "os_venv": str(self.os_venv),
                     "gn_venv": str(self.gn_venv),
                     "cm_venv": str(self.cm_venv),
+                    "hz_venv": str(self.hz_venv),
                     "aws_driver": self.aws_driver,
                     "filters": list(self.filters),
                     "extra_nova": {
@@ -1109,6 +1116,7 @@ class OpenStackBed:
         st = json.loads(bed.state_file.read_text())
         bed.os_venv, bed.gn_venv = Path(st["os_venv"]), Path(st["gn_venv"])
         bed.cm_venv = Path(st["cm_venv"]) if "cm_venv" in st else None
+        bed.hz_venv = Path(st["hz_venv"]) if "hz_venv" in st else None
         bed.aws_driver, bed.filters = st["aws_driver"], tuple(st["filters"])
         bed.extra_nova, bed.extra_env = st["extra_nova"], st["extra_env"]
         bed._started_with = dict(st.get("started_with", {}))

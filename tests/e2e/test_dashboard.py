@@ -1,0 +1,98 @@
+"""Burst VMs in the local dashboard, seen in a real browser (issue 14): the bed's Horizon (served
+by gunicorn, its static files collected at install), Debian's headless Chromium driven by
+Selenium, and the federation of the other e2e tests (azfed's driver and filter in the real
+Nova, moto as the AWS VPC). Each test keeps a screenshot in its tmp_path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testbed.browser import chromium, dashboard_url, login
+from tests.e2e.federation import Federation, eventually
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def servers(federation: Federation) -> dict[str, Any]:
+    """A local and a burst VM, each in the AZ asked for."""
+    return {
+        "local-az": federation.boot("dash-local", availability_zone="local-az"),
+        "aws-az": federation.boot("dash-burst", availability_zone="aws-az"),
+    }
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """A logged-in browser; its last page's screenshot is kept in tmp_path."""
+    with chromium() as driver:
+        login(driver, dashboard_url())
+        try:
+            yield driver
+        finally:
+            driver.save_screenshot(str(tmp_path / "screenshot.png"))
+
+
+def instance_rows(driver: Any) -> dict[str, str]:
+    """The Project > Compute > Instances table's rows: the text of each, by server id."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{dashboard_url()}/project/instances/")
+    rows = driver.find_elements(By.CSS_SELECTOR, "table#instances tbody tr[data-object-id]")
+    return {r.get_attribute("data-object-id"): r.text for r in rows}
+
+
+def test_the_instances_page_lists_the_burst_vm_in_aws_az_beside_the_local_one(
+    browser: Any, servers: dict[str, Any]
+) -> None:
+    rows = instance_rows(browser)
+    for az, server in servers.items():
+        assert server.id in rows, f"{server.name} not on the Instances page: {sorted(rows)}"
+        assert server.name in rows[server.id]
+        assert az in rows[server.id], rows[server.id]
+        assert "Active" in rows[server.id]
+
+
+def row_action(driver: Any, server_id: str, action: str, *, confirm: bool) -> None:
+    """Run a row's action from its menu; a danger action (Shut Off) is confirmed in the
+    dialog Horizon opens first, the others (Start) are sent at once."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, 30)
+    row = driver.find_element(By.CSS_SELECTOR, f"tr[data-object-id='{server_id}']")
+    row.find_element(By.CSS_SELECTOR, ".dropdown-toggle").click()
+    button = row.find_element(By.CSS_SELECTOR, f"[id$='__action_{action}']")
+    wait.until(ec.element_to_be_clickable(button)).click()
+    if confirm:
+        dialog = (By.CSS_SELECTOR, ".modal-footer .btn-danger, .modal-footer .btn-primary")
+        wait.until(ec.element_to_be_clickable(dialog)).click()
+    wait.until(ec.staleness_of(row))  # the table is drawn again once Horizon has sent it
+
+
+def test_stop_and_start_a_burst_vm_from_its_row_and_ec2_follows(
+    browser: Any, servers: dict[str, Any], federation: Federation
+) -> None:
+    burst = servers["aws-az"]
+
+    def ec2_state(want: str) -> str | None:
+        [instance] = federation.ec2_instances_for(burst.id)
+        state: str = instance["State"]["Name"]
+        return state if state == want else None
+
+    instance_rows(browser)
+    row_action(browser, burst.id, "stop", confirm=True)
+    eventually(lambda: ec2_state("stopped"), "the EC2 instance stopped", timeout=120)
+    federation.conn.compute.wait_for_server(burst, status="SHUTOFF", wait=120, interval=0.5)
+    assert "Shutoff" in instance_rows(browser)[burst.id]
+
+    row_action(browser, burst.id, "start", confirm=False)
+    eventually(lambda: ec2_state("running"), "the EC2 instance running again", timeout=120)
+    federation.conn.compute.wait_for_server(burst, status="ACTIVE", wait=120, interval=0.5)
+    assert "Active" in instance_rows(browser)[burst.id]

@@ -23,9 +23,12 @@ CACHE=${AZFED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/azfed}
 PY=${AZFED_PYTHON:-python3.11}
 log() { echo "[testbed-install $(date +%T)] $*" >&2; }
 
+# oslotest, testtools, wsgi-intercept: what the nova wheel's own tests import (nova/test.py and
+# its fixtures), for Nova's virt-driver conformance suite run against FederationDriver
+# (tests/nova/test_virt_driver_conformance.py); their pins are OpenStack's upper constraints
 OS_PKGS="nova openstack-placement keystone glance neutron python-openstackclient osc-placement
  openstacksdk gunicorn pymysql aioboto3 aiohttp structlog jsonschema prometheus-client click
- pydantic tenacity"
+ pydantic tenacity oslotest testtools wsgi-intercept"
 GN_PKGS="gnocchi[mysql,file] gnocchiclient gunicorn"
 CM_PKGS="ceilometer aodh pymysql gunicorn"
 # whitenoise: gunicorn serves no static files (Apache does, in front of Horizon in a cloud)

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from azfed.clouds import PROJECT_TAG, UUID_TAG, RemoteState, SpawnRequest
+from azfed.clouds import (
+    NAME_TAG,
+    PROJECT_TAG,
+    UUID_TAG,
+    CloudUnavailableError,
+    RemoteState,
+    SpawnRequest,
+)
 from azfed.clouds.ec2 import Ec2Backend
 from azfed.errors import (
     CapacityError,
@@ -217,4 +224,48 @@ async def test_an_unreachable_endpoint_is_cloud_unavailable_not_a_refusal(
     finally:
         await b.close()
     assert caught.value.provider == "ec2"
+    assert "did not answer" in str(caught.value)
+
+
+async def test_spawn_labels_nova_name_and_leaves_out_a_project_nova_did_not_give(
+    backend: Ec2Backend, network: Network, ec2_client: Any
+) -> None:
+    """Nova's own tests boot without a project: the tag is left out, the spawn succeeds."""
+    req = request(network, project_id=None, instance_name="instance-0000002a")
+    got = await backend.spawn(req)
+
+    [raw] = await tagged(ec2_client, req.instance_uuid)
+    tags = {t["Key"]: t["Value"] for t in raw["Tags"]}
+    assert PROJECT_TAG not in tags
+    assert tags[NAME_TAG] == "instance-0000002a"
+    assert got.instance_name == "instance-0000002a"
+    listed = {r.instance_uuid: r.instance_name for r in await backend.list_all()}
+    assert listed[req.instance_uuid] == "instance-0000002a"
+
+
+async def test_a_request_botocore_refuses_before_sending_is_permanent_not_unavailable(
+    backend: Ec2Backend, moto: MotoServer
+) -> None:
+    """botocore's own ParamValidationError: nothing reached AWS, and a retry cannot help."""
+    before = moto.stats()["hits"].get("DescribeInstances", 0)
+    with pytest.raises(PermanentError) as caught:
+        await backend.describe(cast(str, None))
+    assert not isinstance(caught.value, CloudUnavailableError)
+    assert caught.value.code == "ParamValidationError"
+    assert "was not sent" in str(caught.value)
+    assert moto.stats()["hits"].get("DescribeInstances", 0) == before
+
+
+async def test_an_answer_later_than_the_read_timeout_is_cloud_unavailable(
+    moto: MotoServer, network: Network
+) -> None:
+    slow = settings_for(moto, network, read_timeout_s=0.3, max_attempts=1)
+    b = Ec2Backend(slow)
+    moto.fault("DescribeInstances", None, delay_s=1.5, times=1)
+    try:
+        with pytest.raises(CloudUnavailableError) as caught:
+            await b.find(str(uuid.uuid4()))
+    finally:
+        await b.close()
+    assert caught.value.code == "ReadTimeoutError"
     assert "did not answer" in str(caught.value)

@@ -25,6 +25,9 @@ from azfed.wire import State
 # policy (packaging/iam/driver-policy.json, tied by tests/packaging/test_iam.py) must agree.
 UUID_TAG: Final = "azfed:instance-uuid"
 PROJECT_TAG: Final = "azfed:project-id"
+# Nova's `instance.name` (instance-0000002a), what the driver's list_instances() returns: Nova
+# names it from its instance_name_template and the database id, which no cloud API knows
+NAME_TAG: Final = "azfed:instance-name"
 
 # A public cloud the proxy host can burst into; the agent's providers add "guest".
 Cloud = Literal["ec2", "openstack"]
@@ -53,15 +56,31 @@ class SpawnRequest:
 
     `instance_type` is the provider's type or flavor name, `image` an AMI id or a public
     image name; `user_data` is the plain content (the backend encodes it as its API wants).
+    `name` is the display name; `instance_name` is Nova's `instance.name`. `project_id` is
+    None for an instance made outside any project (Nova's admin context in its own tests).
     """
 
     instance_uuid: str
-    project_id: str
+    project_id: str | None
     name: str
     instance_type: str
     image: str
     user_data: str | bytes | None = None
+    instance_name: str | None = None
     extra_tags: dict[str, str] = field(default_factory=dict)
+
+    def labels(self) -> dict[str, str]:
+        """The tags (EC2) or metadata (OpenStack) every backend puts on what it creates.
+
+        A value that is unknown is left out rather than sent empty or as None: EC2 refuses a
+        None tag value before the request leaves the host.
+        """
+        known = {
+            UUID_TAG: self.instance_uuid,
+            PROJECT_TAG: self.project_id,
+            NAME_TAG: self.instance_name,
+        }
+        return {**{k: v for k, v in known.items() if v}, **self.extra_tags}
 
 
 @dataclass(frozen=True)
@@ -78,6 +97,11 @@ class RemoteInstance:
     zone: str | None = None
     subnet_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def instance_name(self) -> str | None:
+        """Nova's `instance.name`, from the label the proxy host wrote at spawn (if it did)."""
+        return self.tags.get(NAME_TAG)
 
 
 class CloudUnavailableError(CloudError):

@@ -22,7 +22,6 @@ import aioboto3
 import structlog
 from azfed.aws import AWS_CLIENT_DEFAULTS, THROTTLE_CODES, AwsClient
 from azfed.clouds import (
-    PROJECT_TAG,
     UUID_TAG,
     CloudUnavailableError,
     RemoteInstance,
@@ -38,7 +37,8 @@ from azfed.errors import (
     ThrottledError,
 )
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, WaiterError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -116,6 +116,24 @@ def map_error(err: ClientError, action: str, subject: str) -> CloudError:
     return PermanentError(f"AWS refused {action} for {subject} ({code}): {msg}", **kw)
 
 
+# What botocore raises when AWS did not answer: no connection, a timeout, a dropped connection.
+# Every other BotoCoreError happened on this host before anything was sent (a parameter that
+# fails validation, no credentials, no region) and repeating the call cannot help.
+UNANSWERED = (BotoConnectionError, HTTPClientError)
+
+
+def map_botocore_error(err: BotoCoreError, action: str, subject: str) -> CloudError:
+    """A botocore error (no AWS answer in it) onto azfed's hierarchy."""
+    kw = {"provider": "ec2", "code": type(err).__name__}
+    if isinstance(err, UNANSWERED):
+        return CloudUnavailableError(f"AWS {action} did not answer: {err}", **kw)
+    return PermanentError(
+        f"AWS {action} for {subject} was not sent: {err}; this is a bug in the request or in "
+        "this host's AWS set-up (credentials, region), not in AWS",
+        **kw,
+    )
+
+
 def _tags(raw: list[Mapping[str, str]] | None) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in raw or ()}
 
@@ -191,9 +209,9 @@ class Ec2Backend:
             log.warning("ec2.call_failed", action=action, code=mapped.code, subject=subject)
             raise mapped from err
         except BotoCoreError as err:
-            raise CloudUnavailableError(
-                f"AWS {action} did not answer: {err}", provider="ec2", code=type(err).__name__
-            ) from err
+            mapped = map_botocore_error(err, action, subject)
+            log.warning("ec2.call_failed", action=action, code=mapped.code, subject=subject)
+            raise mapped from err
         return out
 
     async def _wait(self, waiter_name: str, remote_id: str) -> None:
@@ -208,6 +226,8 @@ class Ec2Backend:
                 provider="ec2",
                 code="WaiterError",
             ) from err
+        except BotoCoreError as err:
+            raise map_botocore_error(err, waiter_name, remote_id) from err
 
     async def close(self) -> None:
         await self._stack.aclose()
@@ -275,12 +295,8 @@ class Ec2Backend:
     def run_params(self, req: SpawnRequest) -> dict[str, Any]:
         """RunInstances parameters for one burst instance."""
         s = self.settings
-        tags = [
-            {"Key": UUID_TAG, "Value": req.instance_uuid},
-            {"Key": PROJECT_TAG, "Value": req.project_id},
-            {"Key": "Name", "Value": req.name},
-            *({"Key": k, "Value": v} for k, v in req.extra_tags.items()),
-        ]
+        labels = {**req.labels(), "Name": req.name}
+        tags = [{"Key": k, "Value": v} for k, v in labels.items()]
         params: dict[str, Any] = {
             "ImageId": req.image,
             "InstanceType": req.instance_type,

@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 import structlog
 from azfed.clouds import (
     NOVA_STATUS_STATES,
-    PROJECT_TAG,
     UUID_TAG,
     CloudUnavailableError,
     RemoteInstance,
@@ -254,12 +253,7 @@ class OpenStackBackend:
             "flavor_id": flavor.id,
             "image_id": image.id,
             "networks": networks,
-            "metadata": {
-                UUID_TAG: req.instance_uuid,
-                PROJECT_TAG: req.project_id,
-                "azfed:name": req.name[:255],
-                **req.extra_tags,
-            },
+            "metadata": {**req.labels(), "azfed:name": req.name[:255]},
         }
         if s.key_name:
             attrs["key_name"] = s.key_name

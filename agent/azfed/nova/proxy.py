@@ -141,11 +141,12 @@ class ProxyHost:
         self,
         *,
         instance_uuid: str,
-        project_id: str,
+        project_id: str | None,
         name: str,
         flavor: str,
         image_properties: Mapping[str, Any],
         user_data: str | None,
+        instance_name: str | None = None,
     ) -> SpawnRequest:
         """Translate a Nova boot into provider terms; a missing mapping is a clear error."""
         itype = self.settings.flavor_map.get(flavor)
@@ -169,6 +170,7 @@ class ProxyHost:
             instance_type=itype,
             image=str(image),
             user_data=decode_user_data(user_data),
+            instance_name=instance_name,
         )
 
     # --- lifecycle -----------------------------------------------------------------------------

@@ -8,8 +8,10 @@ public AZs, a day and a month spend budget, so decide computes the periods and t
 requests with a project and an `azfed:burst=prefer` hint. The filter then reads the spend from
 a receiver's GET /v1/spend served here on loopback (read once, then kept, as in production).
 
-Targets (DESIGN.md): decide p99 < 1 ms, filter (load from 1,000 host states + decide + keep
-the chosen AZ's hosts) p99 < 5 ms. The filter is PolicyEngine.filter, which is everything
+Targets: decide p99 < 1 ms (DESIGN.md), filter (load from 1,000 host states + decide + keep
+the chosen AZ's hosts) p99 < 2 ms (issue 17; DESIGN.md said 5). On a shared machine the wall
+p99 is mostly the scheduler's pauses: the CPU p99 beside it is the code's own worst. The
+filter is PolicyEngine.filter, which is everything
 FederationFilter.filter_all does but the translation of Nova's RequestSpec. Prints a table and
 writes bench/results/policy.json for later runs to compare.
 """
@@ -40,7 +42,7 @@ from azfed.policy.engine import PolicyEngine  # noqa: E402
 
 from testbed.policies import BASE, Host, make_policy, policy_doc  # noqa: E402
 
-TARGETS_MS = {"decide": 1.0, "filter": 5.0, "decide_rules": 1.0, "filter_rules": 5.0}
+TARGETS_MS = {"decide": 1.0, "filter": 2.0, "decide_rules": 1.0, "filter_rules": 5.0}
 # Monday 10:00 in Paris: inside the business-hours window
 NOW = datetime.fromisoformat("2026-12-07T10:00:00+01:00").timestamp()
 RULES: dict[str, Any] = {

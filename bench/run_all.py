@@ -68,8 +68,8 @@ def policy_rows(doc: dict[str, Any]) -> list[Row]:
         (
             f"policy: filter p99 ({doc['hosts']} hosts)",
             f"{r['filter']['p99_ms']:.2f} ms",
-            "< 5 ms",
-            _ok(r["filter"]["p99_ms"] < 5.0),
+            "< 2 ms",
+            _ok(r["filter"]["p99_ms"] < 2.0),
         ),
     ]
 
@@ -82,9 +82,11 @@ def receiver_rows(doc: dict[str, Any]) -> list[Row]:
             (f"receiver: {name}, samples/s per core", f"{r['samples_per_cpu_s']:,}", "report", "-")
         )
         if r["samples_per_report"] == 1000:
+            # the restated case: the agent's steady state, every instance observed anew
+            case = ", instances restated" if "restated" in name else ""
             rows.append(
                 (
-                    f"receiver: {sink} sink, p99 of a 1,000-sample report",
+                    f"receiver: {sink} sink, p99 of a 1,000-sample report{case}",
                     f"{r['p99_ms']:.0f} ms",
                     "report",
                     "-",

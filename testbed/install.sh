@@ -98,13 +98,16 @@ for dash in "$HZ_VENV"/lib/python3*/site-packages/openstack_dashboard; do
   mkdir -p "$dash/local/local_settings.d"
   cp "$HERE/etc/horizon_local_settings.py" "$dash/local/local_settings.py"
   cp "$HERE/etc/horizon_static.py" "$dash/local/local_settings.d/_10_azfed_static.py"
-  stamp="$HZ_VENV/.azfed-static-$(key "$HERE/etc/horizon_local_settings.py" "$HERE/etc/horizon_static.py")"
+  # azfed's Horizon plugin, enabled as Horizon plugins are; Horizon imports it from this
+  # checkout (the bed's PYTHONPATH), as nova-compute does azfed's driver
+  cp "$HERE"/../agent/azfed/dashboard/enabled/_*.py "$dash/local/enabled/"
+  stamp="$HZ_VENV/.azfed-static-$(key "$HERE"/etc/horizon_*.py "$HERE"/../agent/azfed/dashboard/enabled/_*.py)"
   if [ ! -f "$stamp" ]; then
     log "horizon: collecting and compressing its static files"
     t0=$(date +%s)
     for cmd in "collectstatic --noinput" "compress --force"; do
       # shellcheck disable=SC2086
-      if ! DJANGO_SETTINGS_MODULE=openstack_dashboard.settings \
+      if ! DJANGO_SETTINGS_MODULE=openstack_dashboard.settings PYTHONPATH="$HERE/../agent" \
           "$HZ_VENV/bin/django-admin" $cmd -v0 >"$HZ_VENV/static.log" 2>&1; then
         cat "$HZ_VENV/static.log" >&2; log "horizon: django-admin $cmd failed"; exit 1
       fi

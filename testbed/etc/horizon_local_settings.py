@@ -17,3 +17,7 @@ SECRET_KEY = "azfed-testbed-not-a-secret"
 TIME_ZONE = "UTC"
 # the bed's Neutron is its API alone (no agents): Horizon's network pages only read it
 OPENSTACK_NEUTRON_NETWORK = {"enable_router": False, "enable_quotas": False}
+# azfed's Horizon plugin (agent/azfed/dashboard; install.sh copies its enabled/ files): the
+# receiver the demo and the e2e tests run (testbed/demo.py RECEIVER_PORT)
+AZFED_RECEIVER_URL = "http://127.0.0.1:8790"
+AZFED_RECEIVER_TIMEOUT_S = 3

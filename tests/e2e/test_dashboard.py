@@ -1,16 +1,22 @@
 """Burst VMs in the local dashboard, seen in a real browser (issue 14): the bed's Horizon (served
-by gunicorn, its static files collected at install), Debian's headless Chromium driven by
-Selenium, and the federation of the other e2e tests (azfed's driver and filter in the real
-Nova, moto as the AWS VPC). Each test keeps a screenshot in its tmp_path.
+by gunicorn, its static files collected at install) with azfed's plugin (agent/azfed/dashboard),
+Debian's headless Chromium driven by Selenium, and the federation of the other e2e tests
+(azfed's driver and filter in the real Nova, moto as the AWS VPC, the receiver and the agent).
+Each test keeps a screenshot in its tmp_path.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.webdriver.common.by import By
 
 from testbed.browser import chromium, dashboard_url, login
 from tests.e2e.federation import Federation, eventually
@@ -19,12 +25,18 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def servers(federation: Federation) -> dict[str, Any]:
-    """A local and a burst VM, each in the AZ asked for."""
-    return {
+def servers(federation: Federation) -> Iterator[dict[str, Any]]:
+    """A local and a burst VM, each in the AZ asked for; deleted afterwards, so the local load
+    the other e2e modules start from is the bed's own."""
+    booted = {
         "local-az": federation.boot("dash-local", availability_zone="local-az"),
         "aws-az": federation.boot("dash-burst", availability_zone="aws-az"),
     }
+    yield booted
+    for name in ("dash-local", "dash-burst"):
+        server = federation.servers.pop(name)
+        federation.conn.compute.delete_server(server)
+        federation.conn.compute.wait_for_delete(server, wait=120)
 
 
 @pytest.fixture
@@ -96,3 +108,66 @@ def test_stop_and_start_a_burst_vm_from_its_row_and_ec2_follows(
     eventually(lambda: ec2_state("running"), "the EC2 instance running again", timeout=120)
     federation.conn.compute.wait_for_server(burst, status="ACTIVE", wait=120, interval=0.5)
     assert "Active" in instance_rows(browser)[burst.id]
+
+
+def explain(federation: Federation, flavor: str) -> dict[str, Any]:
+    """`azfed policy explain --json` for the demo's policy and filter state, as an operator runs
+    it beside the dashboard."""
+    home = federation.demo.home
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "azfed"), "policy", "explain", "--json",
+         "--policy", str(home / "policy.json"), "--state-file", str(home / "filter-state.json"),
+         "--flavor", flavor],
+        capture_output=True, text=True, check=True, timeout=120,
+        env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(home / "clouds.yaml"), "OS_CLOUD": "local"},
+    )  # fmt: skip
+    doc: dict[str, Any] = json.loads(out.stdout)
+    return doc
+
+
+def panel(driver: Any, flavor: str) -> dict[str, str]:
+    driver.get(f"{dashboard_url()}/admin/federation/?flavor={flavor}")
+    ids = ("azfed-mode-value", "azfed-next-az", "azfed-next-rule")
+    shown = {i: driver.find_element(By.ID, i).text for i in ids}
+    row = driver.find_element(By.CSS_SELECTOR, "#azfed-local tr[data-metric='memory_used_pct']")
+    shown["memory_used_pct"] = row.find_element(By.CSS_SELECTOR, ".azfed-value").text
+    return shown
+
+
+def test_the_federation_panel_shows_what_azfed_policy_explain_says(
+    browser: Any, servers: dict[str, Any], federation: Federation
+) -> None:
+    """The same moment through both: the mode, where the next m1.small boot goes and by which
+    rule, and the local memory use the rule compared."""
+    shown = panel(browser, "m1.small")
+    doc = explain(federation, "m1.small")
+    assert shown == {
+        "azfed-mode-value": doc["mode"],
+        "azfed-next-az": doc["next_boot"]["az"] or "refused",
+        "azfed-next-rule": doc["next_boot"]["rule"],
+        "memory_used_pct": f"{doc['local']['memory_used_pct']:.2f}",
+    }
+
+
+def test_the_public_cloud_tab_shows_the_ec2_instance(
+    browser: Any, servers: dict[str, Any], federation: Federation
+) -> None:
+    """On the burst VM's page, the Public cloud tab shows what the agent reported: its EC2
+    instance id and state; a local VM's says no agent reports it."""
+    burst = servers["aws-az"]
+    [instance] = federation.ec2_instances_for(burst.id)
+    tab = "?tab=instance_details__azfed_public_cloud"
+
+    def remote_id() -> str | None:
+        browser.get(f"{dashboard_url()}/project/instances/{burst.id}/{tab}")
+        found = browser.find_elements(By.ID, "azfed-remote-id")
+        return found[0].get_attribute("textContent") if found else None
+
+    assert (
+        eventually(remote_id, "the agent's report in the tab", timeout=90)
+        == (instance["InstanceId"])
+    )
+    state = browser.find_element(By.ID, "azfed-remote-state").get_attribute("textContent")
+    assert state == instance["State"]["Name"]
+    browser.get(f"{dashboard_url()}/project/instances/{servers['local-az'].id}/{tab}")
+    assert browser.find_elements(By.ID, "azfed-no-report")

@@ -39,10 +39,11 @@ import fixtures
 # runs as nova-compute runs it, on native threads (OS_NOVA_DISABLE_EVENTLET_PATCHING=1)
 import nova.tests.unit  # noqa: F401
 from azfed.clouds import NAME_TAG, UUID_TAG
-from azfed.nova import refusals
+from azfed.nova import driver, refusals
 from nova import exception, test
 from nova.tests.unit import utils as test_utils
 from nova.tests.unit.virt import test_virt_drivers
+from nova.virt import fake
 
 from tests.nova.conformance_verdicts import PENDING
 
@@ -182,6 +183,19 @@ class FederationDriverConformance(test_virt_drivers._VirtDriverTestCase, test.Te
         )
         self.assertEqual([instance.name], self.connection.list_instances())
         self.assertEqual([instance.uuid], self.connection.list_instance_uuids())
+
+    def test_ours_resume_on_host_boot_leaves_an_instance_alone_while_the_cloud_is_away(
+        self,
+    ) -> None:
+        """Nova would put it in ERROR; the driver logs and leaves it to the power-state sync."""
+        instance, network_info = self._get_running_instance()
+        self.flags(group="azfed", endpoint_url="http://127.0.0.1:9", max_attempts=1)
+        restarted = driver.FederationDriver(fake.FakeVirtAPI())
+        self.addCleanup(restarted.cleanup_host, "myhostname")
+        share_info = test_virt_drivers.objects.ShareMappingList()
+        restarted.resume_state_on_host_boot(self.ctxt, instance, network_info, share_info)
+        self.assertIn("instance.resume_deferred", self.stdlog.logger.output)
+        self.assertEqual(["running"], [i["State"]["Name"] for i in self._live(instance.uuid)])
 
     def _live(self, instance_uuid: str) -> list[dict[str, Any]]:
         out = self.ec2.describe_instances(

@@ -23,7 +23,7 @@ import nova.conf
 import nova.virt.node
 import structlog
 from azfed.aws import AWS_CLIENT_DEFAULTS
-from azfed.clouds import BACKENDS, RemoteInstance, RemoteState
+from azfed.clouds import BACKENDS, CloudUnavailableError, RemoteInstance, RemoteState
 from azfed.errors import CloudError, NotFoundError
 from azfed.nova import logs
 from azfed.nova.proxy import Capacity, ProxyHost, ProxySettings, parse_flavor_map
@@ -449,7 +449,15 @@ class FederationDriver(driver.ComputeDriver):  # type: ignore[misc]
         A restart of the proxy host does not touch its instances in the public cloud, so
         usually there is nothing to do (a start of a running instance is a no-op there).
         """
-        self._call(instance, lambda: self.proxy.start(instance.uuid))
+        try:
+            self.proxy.start(instance.uuid)
+        except CloudUnavailableError as err:
+            # unknown, not failed: Nova would put every instance in ERROR for a cloud that
+            # was briefly unreachable while the host started; its power-state sync
+            # reconciles the instance once the cloud answers
+            log.warning("instance.resume_deferred", instance_uuid=instance.uuid, error=str(err))
+        except CloudError as err:
+            raise _nova_error(instance, err) from err
 
     def poll_rebooting_instances(self, timeout: int, instances: Any) -> None:
         """Nothing can be left rebooting: reboot() returns once the cloud has taken the reboot,
@@ -632,10 +640,17 @@ class FederationDriver(driver.ComputeDriver):  # type: ignore[misc]
         except NotFoundError as err:
             if missing_ok:
                 return None
-            raise exception.InstanceNotFound(instance_id=instance.uuid) from err
+            raise _nova_error(instance, err) from err
         except CloudError as err:
-            log.exception("cloud_call.failed", instance_uuid=instance.uuid)
-            raise exception.NovaException(str(err)) from err
+            raise _nova_error(instance, err) from err
+
+
+def _nova_error(instance: Any, err: CloudError) -> Exception:
+    """The Nova exception a caller expects for a cloud error (called while handling it)."""
+    if isinstance(err, NotFoundError):
+        return exception.InstanceNotFound(instance_id=instance.uuid)  # type: ignore[no-any-return]
+    log.exception("cloud_call.failed", instance_uuid=instance.uuid)
+    return exception.NovaException(str(err))  # type: ignore[no-any-return]
 
 
 def _no_console(name: str) -> Any:

@@ -27,7 +27,7 @@ from azfed.clouds import BACKENDS, CloudUnavailableError, RemoteInstance, Remote
 from azfed.errors import CloudError, NotFoundError
 from azfed.nova import logs
 from azfed.nova.proxy import Capacity, ProxyHost, ProxySettings, parse_flavor_map
-from azfed.nova.refusals import REASONS, refuse
+from azfed.nova.refusals import RefusedOperations
 from nova import context as nova_context
 from nova import exception, objects
 from nova.compute import power_state, task_states
@@ -146,8 +146,11 @@ def node_identity(host: str) -> str:
     return str(node_uuid)
 
 
-class FederationDriver(driver.ComputeDriver):  # type: ignore[misc]
-    """Runs the instances scheduled to the public AZ in AWS EC2 or a public OpenStack."""
+class FederationDriver(RefusedOperations, driver.ComputeDriver):  # type: ignore[misc]
+    """Runs the instances scheduled to the public AZ in AWS EC2 or a public OpenStack.
+
+    What the public AZ cannot do is refused in RefusedOperations (azfed/nova/refusals.py).
+    """
 
     capabilities: ClassVar[dict[str, bool]] = {
         **driver.ComputeDriver.capabilities,
@@ -471,147 +474,9 @@ class FederationDriver(driver.ComputeDriver):  # type: ignore[misc]
     def restore(self, instance: Any) -> None:
         self._call(instance, lambda: self.proxy.start(instance.uuid))
 
-    # --- refused: the public cloud has nothing to do them with (azfed/nova/refusals.py) ----
-
-    def pause(self, instance: Any) -> None:
-        raise refuse("pause")
-
-    def unpause(self, instance: Any) -> None:
-        raise refuse("unpause", "pause")
-
-    def suspend(self, context: Any, instance: Any) -> None:
-        raise refuse("suspend")
-
-    def resume(
-        self,
-        context: Any,
-        instance: Any,
-        network_info: Any,
-        block_device_info: Any = None,
-        share_info: Any = None,
-    ) -> None:
-        raise refuse("resume", "suspend")
-
-    def rescue(
-        self,
-        context: Any,
-        instance: Any,
-        network_info: Any,
-        image_meta: Any,
-        rescue_password: Any,
-        block_device_info: Any,
-        share_info: Any,
-    ) -> None:
-        raise exception.InstanceNotRescuable(instance_id=instance.uuid, reason=REASONS["rescue"])
-
-    def unrescue(self, context: Any, instance: Any) -> None:
-        # rescue is refused, so no burst instance is ever in rescue mode
-        raise exception.InstanceNotInRescueMode(instance_id=instance.uuid)
-
-    def set_admin_password(self, instance: Any, new_pass: str) -> None:
-        # Nova's own exception: its compute manager and API answer it as "not supported"
-        raise exception.SetAdminPasswdNotSupported(
-            message=f"Set admin password is not supported: {REASONS['set_admin_password']}"
-        )
-
-    def trigger_crash_dump(self, instance: Any) -> None:
-        raise exception.TriggerCrashDumpNotSupported(
-            message=f"Triggering crash dump is not supported: {REASONS['trigger_crash_dump']}"
-        )
-
-    def get_vnc_console(self, context: Any, instance: Any) -> Any:
-        raise _no_console("vnc")
-
-    def get_spice_console(self, context: Any, instance: Any) -> Any:
-        raise _no_console("spice-html5")
-
-    def get_serial_console(self, context: Any, instance: Any) -> Any:
-        raise _no_console("serial")
-
-    def get_mks_console(self, context: Any, instance: Any) -> Any:
-        raise _no_console("webmks")
-
-    def get_volume_connector(self, instance: Any) -> Any:
-        raise refuse("attaching a volume", "volume")
-
-    def get_device_name_for_instance(self, instance: Any, bdms: Any, block_device_obj: Any) -> Any:
-        raise refuse("attaching a volume", "volume")
-
-    def attach_volume(
-        self,
-        context: Any,
-        connection_info: Any,
-        instance: Any,
-        mountpoint: Any,
-        disk_bus: Any = None,
-        device_type: Any = None,
-        encryption: Any = None,
-    ) -> None:
-        raise refuse("attaching a volume", "volume")
-
-    def detach_volume(
-        self,
-        context: Any,
-        connection_info: Any,
-        instance: Any,
-        mountpoint: Any,
-        encryption: Any = None,
-    ) -> None:
-        raise refuse("detaching a volume", "volume")
-
-    def swap_volume(
-        self,
-        context: Any,
-        old_connection_info: Any,
-        new_connection_info: Any,
-        instance: Any,
-        mountpoint: Any,
-        resize_to: Any,
-    ) -> None:
-        raise refuse("swapping a volume", "volume")
-
-    def block_stats(self, instance: Any, disk_id: Any) -> Any:
-        raise refuse("volume statistics", "volume")
-
     def get_instance_disk_info(self, instance: Any, block_device_info: Any = None) -> str:
         """No disk of a burst instance is on the proxy host (Nova wants a JSON list)."""
         return "[]"
-
-    def check_can_live_migrate_destination(
-        self,
-        context: Any,
-        instance: Any,
-        src_compute_info: Any,
-        dst_compute_info: Any,
-        block_migration: bool = False,
-        disk_over_commit: bool = False,
-    ) -> Any:
-        raise exception.MigrationPreCheckError(reason=REASONS["live_migration"])
-
-    def check_can_live_migrate_source(
-        self, context: Any, instance: Any, dest_check_data: Any, block_device_info: Any = None
-    ) -> Any:
-        raise exception.MigrationPreCheckError(reason=REASONS["live_migration"])
-
-    def live_migration(
-        self,
-        context: Any,
-        instance: Any,
-        dest: str,
-        post_method: Any,
-        recover_method: Any,
-        block_migration: bool = False,
-        migrate_data: Any = None,
-    ) -> None:
-        # Nova's pre-checks above refuse first; this is for a caller that skipped them
-        raise exception.MigrationError(reason=REASONS["live_migration"])
-
-    def live_migration_force_complete(self, instance: Any) -> None:
-        # live migration is refused, so there is never one to complete or abort
-        raise exception.NoActiveMigrationForInstance(instance_id=instance.uuid)
-
-    def live_migration_abort(self, instance: Any) -> None:
-        raise exception.NoActiveMigrationForInstance(instance_id=instance.uuid)
 
     # --- the proxy host itself -------------------------------------------------------------
 
@@ -621,15 +486,6 @@ class FederationDriver(driver.ComputeDriver):  # type: ignore[misc]
             ["uptime"], env={"LANG": "C"}, capture_output=True, text=True, check=True, timeout=10
         )
         return run.stdout
-
-    def host_power_action(self, action: str) -> None:
-        raise refuse(f"host power action {action!r}", "host_power_action")
-
-    def set_host_enabled(self, enabled: bool) -> None:
-        raise refuse("enabling or disabling the host", "set_host_enabled")
-
-    def get_host_cpu_stats(self) -> Any:
-        raise refuse("host CPU statistics", "host_cpu_stats")
 
     # --- errors ----------------------------------------------------------------------------
 
@@ -651,13 +507,6 @@ def _nova_error(instance: Any, err: CloudError) -> Exception:
         return exception.InstanceNotFound(instance_id=instance.uuid)  # type: ignore[no-any-return]
     log.exception("cloud_call.failed", instance_uuid=instance.uuid)
     return exception.NovaException(str(err))  # type: ignore[no-any-return]
-
-
-def _no_console(name: str) -> Any:
-    """Nova's answer for a console type a driver does not offer, with the public AZ's reason."""
-    return exception.ConsoleTypeUnavailable(
-        message=f"Unavailable console type {name}: {REASONS['console']}"
-    )
 
 
 def _nova_names(instance_uuids: list[str]) -> list[str]:

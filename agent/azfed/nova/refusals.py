@@ -1,3 +1,5 @@
+# Nova calls the refused methods positionally with its own signatures: PLR0917 cannot apply.
+# ruff: noqa: PLR0917
 """What FederationDriver refuses, and why: one table, the faults Nova records, docs/driver.md.
 
 A burst instance lives in the public cloud, so some of Nova's operations have nothing to act
@@ -10,7 +12,7 @@ a guest password) the driver raises that one, with the reason below as its messa
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from azfed.errors import AzfedError
 from nova import exception
@@ -62,3 +64,163 @@ class BurstOperationNotSupported(exception.NotSupported, AzfedError):  # type: i
 def refuse(operation: str, group: str | None = None) -> BurstOperationNotSupported:
     """The refusal of `operation`, for the reason recorded under `group` (or its own name)."""
     return BurstOperationNotSupported(operation=operation, reason=REASONS[group or operation])
+
+
+def _no_console(name: str) -> Any:
+    """Nova's answer for a console type a driver does not offer, with the public AZ's reason."""
+    return exception.ConsoleTypeUnavailable(
+        message=f"Unavailable console type {name}: {REASONS['console']}"
+    )
+
+
+class RefusedOperations:
+    """The virt-driver methods FederationDriver refuses, each with its Nova exception.
+
+    A mixin placed before nova.virt.driver.ComputeDriver, whose versions raise
+    NotImplementedError. Nova calls these with its own signatures, positionally.
+    """
+
+    def pause(self, instance: Any) -> None:
+        raise refuse("pause")
+
+    def unpause(self, instance: Any) -> None:
+        raise refuse("unpause", "pause")
+
+    def suspend(self, context: Any, instance: Any) -> None:
+        raise refuse("suspend")
+
+    def resume(
+        self,
+        context: Any,
+        instance: Any,
+        network_info: Any,
+        block_device_info: Any = None,
+        share_info: Any = None,
+    ) -> None:
+        raise refuse("resume", "suspend")
+
+    def rescue(
+        self,
+        context: Any,
+        instance: Any,
+        network_info: Any,
+        image_meta: Any,
+        rescue_password: Any,
+        block_device_info: Any,
+        share_info: Any,
+    ) -> None:
+        raise exception.InstanceNotRescuable(instance_id=instance.uuid, reason=REASONS["rescue"])
+
+    def unrescue(self, context: Any, instance: Any) -> None:
+        # rescue is refused, so no burst instance is ever in rescue mode
+        raise exception.InstanceNotInRescueMode(instance_id=instance.uuid)
+
+    def set_admin_password(self, instance: Any, new_pass: str) -> None:
+        # Nova's own exception: its compute manager and API answer it as "not supported"
+        raise exception.SetAdminPasswdNotSupported(
+            message=f"Set admin password is not supported: {REASONS['set_admin_password']}"
+        )
+
+    def trigger_crash_dump(self, instance: Any) -> None:
+        raise exception.TriggerCrashDumpNotSupported(
+            message=f"Triggering crash dump is not supported: {REASONS['trigger_crash_dump']}"
+        )
+
+    def get_vnc_console(self, context: Any, instance: Any) -> Any:
+        raise _no_console("vnc")
+
+    def get_spice_console(self, context: Any, instance: Any) -> Any:
+        raise _no_console("spice-html5")
+
+    def get_serial_console(self, context: Any, instance: Any) -> Any:
+        raise _no_console("serial")
+
+    def get_mks_console(self, context: Any, instance: Any) -> Any:
+        raise _no_console("webmks")
+
+    def get_volume_connector(self, instance: Any) -> Any:
+        raise refuse("attaching a volume", "volume")
+
+    def get_device_name_for_instance(self, instance: Any, bdms: Any, block_device_obj: Any) -> Any:
+        raise refuse("attaching a volume", "volume")
+
+    def attach_volume(
+        self,
+        context: Any,
+        connection_info: Any,
+        instance: Any,
+        mountpoint: Any,
+        disk_bus: Any = None,
+        device_type: Any = None,
+        encryption: Any = None,
+    ) -> None:
+        raise refuse("attaching a volume", "volume")
+
+    def detach_volume(
+        self,
+        context: Any,
+        connection_info: Any,
+        instance: Any,
+        mountpoint: Any,
+        encryption: Any = None,
+    ) -> None:
+        raise refuse("detaching a volume", "volume")
+
+    def swap_volume(
+        self,
+        context: Any,
+        old_connection_info: Any,
+        new_connection_info: Any,
+        instance: Any,
+        mountpoint: Any,
+        resize_to: Any,
+    ) -> None:
+        raise refuse("swapping a volume", "volume")
+
+    def block_stats(self, instance: Any, disk_id: Any) -> Any:
+        raise refuse("volume statistics", "volume")
+
+    def check_can_live_migrate_destination(
+        self,
+        context: Any,
+        instance: Any,
+        src_compute_info: Any,
+        dst_compute_info: Any,
+        block_migration: bool = False,
+        disk_over_commit: bool = False,
+    ) -> Any:
+        raise exception.MigrationPreCheckError(reason=REASONS["live_migration"])
+
+    def check_can_live_migrate_source(
+        self, context: Any, instance: Any, dest_check_data: Any, block_device_info: Any = None
+    ) -> Any:
+        raise exception.MigrationPreCheckError(reason=REASONS["live_migration"])
+
+    def live_migration(
+        self,
+        context: Any,
+        instance: Any,
+        dest: str,
+        post_method: Any,
+        recover_method: Any,
+        block_migration: bool = False,
+        migrate_data: Any = None,
+    ) -> None:
+        # Nova's pre-checks above refuse first; this is for a caller that skipped them
+        raise exception.MigrationError(reason=REASONS["live_migration"])
+
+    def live_migration_force_complete(self, instance: Any) -> None:
+        # live migration is refused, so there is never one to complete or abort
+        raise exception.NoActiveMigrationForInstance(instance_id=instance.uuid)
+
+    def live_migration_abort(self, instance: Any) -> None:
+        raise exception.NoActiveMigrationForInstance(instance_id=instance.uuid)
+
+    def host_power_action(self, action: str) -> None:
+        raise refuse(f"host power action {action!r}", "host_power_action")
+
+    def set_host_enabled(self, enabled: bool) -> None:
+        raise refuse("enabling or disabling the host", "set_host_enabled")
+
+    def get_host_cpu_stats(self) -> Any:
+        raise refuse("host CPU statistics", "host_cpu_stats")

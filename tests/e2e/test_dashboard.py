@@ -125,12 +125,15 @@ def explain(federation: Federation, flavor: str) -> dict[str, Any]:
     return doc
 
 
-def panel(driver: Any, flavor: str) -> dict[str, str]:
+def panel(driver: Any, flavor: str) -> dict[str, Any]:
     driver.get(f"{dashboard_url()}/admin/federation/?flavor={flavor}")
     ids = ("azfed-mode-value", "azfed-next-az", "azfed-next-rule")
-    shown = {i: driver.find_element(By.ID, i).text for i in ids}
+    shown: dict[str, Any] = {i: driver.find_element(By.ID, i).text for i in ids}
     row = driver.find_element(By.CSS_SELECTOR, "#azfed-local tr[data-metric='memory_used_pct']")
-    shown["memory_used_pct"] = row.find_element(By.CSS_SELECTOR, ".azfed-value").text
+    shown["memory_used_pct"] = float(row.find_element(By.CSS_SELECTOR, ".azfed-value").text)
+    shown["public_azs"] = [
+        td.text for td in driver.find_elements(By.CSS_SELECTOR, "#azfed-public td.azfed-az")
+    ]
     return shown
 
 
@@ -145,7 +148,8 @@ def test_the_federation_panel_shows_what_azfed_policy_explain_says(
         "azfed-mode-value": doc["mode"],
         "azfed-next-az": doc["next_boot"]["az"] or "refused",
         "azfed-next-rule": doc["next_boot"]["rule"],
-        "memory_used_pct": f"{doc['local']['memory_used_pct']:.2f}",
+        "memory_used_pct": round(doc["local"]["memory_used_pct"], 2),
+        "public_azs": [f"{az['az']} ({az['provider']})" for az in doc["public"]],
     }
 
 

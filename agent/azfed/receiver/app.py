@@ -4,6 +4,8 @@ POST /v1/reports        ingest one signed report (validate -> dedupe -> write ->
 GET  /v1/instances/{id} the state the agent last reported (FederationDriver.get_info reads it)
 GET  /v1/placement      what the next boot would get, and why (the policy's explain)
 GET  /v1/spend          burst instances' spend this day and month against the budgets
+GET  /v1/decisions      the scheduler filter's last decisions (its state file)
+GET  /v1/status         agents' freshness, instances by state, orphans, refused resources
 GET  /healthz /readyz /metrics /openapi.json
 """
 
@@ -23,12 +25,18 @@ from azfed.config import AzfedConfig, ReceiverSection
 from azfed.errors import CloudError, PolicyError
 from azfed.policy.budget import PERIODS, SPEND_PATH
 from azfed.probes import add_probes
-from azfed.receiver import openapi
+from azfed.receiver import openapi, status
 from azfed.receiver.aio import bounded_each
 from azfed.receiver.lease import RECONCILE, Lease
 from azfed.receiver.metrics import Metrics
 from azfed.receiver.nova import NovaClient
-from azfed.receiver.placement import Placement, UnknownFlavorError, policy_placement
+from azfed.receiver.placement import (
+    Placement,
+    StateUnreadable,
+    UnknownFlavorError,
+    policy_placement,
+    recent_decisions,
+)
 from azfed.receiver.reconcile import Cleaner, Reconciler
 from azfed.receiver.sinks import Batch, Sink, SinkError, make_sink
 from azfed.receiver.spend import SpendAnswer, policy_spend
@@ -306,6 +314,29 @@ async def get_placement(request: web.Request) -> web.Response:
         return _error(503, "policy_invalid", str(err))
 
 
+DECISIONS_MAX = 200  # the filter keeps this many (engine.RECENT_DECISIONS)
+
+
+async def get_decisions(request: web.Request) -> web.Response:
+    state_file = request.app[CONFIG].policy_state_file
+    if state_file is None:
+        return _error(
+            503, "state_not_configured", "set [receiver] policy_state_file to the filter's"
+        )
+    raw = request.query.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= DECISIONS_MAX:
+        return _error(400, "bad_limit", f"limit must be 1 to {DECISIONS_MAX}, not {raw[:32]!r}")
+    try:
+        decisions = await asyncio.to_thread(recent_decisions, state_file, int(raw))
+    except StateUnreadable as err:
+        return _error(503, "state_unreadable", str(err))
+    return web.json_response({"decisions": decisions})
+
+
+async def get_status(request: web.Request) -> web.Response:
+    return web.json_response(await status.from_store(request.app[STORE], time.time()))
+
+
 async def readyz(request: web.Request) -> web.Response:
     app = request.app
     checks: dict[str, Awaitable[None]] = {"store": app[STORE].ping()}
@@ -456,6 +487,8 @@ def _routes(app: web.Application) -> None:
     app.router.add_get(wire.INSTANCES_PATH + "/{uuid}", get_instance)
     app.router.add_get("/v1/placement", get_placement)
     app.router.add_get(SPEND_PATH, get_spend)
+    app.router.add_get("/v1/decisions", get_decisions)
+    app.router.add_get("/v1/status", get_status)
     add_probes(app, app[METRICS].registry)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/openapi.json", openapi_endpoint)

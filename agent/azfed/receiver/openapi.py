@@ -229,6 +229,37 @@ def build() -> dict[str, Any]:
                     {"503": "policy not configured, or the policy file is invalid"},
                 )
             },
+            "/v1/decisions": {
+                "get": {
+                    **_get(
+                        "The scheduler filter's last decisions, newest first: each boot's "
+                        "flavor, the AZ, the rule, the reason and the load it compared",
+                        "getDecisions",
+                        _json_ok("{decisions: [...]}", obj),
+                        {
+                            "400": "limit out of range",
+                            "503": "no policy_state_file configured, or it is unreadable",
+                        },
+                    ),
+                    "parameters": [
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                        }
+                    ],
+                }
+            },
+            "/v1/status": {
+                "get": _get(
+                    "What `azfed status` shows: each agent's last report and its age, burst "
+                    "instances by state, orphans, resources a backend refused",
+                    "getStatus",
+                    _json_ok("the status", obj),
+                    {},
+                )
+            },
             "/healthz": {"get": _get("Alive", "healthz", _json_ok("alive", obj), {})},
             "/readyz": {
                 "get": _get(

@@ -1,4 +1,5 @@
-"""GET /v1/placement: what the next boot of a flavor would get, and why.
+"""GET /v1/placement: what the next boot of a flavor would get, and why; GET /v1/decisions: what
+the scheduler's filter decided last.
 
 The same explanation `azfed policy explain` prints, from the same pure `explain()`: the
 receiver reads the policy file and the cloud's load (Placement, Nova) on each request, so the
@@ -9,6 +10,7 @@ mode and cooldown clocks come from its state file when the receiver can read it.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,26 @@ Placement = Callable[[str], Awaitable[dict[str, Any]]]
 
 class UnknownFlavorError(AzfedError):
     """The flavor asked about does not exist in the local cloud."""
+
+
+class StateUnreadable(AzfedError):
+    """The filter's state file cannot be read as the filter writes it."""
+
+
+def recent_decisions(state_file: Path, limit: int) -> list[dict[str, Any]]:
+    """The filter's last `limit` decisions, newest first, from its state file ([azfed_filter]
+    state_file, shared with the receiver as [receiver] policy_state_file); none before the
+    filter's first decision."""
+    try:
+        state = json.loads(state_file.read_text("utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as err:
+        raise StateUnreadable(f"the filter's state file {state_file}: {err}") from err
+    recent = state.get("recent") if isinstance(state, dict) else None
+    if not isinstance(recent, list):
+        raise StateUnreadable(f"the filter's state file {state_file} has no list of decisions")
+    return [d for d in reversed(recent) if isinstance(d, dict)][:limit]
 
 
 def policy_placement(

@@ -13,18 +13,23 @@ from azfed.receiver.store import Store
 
 
 async def collect(config: AzfedConfig, now: float | None = None) -> dict[str, Any]:
+    """The status from the receiver's database, opened for this (`azfed status`)."""
     config.require("receiver")
     assert config.receiver is not None
-    now = time.time() if now is None else now
     store = Store(config.receiver.database_url)
     await store.open()
     try:
-        agents = await store.agents()
-        instances = await store.all_instances()
-        orphans = await store.orphans()
-        dropped = await store.dropped()
+        return await from_store(store, time.time() if now is None else now)
     finally:
         await store.close()
+
+
+async def from_store(store: Store, now: float) -> dict[str, Any]:
+    """The status from an open store (`azfed status`, and the receiver's GET /v1/status)."""
+    agents = await store.agents()
+    instances = await store.all_instances()
+    orphans = await store.orphans()
+    dropped = await store.dropped()
     return {
         "agents": [
             {

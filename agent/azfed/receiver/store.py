@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     delete,
     insert,
     or_,
@@ -171,6 +172,17 @@ class Claim:
 
     kind: Literal["new", "done", "inflight", "conflict"]
     answer: dict[str, Any] | None = None
+
+
+# An instance row rewritten by its agent's newer report, each column set from the row's own
+# key. Ownership was checked before the write (`owners`); the condition keeps a concurrent
+# report of another agent from taking an instance in between.
+_UPDATE_MINE = update(instances).where(
+    and_(
+        instances.c.instance_uuid == bindparam("w_uuid"),
+        or_(instances.c.agent_id == bindparam("w_agent"), instances.c.state == RELEASED),
+    )
+)
 
 
 def _instance_row(agent_id: str, inst: dict[str, Any], now: float) -> dict[str, Any]:
@@ -341,15 +353,14 @@ class Store:
             newer = [r for u, r in chunk.items() if u in have and _later(r["observed_at"], have[u])]
             if new:
                 await conn.execute(insert(instances), new)
-            for r in newer:
-                # Ownership was checked before the write (`owners`); the condition keeps a
-                # concurrent report of another agent from taking an instance in between.
-                mine = or_(instances.c.agent_id == r["agent_id"], instances.c.state == RELEASED)
-                await conn.execute(
-                    update(instances)
-                    .where(and_(instances.c.instance_uuid == r["instance_uuid"], mine))
-                    .values(**r)
-                )
+            if newer:
+                # One statement for them all (executemany): an agent restates each instance
+                # with a new observed_at in every report, and a statement per instance made
+                # this the report's dearest step (50 instances: 20 ms of 22 on SQLite).
+                keyed = [
+                    {**r, "w_uuid": r["instance_uuid"], "w_agent": r["agent_id"]} for r in newer
+                ]
+                await conn.execute(_UPDATE_MINE, keyed)
 
     async def prune(self, before: float) -> int:
         """Forget finished reports older than `before`; returns how many."""

@@ -19,6 +19,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from testbed.browser import chromium, dashboard_url, login
+from testbed.demo import AGENT_ID
 from tests.e2e.federation import Federation, eventually
 
 pytestmark = pytest.mark.e2e
@@ -42,7 +43,7 @@ def servers(federation: Federation) -> Iterator[dict[str, Any]]:
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
     """A logged-in browser; its last page's screenshot is kept in tmp_path."""
-    with chromium() as driver:
+    with chromium(1400, 1900) as driver:  # tall: a screenshot shows a whole panel
         login(driver, dashboard_url())
         try:
             yield driver
@@ -151,6 +152,32 @@ def test_the_federation_panel_shows_what_azfed_policy_explain_says(
         "memory_used_pct": round(doc["local"]["memory_used_pct"], 2),
         "public_azs": [f"{az['az']} ({az['provider']})" for az in doc["public"]],
     }
+
+
+def test_the_federation_panel_lists_the_filters_decisions_and_the_agents(
+    browser: Any, servers: dict[str, Any], federation: Federation
+) -> None:
+    """The recent decisions as the filter recorded them (its state file), newest first, a dot
+    per decision on the chart, and the demo's agent with its last report."""
+    browser.get(f"{dashboard_url()}/admin/federation/?flavor=m1.small")
+    state = json.loads((federation.demo.home / "filter-state.json").read_text())
+    want = [
+        (d["instance_uuid"], d["az"] or "refused", d["rule"]) for d in reversed(state["recent"])
+    ][:20]
+    rows = browser.find_elements(By.CSS_SELECTOR, "#azfed-decisions tr[data-instance]")
+    shown = [
+        (
+            r.get_attribute("data-instance"),
+            r.find_element(By.CSS_SELECTOR, ".azfed-decision-az").text,
+            r.find_element(By.CSS_SELECTOR, ".azfed-decision-rule").text,
+        )
+        for r in rows
+    ]
+    assert shown == want
+    assert (servers["aws-az"].id, "aws-az", "explicit_az_honoured") in shown
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#azfed-chart circle")) == len(want)
+    agents = browser.find_elements(By.CSS_SELECTOR, "#azfed-agents tr[data-agent]")
+    assert [a.get_attribute("data-agent") for a in agents] == [AGENT_ID]
 
 
 def test_the_public_cloud_tab_shows_the_ec2_instance(

@@ -1,14 +1,22 @@
 """The Federation panel: the receiver's explain of the next boot of a chosen flavor (GET
-/v1/placement), which is what `azfed policy explain` prints for the same moment."""
+/v1/placement, what `azfed policy explain` prints for the same moment), the filter's recent
+decisions with a chart of the local load they saw (GET /v1/decisions), and the agents' freshness
+and the orphans reconciliation found (GET /v1/status). Each part says so in its place when the
+receiver cannot give it."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from azfed.dashboard import receiver
 from django.utils.translation import gettext_lazy as _
 from horizon import views
 from openstack_dashboard import api
+
+DECISIONS_SHOWN = 20
+CHART_W, CHART_H, CHART_PAD = 600.0, 160.0, 20.0
+CHART_METRIC = "memory_used_pct"
 
 
 def _flavors(request: Any) -> list[str]:
@@ -18,7 +26,7 @@ def _flavors(request: Any) -> list[str]:
         return []
 
 
-def _rows(doc: dict[str, Any]) -> dict[str, Any]:
+def _explained(doc: dict[str, Any]) -> dict[str, Any]:
     """The explain document as the template shows it."""
     local = doc["local"]
     return {
@@ -28,6 +36,63 @@ def _rows(doc: dict[str, Any]) -> dict[str, Any]:
             for az in doc["public"]
         ],
         "skipped": doc["next_boot"].get("skipped", []),
+        "budget_caps": [
+            {"name": n, **c} for n, c in ((doc.get("budgets") or {}).get("caps") or {}).items()
+        ],
+    }
+
+
+def _decision_rows(decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "at": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.get("at", 0))),
+            "instance_uuid": d.get("instance_uuid", ""),
+            "flavor": d.get("flavor", ""),
+            "az": d.get("az") or "refused",
+            "rule": d.get("rule", ""),
+            "reason": d.get("reason", ""),
+            "local_pct": ((d.get("load") or {}).get("local") or {}).get(CHART_METRIC),
+        }
+        for d in decisions
+    ]
+
+
+def _y(pct: float) -> float:
+    return round(CHART_H - CHART_PAD - (CHART_H - 2 * CHART_PAD) * min(max(pct, 0), 100) / 100, 1)
+
+
+def chart(decisions: list[dict[str, Any]], thresholds: list[dict[str, Any]]) -> dict[str, Any]:
+    """A chart of the local memory use each decision saw, oldest left, a dot per boot (filled:
+    sent to a public AZ), with the burst and return thresholds as lines; drawn as SVG by the
+    template, no JavaScript."""
+    points = [
+        (float(d["at"]), float(d["load"]["local"][CHART_METRIC]), bool(d.get("burst")))
+        for d in sorted(decisions, key=lambda d: float(d.get("at", 0)))
+        if CHART_METRIC in ((d.get("load") or {}).get("local") or {})
+    ]
+    if not points:
+        return {}
+    t0, t1 = points[0][0], points[-1][0]
+    span = (t1 - t0) or 1.0
+
+    def x(at: float) -> float:
+        return round(CHART_PAD + (CHART_W - 2 * CHART_PAD) * (at - t0) / span, 1)
+
+    dots = [{"x": x(at), "y": _y(pct), "burst": burst, "pct": pct} for at, pct, burst in points]
+    limits = next((t for t in thresholds if t["metric"] == CHART_METRIC), {})
+    lines = [
+        {"name": name, "y": _y(float(limits[name]))}
+        for name in ("burst", "return")
+        if limits.get(name) is not None
+    ]
+    return {
+        "w": CHART_W,
+        "h": CHART_H,
+        "polyline": " ".join(f"{d['x']},{d['y']}" for d in dots),
+        "dots": dots,
+        "lines": lines,
+        "x_end": CHART_W - CHART_PAD,
+        "x_start": CHART_PAD,
     }
 
 
@@ -39,14 +104,38 @@ class IndexView(views.HorizonTemplateView):
         context: dict[str, Any] = super().get_context_data(**kwargs)
         flavors = _flavors(self.request)
         flavor = self.request.GET.get("flavor") or (flavors[0] if flavors else "")
-        context.update(flavors=flavors, flavor=flavor, doc=None, error=None)
+        context.update(flavors=flavors, flavor=flavor)
+        context.update(self._explain(flavor))
+        context.update(self._decisions(context.get("thresholds", [])))
+        context.update(self._status())
+        return context
+
+    @staticmethod
+    def _explain(flavor: str) -> dict[str, Any]:
         try:
             doc = receiver.get("/v1/placement", flavor=flavor) if flavor else None
         except receiver.ReceiverUnavailable as err:
-            context["error"] = str(err)
-            return context
+            return {"doc": None, "error": str(err)}
         if doc is None:
-            context["error"] = f"the receiver knows no flavor {flavor!r}"
-            return context
-        context.update(doc=doc, **_rows(doc))
-        return context
+            return {"doc": None, "error": f"the receiver knows no flavor {flavor!r}"}
+        return {"doc": doc, "error": None, **_explained(doc)}
+
+    @staticmethod
+    def _decisions(thresholds: list[dict[str, Any]]) -> dict[str, Any]:
+        try:
+            found = receiver.get("/v1/decisions", limit=str(DECISIONS_SHOWN)) or {}
+        except receiver.ReceiverUnavailable as err:
+            return {"decisions": [], "decisions_error": str(err)}
+        decisions = found.get("decisions", [])
+        return {
+            "decisions": _decision_rows(decisions),
+            "decisions_error": None,
+            "chart": chart(decisions, thresholds),
+        }
+
+    @staticmethod
+    def _status() -> dict[str, Any]:
+        try:
+            return {"status": receiver.get("/v1/status"), "status_error": None}
+        except receiver.ReceiverUnavailable as err:
+            return {"status": None, "status_error": str(err)}

@@ -200,5 +200,26 @@ def test_the_public_cloud_tab_shows_the_ec2_instance(
     )
     state = browser.find_element(By.ID, "azfed-remote-state").get_attribute("textContent")
     assert state == instance["State"]["Name"]
+
+    # its latest usage: CloudWatch's datapoints, through the agent and the receiver, as the
+    # newest `cpu` value Gnocchi holds
+    federation.demo.seed_usage({burst.id: instance})
+    gnocchi = federation.demo.gnocchi()
+
+    def newest_cpu() -> float | None:
+        try:
+            rows = gnocchi.metric.get_measures("cpu", resource_id=burst.id, refresh=True)
+        except Exception:  # the metric is created with the first measures
+            return None
+        finest = min((r[1] for r in rows), default=None)
+        return float([r for r in rows if r[1] == finest][-1][2]) if rows else None
+
+    def cpu_in_tab() -> float | None:
+        browser.get(f"{dashboard_url()}/project/instances/{burst.id}/{tab}")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#azfed-usage tr[data-meter='cpu']")
+        shown = float(rows[0].get_attribute("data-value")) if rows else None
+        return shown if shown is not None and shown == newest_cpu() else None
+
+    eventually(cpu_in_tab, "the newest cpu value in the tab, as Gnocchi has it", timeout=120)
     browser.get(f"{dashboard_url()}/project/instances/{servers['local-az'].id}/{tab}")
     assert browser.find_elements(By.ID, "azfed-no-report")

@@ -11,6 +11,7 @@ test_gnocchi_refusals_bed.py.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
@@ -422,3 +423,38 @@ async def test_an_instance_first_seen_ending_is_created_and_ended_in_one_report(
     for rtype, rid in [("instance", u), *((t, f"{u}-{d}") for t, d in DEVICES.items())]:
         resource = await read(url, f"/v1/resource/{rtype}/{rid}")
         assert resource["ended_at"] == resource["started_at"], rid
+
+
+async def test_latest_reads_back_the_newest_value_of_each_meter_and_device(
+    bed_gnocchi: str,
+) -> None:
+    """What the dashboard's Public cloud tab shows: per instance, vNIC and disk, each meter's
+    newest value and its time, as written (once metricd has processed them); an instance
+    Gnocchi does not have is None."""
+    url = bed_gnocchi
+    body, u = report()
+    sink = await start_sink(url, Nova(u, facts(u)))
+    await write(sink, "k1", body, NOW)
+    newest: dict[tuple[str | None, str], tuple[str, float]] = {}
+    for s in sorted(body["samples"], key=lambda s: s["timestamp"]):
+        if s["instance_uuid"] == u:
+            newest[(s.get("device"), s["meter"])] = (s["timestamp"], float(s["volume"]))
+
+    async def read_back() -> dict[tuple[str | None, str], tuple[str, float]] | None:
+        got = await sink.latest(u)
+        assert got is not None
+        found = {(g["device"] if g["resource_type"] != "instance" else None, g["meter"]):
+                 (g["timestamp"], g["value"]) for g in got}  # fmt: skip
+        return found if len(found) == len(newest) else None
+
+    deadline = time.monotonic() + 60
+    found = await read_back()
+    while found is None and time.monotonic() < deadline:  # metricd's processing delay
+        await asyncio.sleep(1)
+        found = await read_back()
+    assert found is not None, "metricd did not process the measures within 60 s"
+    assert {k: (when(t), v) for k, (t, v) in found.items()} == {
+        k: (when(t), v) for k, (t, v) in newest.items()
+    }
+    assert await sink.latest(str(uuid.uuid4())) is None
+    await sink.close()

@@ -21,4 +21,16 @@ class PublicCloudTab(tabs.Tab):
             report = receiver.get(f"/v1/instances/{instance.id}")
         except receiver.ReceiverUnavailable as err:
             return {"report": None, "error": str(err), "instance": instance}
-        return {"report": report, "error": None, "instance": instance}
+        context = {"report": report, "error": None, "instance": instance, "usage": []}
+        if report is not None:
+            context.update(_usage(instance.id))
+        return context
+
+
+def _usage(instance_id: str) -> dict[str, Any]:
+    """The newest value of each meter, as Gnocchi holds it (the receiver reads it back)."""
+    try:
+        found = receiver.get(f"/v1/instances/{instance_id}/usage")
+    except receiver.ReceiverUnavailable as err:
+        return {"usage_error": str(err)}
+    return {"usage": (found or {}).get("usage", []), "usage_error": None}

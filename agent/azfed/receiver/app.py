@@ -2,6 +2,7 @@
 
 POST /v1/reports        ingest one signed report (validate -> dedupe -> write -> answer)
 GET  /v1/instances/{id} the state the agent last reported (FederationDriver.get_info reads it)
+GET  /v1/instances/{id}/usage  the newest value of each of its meters, read back from Gnocchi
 GET  /v1/placement      what the next boot would get, and why (the policy's explain)
 GET  /v1/spend          burst instances' spend this day and month against the budgets
 GET  /v1/decisions      the scheduler filter's last decisions (its state file)
@@ -18,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+import aiohttp
 import structlog
 from aiohttp import web
 from azfed import wire
@@ -38,7 +40,7 @@ from azfed.receiver.placement import (
     recent_decisions,
 )
 from azfed.receiver.reconcile import Cleaner, Reconciler
-from azfed.receiver.sinks import Batch, Sink, SinkError, make_sink
+from azfed.receiver.sinks import Batch, Sink, SinkError, UsageReader, make_sink
 from azfed.receiver.spend import SpendAnswer, policy_spend
 from azfed.receiver.store import Store
 from azfed.receiver.validate import (
@@ -273,6 +275,22 @@ async def get_instance(request: web.Request) -> web.Response:
     return web.json_response({k: row[k] for k in openapi.INSTANCE_FIELDS})
 
 
+async def get_usage(request: web.Request) -> web.Response:
+    uuid = request.match_info["uuid"]
+    if not wire.is_uuid(uuid):
+        return _error(400, "bad_uuid", f"{uuid[:64]!r} is not an instance UUID")
+    reader = next((s for s in request.app[SINKS] if isinstance(s, UsageReader)), None)
+    if reader is None:
+        return _error(503, "no_usage_store", "no sink that reads usage back (add gnocchi)")
+    try:
+        usage = await reader.latest(uuid.lower())
+    except (SinkError, aiohttp.ClientError, TimeoutError) as err:
+        return _error(503, "usage_unreadable", f"{err}")
+    if usage is None:
+        return _error(404, "not_found", f"no usage of instance {uuid} is recorded")
+    return web.json_response({"instance_uuid": uuid.lower(), "usage": usage})
+
+
 async def get_spend(request: web.Request) -> web.Response:
     answer = request.app.get(SPEND)
     if answer is None:
@@ -485,6 +503,7 @@ def create_app(
 def _routes(app: web.Application) -> None:
     app.router.add_post(wire.REPORTS_PATH, post_report)
     app.router.add_get(wire.INSTANCES_PATH + "/{uuid}", get_instance)
+    app.router.add_get(wire.INSTANCES_PATH + "/{uuid}/usage", get_usage)
     app.router.add_get("/v1/placement", get_placement)
     app.router.add_get(SPEND_PATH, get_spend)
     app.router.add_get("/v1/decisions", get_decisions)

@@ -184,6 +184,16 @@ def build() -> dict[str, Any]:
         {"400": "not an instance UUID", "404": "no agent has reported it"},
     )
     instance["parameters"] = [uuid_param]
+    usage = _get(
+        "The newest value of each of a Nova instance's meters (and its vNICs' and disks'), "
+        "read back from Gnocchi",
+        "getInstanceUsage",
+        _json_ok("{instance_uuid, usage: [{resource_type, device, meter, unit, timestamp, "
+                 "value}]}", {"type": "object"}),
+        {"400": "not an instance UUID", "404": "no usage recorded",
+         "503": "no Gnocchi sink configured, or Gnocchi does not answer"},
+    )  # fmt: skip
+    usage["parameters"] = [uuid_param]
     obj = {"type": "object"}
     return {
         "openapi": "3.1.0",
@@ -196,6 +206,7 @@ def build() -> dict[str, Any]:
         "paths": {
             wire.REPORTS_PATH: {"post": _post_reports()},
             wire.INSTANCES_PATH + "/{uuid}": {"get": instance},
+            wire.INSTANCES_PATH + "/{uuid}/usage": {"get": usage},
             "/v1/placement": {
                 "get": {
                     **_get(

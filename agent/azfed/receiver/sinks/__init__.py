@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from azfed.errors import AzfedError
 
@@ -80,6 +80,15 @@ class Sink(Protocol):
     async def check(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class UsageReader(Protocol):
+    """A sink that can read back what it wrote: the newest value of each of an instance's
+    meters (GET /v1/instances/{id}/usage, for the dashboard), None if it has no such instance.
+    Called only between `start()` and `close()`."""
+
+    async def latest(self, uuid: str) -> list[dict[str, Any]] | None: ...
 
 
 class SinkError(AzfedError):

@@ -274,6 +274,52 @@ class GnocchiSink:
         if status != 200:
             raise SinkError(f"gnocchi: resource type instance: HTTP {status} {body!r}")
 
+    # --- reading back ---------------------------------------------------------------------------
+
+    async def latest(self, uuid: str) -> list[dict[str, Any]] | None:
+        """The newest value of each of the instance's metrics and its vNICs' and disks' (the
+        finest granularity's mean: for the dashboard), or None if Gnocchi has no such
+        instance."""
+        resources = [("instance", await self._get_resource("instance", uuid))]
+        if resources[0][1] is None:
+            return None
+        for rtype in ("instance_network_interface", "instance_disk"):
+            status, found = await self._request(
+                "POST", f"/v1/search/resource/{rtype}", json={"=": {"instance_id": uuid}}
+            )
+            if status != 200:
+                raise SinkError(f"gnocchi: searching {rtype} of {uuid}: {_detail(status, found)}")
+            resources += [(rtype, r) for r in found]
+        out = []
+        for rtype, resource in resources:
+            assert resource is not None
+            for meter, metric_id in sorted(resource["metrics"].items()):
+                point = await self._last_point(metric_id)
+                if point is not None:
+                    out.append({
+                        "resource_type": rtype, "device": resource.get("name"), "meter": meter,
+                        "unit": METERS[meter].unit if meter in METERS else None,
+                        "timestamp": point[0], "value": point[2],
+                    })  # fmt: skip
+        return out
+
+    async def _get_resource(self, rtype: str, rid: str) -> dict[str, Any] | None:
+        status, answer = await self._request("GET", f"/v1/resource/{rtype}/{rid}")
+        if status == 404:
+            return None
+        if status != 200:
+            raise SinkError(f"gnocchi: resource {rid}: {_detail(status, answer)}")
+        resource: dict[str, Any] = answer
+        return resource
+
+    async def _last_point(self, metric_id: str) -> list[Any] | None:
+        status, points = await self._request("GET", f"/v1/metric/{metric_id}/measures")
+        if status != 200 or not points:
+            return None
+        finest = min(p[1] for p in points)
+        last: list[Any] = [p for p in points if p[1] == finest][-1]
+        return last
+
     # --- HTTP ---------------------------------------------------------------------------------
 
     async def _request(

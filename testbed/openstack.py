@@ -556,8 +556,14 @@ class OpenStackBed:
             step("keystone up, all schemas synced")
             self._start_services()
             step("all APIs answering")
-            self._bootstrap()
-            step("computes registered with inventory, AZs, flavors, image ready")
+            # ceilometer-upgrade needs only Gnocchi: it runs while the computes register
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                provisioned = pool.submit(self._provision_gnocchi)
+                self._bootstrap()
+                provisioned.result()
+            step(
+                "computes registered with inventory, AZs, flavors, image ready; Gnocchi provisioned"
+            )
             if boot:
                 for az in COMPUTES.values():
                     self.smoke_boot(az)
@@ -798,7 +804,6 @@ class OpenStackBed:
             "placement", "glance", "neutron", "nova-api", "gnocchi-api", "aodh-api", "horizon",
         ):  # fmt: skip
             self._wait_http(name, f"http://{HOST}:{PORTS[name]}/")
-        self._provision_gnocchi()
 
     def _start_aodh(self) -> None:
         aodh_conf = ["--config-file", str(self.etc / "aodh.conf")]

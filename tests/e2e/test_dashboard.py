@@ -34,21 +34,29 @@ def servers(federation: Federation) -> Iterator[dict[str, Any]]:
         "aws-az": federation.boot("dash-burst", availability_zone="aws-az"),
     }
     yield booted
-    for name in ("dash-local", "dash-burst"):
-        server = federation.servers.pop(name)
+    gone = [federation.servers.pop(name) for name in ("dash-local", "dash-burst")]
+    for server in gone:  # both deletes in flight at once
         federation.conn.compute.delete_server(server)
+    for server in gone:
         federation.conn.compute.wait_for_delete(server, wait=120)
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    """A logged-in browser; its last page's screenshot is kept in tmp_path."""
+@pytest.fixture(scope="module")
+def session() -> Iterator[Any]:
+    """One browser logged in for the module (a Chromium start and a login cost seconds)."""
     with chromium(1400, 1900) as driver:  # tall: a screenshot shows a whole panel
         login(driver, dashboard_url())
-        try:
-            yield driver
-        finally:
-            driver.save_screenshot(str(tmp_path / "screenshot.png"))
+        yield driver
+
+
+@pytest.fixture
+def browser(session: Any, tmp_path: Path) -> Iterator[Any]:
+    """The logged-in browser; the last page a test leaves is kept as a screenshot in its
+    tmp_path."""
+    try:
+        yield session
+    finally:
+        session.save_screenshot(str(tmp_path / "screenshot.png"))
 
 
 def instance_rows(driver: Any) -> dict[str, str]:

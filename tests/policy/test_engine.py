@@ -4,10 +4,12 @@ reads, the hosts it keeps, the policy reload, the state file and the canonical l
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
 from azfed.policy import Flavor, Request, load_from_hosts
+from azfed.policy import engine as engine_module
 from azfed.policy.engine import PolicyEngine
 from structlog.testing import capture_logs
 
@@ -160,6 +162,7 @@ def test_the_mode_and_prices_survive_a_restart_through_the_state_file(
     )
     first = PolicyEngine(policy, state_file=state, clock=clock)
     first.filter(hosts, Request(Flavor("big"), instance_uuid="u1"))
+    assert first.flush(10)  # as the scheduler does when it stops (the file is written behind)
     doc = json.loads(state.read_text())
     assert doc["last_decision"]["az"] == "aws"
     assert doc["last_load"]["local"]["instances"] == 0
@@ -205,8 +208,39 @@ def test_an_explicit_az_request_is_judged_on_the_local_load_last_seen(
 def test_the_local_load_last_seen_survives_a_restart(tmp_path: Path, hosts: list[Host]) -> None:
     clock, state = Clock(), tmp_path / "s.json"
     policy = write(tmp_path / "p.json", explicit_az="apply-policy")
-    PolicyEngine(policy, state_file=state, clock=clock).filter(hosts, Request(SMALL))
+    first = PolicyEngine(policy, state_file=state, clock=clock)
+    first.filter(hosts, Request(SMALL))
+    assert first.flush(10)
     restarted = PolicyEngine(policy, state_file=state, clock=clock)
     _, decision = restarted.filter(hosts[2:3], Request(SMALL, requested_az="aws"))
     assert decision is not None
     assert decision.rule == "explicit_az_against_policy"
+
+
+def test_the_filter_does_not_wait_for_its_state_file_and_the_newest_state_is_written(
+    tmp_path: Path, hosts: list[Host], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A durable write takes milliseconds the scheduler should not spend: with the disk held
+    up, filter() still answers, and once the disk answers the file holds the newest
+    decision (the states in between are superseded, not queued)."""
+    held, entered = threading.Event(), threading.Event()
+    real = engine_module.write_atomic
+
+    def slow_disk(path: Path, data: bytes) -> None:
+        entered.set()
+        assert held.wait(10), "the test never released the disk"
+        real(path, data)
+
+    monkeypatch.setattr(engine_module, "write_atomic", slow_disk)
+    state = tmp_path / "s.json"
+    engine = PolicyEngine(write(tmp_path / "p.json", **BURST_NOW), state_file=state)
+    engine.filter(hosts, Request(SMALL, instance_uuid="u1"))
+    assert entered.wait(10)  # the first write is under way, held
+    for k in range(2, 6):  # every one of these answers while the disk is held
+        _, decision = engine.filter(hosts, Request(SMALL, instance_uuid=f"u{k}"))
+        assert decision is not None
+    assert not engine.flush(0.2)  # the disk is still held
+    held.set()
+    assert engine.flush(10)
+    doc = json.loads(state.read_text())
+    assert doc["recent"][-1]["instance_uuid"] == "u5"

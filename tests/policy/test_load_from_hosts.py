@@ -170,6 +170,7 @@ def test_the_state_file_records_the_load_the_decision_was_taken_on(
     policy_file.write_text(json.dumps(policy_doc()))
     engine = PolicyEngine(policy_file, state_file=tmp / "state.json")
     engine.filter(hs, Request(Flavor("small", 1, 512)))
+    assert engine.flush(10)
     recorded = json.loads((tmp / "state.json").read_text())["last_load"]
     load = _plain_load(hs, engine.current() or POLICY, {})
     assert recorded["public"] == json.loads(json.dumps(load.public, default=asdict))

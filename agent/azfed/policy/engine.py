@@ -12,6 +12,7 @@ at all, nothing bursts: only hosts outside the configured public AZs are kept.
 
 from __future__ import annotations
 
+import atexit
 import json
 import threading
 import time
@@ -66,6 +67,57 @@ def _stamp(path: Path) -> _Stamp | None:
     return _Stamp(st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+class _StateWriter:
+    """Writes the filter's newest state in a thread of its own, off the scheduling path: a
+    durable write (two fsyncs) took the filter from 0.5 to 4 ms p50. The filter hands each new
+    state over and goes on; a write under way is followed by one write of the newest state
+    handed over meanwhile (those in between are superseded, as the next write would have
+    replaced them anyway). A crash loses at most the state of the last milliseconds."""
+
+    def __init__(self, path: Path, log: Any) -> None:
+        self._path, self._log = path, log
+        self._cond = threading.Condition()
+        self._pending: dict[str, Any] | None = None
+        self._busy = False
+        self._thread: threading.Thread | None = None
+
+    def submit(self, doc: dict[str, Any]) -> None:
+        with self._cond:
+            self._pending = doc
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="azfed-filter-state", daemon=True
+                )
+                self._thread.start()
+                # a scheduler stopping cleanly writes what it decided last
+                atexit.register(self.flush, 5.0)
+            self._cond.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every state handed over is written; False if `timeout` came first."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: self._pending is None and not self._busy, timeout=timeout
+            )
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending is not None)
+                doc, self._pending, self._busy = self._pending, None, True
+            try:
+                write_atomic(self._path, json.dumps(doc).encode())
+            except OSError as err:  # the decision stands; only the memory of it is at risk
+                # the error names the file and the cause: no traceback
+                self._log.error(
+                    "filter_state.unwritable", state_file=str(self._path), error=str(err)
+                )
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+
 class PolicyEngine:
     """One per scheduler process. Thread-safe: Nova schedules requests concurrently."""
 
@@ -94,6 +146,7 @@ class PolicyEngine:
         # the last decisions, for audit and for `explain`; bounded, like everything kept here
         self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_DECISIONS)
         self._local_seen: tuple[LocalLoad, float] | None = None
+        self._writer = _StateWriter(self.state_file, self.log) if self.state_file else None
         self._restore()
 
     # --- policy file -----------------------------------------------------------------------
@@ -148,10 +201,15 @@ class PolicyEngine:
                 "filter_state.unreadable", state_file=str(self.state_file), error=str(err)
             )
 
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the state file holds the newest state (it is written in the background);
+        False if `timeout` came first."""
+        return self._writer.flush(timeout) if self._writer else True
+
     def _save(
         self, decision: Decision | None, load: Load | None, request: Request | None = None
     ) -> None:
-        if self.state_file is None:
+        if self._writer is None:
             return
         doc = {
             "history": self._history.as_dict(),
@@ -165,12 +223,7 @@ class PolicyEngine:
             "last_load": _load_dict(load) if load else None,
             "saved_at": self.clock(),
         }
-        try:
-            write_atomic(self.state_file, json.dumps(doc).encode())
-        except OSError as err:  # the decision stands; only the memory of it is at risk
-            self.log.error(  # noqa: TRY400 - the error names the file and the cause
-                "filter_state.unwritable", state_file=str(self.state_file), error=str(err)
-            )
+        self._writer.submit(doc)
 
     def _prune_prices(self, alive: set[str], now: float) -> None:
         for uuid, (price, seen) in list(self._prices.items()):

@@ -244,3 +244,29 @@ def test_the_filter_does_not_wait_for_its_state_file_and_the_newest_state_is_wri
     assert engine.flush(10)
     doc = json.loads(state.read_text())
     assert doc["recent"][-1]["instance_uuid"] == "u5"
+
+
+def test_a_failed_state_write_is_logged_and_the_next_state_is_written_still(
+    tmp_path: Path, hosts: list[Host], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever one write raises, the writer thread goes on: the next decision reaches the
+    file (a dead writer would keep the file at its old state for good, silently)."""
+    real, failures = engine_module.write_atomic, [OSError("disk full"), ValueError("a bug")]
+
+    def failing_then_real(path: Path, data: bytes) -> None:
+        if failures:
+            raise failures.pop(0)
+        real(path, data)
+
+    monkeypatch.setattr(engine_module, "write_atomic", failing_then_real)
+    state = tmp_path / "s.json"
+    engine = PolicyEngine(write(tmp_path / "p.json", **BURST_NOW), state_file=state)
+    with capture_logs() as logs:
+        for k in (1, 2, 3):
+            engine.filter(hosts, Request(SMALL, instance_uuid=f"u{k}"))
+            assert engine.flush(10)
+    assert [e["event"] for e in logs if e["event"].startswith("filter_state")] == [
+        "filter_state.unwritable",
+        "filter_state.unwritable",
+    ]
+    assert json.loads(state.read_text())["recent"][-1]["instance_uuid"] == "u3"

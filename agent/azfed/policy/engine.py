@@ -112,6 +112,8 @@ class _StateWriter:
                 self._log.error(
                     "filter_state.unwritable", state_file=str(self._path), error=str(err)
                 )
+            except Exception:  # a bug: logged whole, and the next state is written still
+                self._log.exception("filter_state.unwritable", state_file=str(self._path))
             finally:
                 with self._cond:
                     self._busy = False

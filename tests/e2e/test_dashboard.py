@@ -102,6 +102,12 @@ def test_stop_and_start_a_burst_vm_from_its_row_and_ec2_follows(
 ) -> None:
     burst = servers["aws-az"]
 
+    def nova_reaches(status: str) -> None:
+        # a fresh copy: wait_for_server returns at once when the object it is given already
+        # says `status`, and the fixture's copy says ACTIVE from the boot
+        fresh = federation.conn.compute.get_server(burst.id)
+        federation.conn.compute.wait_for_server(fresh, status=status, wait=120, interval=0.5)
+
     def ec2_state(want: str) -> str | None:
         [instance] = federation.ec2_instances_for(burst.id)
         state: str = instance["State"]["Name"]
@@ -110,12 +116,12 @@ def test_stop_and_start_a_burst_vm_from_its_row_and_ec2_follows(
     instance_rows(browser)
     row_action(browser, burst.id, "stop", confirm=True)
     eventually(lambda: ec2_state("stopped"), "the EC2 instance stopped", timeout=120)
-    federation.conn.compute.wait_for_server(burst, status="SHUTOFF", wait=120, interval=0.5)
+    nova_reaches("SHUTOFF")
     assert "Shutoff" in instance_rows(browser)[burst.id]
 
     row_action(browser, burst.id, "start", confirm=False)
     eventually(lambda: ec2_state("running"), "the EC2 instance running again", timeout=120)
-    federation.conn.compute.wait_for_server(burst, status="ACTIVE", wait=120, interval=0.5)
+    nova_reaches("ACTIVE")
     assert "Active" in instance_rows(browser)[burst.id]
 
 

@@ -79,6 +79,17 @@ class Federation:
         )
         return [i for p in pages for r in p["Reservations"] for i in r["Instances"]]
 
+    def cpu_measures(self, server_id: str) -> list[Any]:
+        """The server's `cpu` measures in Gnocchi, processed now ([timestamp, granularity,
+        value] rows); none before the receiver wrote the first (the metric comes with it)."""
+        try:
+            rows: list[Any] = self.demo.gnocchi().metric.get_measures(
+                "cpu", resource_id=server_id, refresh=True
+            )
+        except Exception:  # no such metric or resource yet
+            return []
+        return rows
+
     def metadata(self, server_id: str) -> dict[str, str]:
         return dict(self.conn.compute.get_server_metadata(server_id).metadata)
 

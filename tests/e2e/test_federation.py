@@ -90,10 +90,7 @@ def test_4_usage_is_monitored_in_aws_and_returned_to_gnocchi_and_nova(
 
     def cpu() -> float | None:
         # Ceilometer's cpu: CPU time, cumulative, in ns (CPUUtilization x vCPUs x period)
-        try:
-            rows = gnocchi.metric.get_measures("cpu", resource_id=server.id, refresh=True)
-        except Exception:  # the metric is created with the first measures
-            return None
+        rows = federation.cpu_measures(server.id)
         return float(rows[-1][2]) if rows else None
 
     value = eventually(cpu, f"cpu of {server.id} in Gnocchi")

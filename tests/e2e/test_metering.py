@@ -169,10 +169,7 @@ def burst_cpu_ns(pair: Pair, k: int) -> float:
 
 
 def cpu_points(fed: Federation, server_id: str, n: int) -> list[Any] | None:
-    try:
-        rows = _gnocchi(fed).metric.get_measures("cpu", resource_id=server_id, refresh=True)
-    except Exception:  # the metric is created with the first measures
-        return None
+    rows = fed.cpu_measures(server_id)
     return rows if len(rows) >= n else None
 
 

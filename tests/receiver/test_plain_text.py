@@ -12,19 +12,15 @@ import pytest
 from azfed import wire
 from azfed.errors import InputError, Problem
 from azfed.receiver import typed
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 
-from tests.receiver.conftest import NOW, example
+from tests.receiver.conftest import example
 from tests.receiver.test_fuzz import generated_reports, mutated_reports
+from tests.receiver.test_typed import PROPERTY as TYPED_PROPERTY
+from tests.receiver.test_typed import WINDOW
 
-WINDOW = wire.Window.around(NOW, max_age_s=7 * 86400, max_future_s=300)
-PROPERTY = settings(
-    max_examples=1000,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+# test_typed's window and property settings, with fewer examples
+PROPERTY = settings(TYPED_PROPERTY, max_examples=1000)
 
 
 def _problems(report: Any, **kwargs: Any) -> list[Problem] | None:

@@ -10,7 +10,9 @@ import socket
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from azfed.cli import main
 from azfed.receiver import migrate
@@ -23,6 +25,15 @@ from structlog.testing import capture_logs
 
 def _diff(conn: Connection) -> list[object]:
     return list(compare_metadata(MigrationContext.configure(conn), metadata))
+
+
+def _initial_tables(conn: Connection) -> None:
+    """The tables of revision 0001 (those an older azfed's create_all made), unstamped."""
+    cfg = Config()
+    cfg.set_main_option("script_location", migrate.SCRIPTS)
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, migrate.INITIAL)
+    conn.execute(text("DROP TABLE alembic_version"))
 
 
 async def test_a_new_sqlite_file_is_brought_to_head_equal_to_the_declared_tables(
@@ -48,9 +59,8 @@ async def test_a_sqlite_file_made_before_migrations_is_taken_over_with_its_rows(
     url = f"sqlite+aiosqlite:///{tmp_path / 'state.db'}"
     engine = create_async_engine(url)
     # the tables azfed had before migrations (revision 0001's); later revisions add the rest
-    before = [t for t in metadata.sorted_tables if t.name != "azfed_leases"]
     async with engine.begin() as conn:
-        await conn.run_sync(lambda c: metadata.create_all(c, tables=before))
+        await conn.run_sync(_initial_tables)
         await conn.execute(insert(agents).values(agent_id="a", last_seq=7, last_report_at=1.0))
     await engine.dispose()
     store = Store(url)

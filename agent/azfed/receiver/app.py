@@ -5,7 +5,7 @@ GET  /v1/instances/{id} the state the agent last reported (FederationDriver.get_
 GET  /v1/instances/{id}/usage  the newest value of each of its meters, read back from Gnocchi
 GET  /v1/placement      what the next boot would get, and why (the policy's explain)
 GET  /v1/spend          burst instances' spend this day and month against the budgets
-GET  /v1/decisions      the scheduler filter's last decisions (its state file)
+GET  /v1/decisions      the scheduler filter's decisions (its state file's, kept in the store)
 GET  /v1/status         agents' freshness, instances by state, orphans, refused resources
 GET  /healthz /readyz /metrics /openapi.json
 """
@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -27,7 +29,7 @@ from azfed.config import AzfedConfig, ReceiverSection
 from azfed.errors import CloudError, PolicyError
 from azfed.policy.budget import PERIODS, SPEND_PATH
 from azfed.probes import add_probes
-from azfed.receiver import openapi, status
+from azfed.receiver import history, openapi, status
 from azfed.receiver.aio import bounded_each
 from azfed.receiver.lease import RECONCILE, Lease
 from azfed.receiver.metrics import Metrics
@@ -37,7 +39,6 @@ from azfed.receiver.placement import (
     StateUnreadable,
     UnknownFlavorError,
     policy_placement,
-    recent_decisions,
 )
 from azfed.receiver.reconcile import Cleaner, Reconciler
 from azfed.receiver.sinks import Batch, Sink, SinkError, UsageReader, make_sink
@@ -332,11 +333,12 @@ async def get_placement(request: web.Request) -> web.Response:
         return _error(503, "policy_invalid", str(err))
 
 
-DECISIONS_MAX = 200  # the filter keeps this many (engine.RECENT_DECISIONS)
+DECISIONS_MAX = 500  # a page of the kept decisions (a day's chart)
 
 
 async def get_decisions(request: web.Request) -> web.Response:
-    state_file = request.app[CONFIG].policy_state_file
+    app = request.app
+    state_file = app[CONFIG].policy_state_file
     if state_file is None:
         return _error(
             503, "state_not_configured", "set [receiver] policy_state_file to the filter's"
@@ -344,11 +346,31 @@ async def get_decisions(request: web.Request) -> web.Response:
     raw = request.query.get("limit", "50")
     if not raw.isdigit() or not 1 <= int(raw) <= DECISIONS_MAX:
         return _error(400, "bad_limit", f"limit must be 1 to {DECISIONS_MAX}, not {raw[:32]!r}")
+    since = _since(request.query.get("since"))
+    if isinstance(since, web.Response):
+        return since
     try:
-        decisions = await asyncio.to_thread(recent_decisions, state_file, int(raw))
+        # the newest decisions of the file first, so the answer is as current as the file
+        await history.sync(app[STORE], state_file, app[CLOCK]())
+        decisions = await app[STORE].kept_decisions(int(raw), since)
     except StateUnreadable as err:
         return _error(503, "state_unreadable", str(err))
-    return web.json_response({"decisions": decisions})
+    except SQLAlchemyError as err:
+        return _error(503, "store_failed", f"state store: {err}")
+    return web.json_response({"decisions": decisions, "kept_s": history.KEEP_S})
+
+
+def _since(raw: str | None) -> float | web.Response | None:
+    """The `since` query parameter as unix seconds; an error answer if it is not one."""
+    if raw is None:
+        return None
+    try:
+        since = float(raw)
+    except ValueError:
+        since = math.nan
+    if not math.isfinite(since) or since < 0:
+        return _error(400, "bad_since", f"since must be unix seconds (>= 0), not {raw[:32]!r}")
+    return since
 
 
 async def get_status(request: web.Request) -> web.Response:
@@ -432,6 +454,20 @@ def _reconcile_loop(app: web.Application) -> Callable[[web.Application], AsyncIt
     return ctx
 
 
+def _keep_decisions(state_file: Path) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        # kept while nobody reads them too: the filter's file holds only its last few
+        task = asyncio.create_task(
+            history.keep_syncing(app[STORE], state_file, app[CLOCK]), name="azfed-decisions"
+        )
+        yield
+        task.cancel("receiver shutting down")
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
+
+
 def create_app(
     config: AzfedConfig,
     *,
@@ -486,6 +522,8 @@ def create_app(
     if spend is not None:
         app[SPEND] = spend
     app.cleanup_ctx.append(_resources(store, sinks, nova))
+    if rcfg.policy_state_file is not None:
+        app.cleanup_ctx.append(_keep_decisions(rcfg.policy_state_file))
     if cleaner is None:
         from azfed.receiver.cleaner import cloud_cleaner
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from azfed import __version__, wire
+from azfed.receiver.history import KEEP_S
 
 PATH = Path(__file__).with_name("openapi.json")
 
@@ -95,6 +96,7 @@ INSTANCE_FIELDS = (
     "ips",
     "observed_at",
     "received_at",
+    "status_checks",
 )
 
 _INSTANCE_STATE = {
@@ -108,6 +110,11 @@ _INSTANCE_STATE = {
         "ips": wire.INSTANCE_SCHEMA["properties"]["ips"],
         "observed_at": {"type": "string"},
         "received_at": {"type": "number", "description": "unix seconds, receiver's clock"},
+        "status_checks": {
+            "enum": [*wire.STATUS_CHECKS, None],
+            "description": "EC2's instance and system status checks as of observed_at, the "
+            "worse of the two; null when that report had none (not running, or checks off)",
+        },
     },
 }
 
@@ -243,13 +250,17 @@ def build() -> dict[str, Any]:
             "/v1/decisions": {
                 "get": {
                     **_get(
-                        "The scheduler filter's last decisions, newest first: each boot's "
-                        "flavor, the AZ, the rule, the reason and the load it compared",
+                        "The scheduler filter's decisions, newest first: each boot's "
+                        "flavor, the AZ, the rule, the reason and the load it compared. Read "
+                        "from the filter's state file into the receiver's store and kept there "
+                        f"for {KEEP_S / 86400:g} days, across restarts of the filter and of the "
+                        "receiver",
                         "getDecisions",
-                        _json_ok("{decisions: [...]}", obj),
+                        _json_ok("{decisions: [...], kept_s: seconds a decision is kept}", obj),
                         {
-                            "400": "limit out of range",
-                            "503": "no policy_state_file configured, or it is unreadable",
+                            "400": "limit or since out of range",
+                            "503": "no policy_state_file configured, it is unreadable, or the "
+                            "store failed",
                         },
                     ),
                     "parameters": [
@@ -257,8 +268,15 @@ def build() -> dict[str, Any]:
                             "name": "limit",
                             "in": "query",
                             "required": False,
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 200},
-                        }
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                        },
+                        {
+                            "name": "since",
+                            "in": "query",
+                            "required": False,
+                            "description": "only decisions at or after this time (unix seconds)",
+                            "schema": {"type": "number", "minimum": 0},
+                        },
                     ],
                 }
             },

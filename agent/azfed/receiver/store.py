@@ -1,5 +1,6 @@
 """The receiver's state: dedupe keys, agents' sequence numbers, the instance state cache,
-orphans found by reconciliation and the audit trail of what the receiver decided.
+orphans found by reconciliation, the audit trail of what the receiver decided and the history
+of the scheduler filter's decisions.
 
 SQLite by default; MySQL/MariaDB (Galera) when several receivers share the load behind a
 balancer: the dedupe key's primary key is what makes a report's effect happen once across all
@@ -85,6 +86,9 @@ instances = Table(
     Column("ips", JSON, nullable=False),
     Column("observed_at", String(40), nullable=False),
     Column("received_at", Double, nullable=False),
+    # EC2's instance and system status checks as of observed_at, the worse of the two
+    # (wire.StatusChecks); NULL when that report had none (not running, checks turned off)
+    Column("status_checks", String(16)),
     **_MYSQL,
 )
 
@@ -122,6 +126,19 @@ refused = Table(
     Column("samples", BigInteger, nullable=False),  # dropped since first_seen
     Column("first_seen", Double, nullable=False),
     Column("last_seen", Double, nullable=False),
+    **_MYSQL,
+)
+
+# The scheduler filter's decisions (its state file keeps only its last few, and loses them when
+# nova-scheduler restarts): one row per decision, the filter's own document, kept for
+# `DECISIONS_KEEP_S` (history.py) so the Federation panel charts the local load and the bursts
+# over that window across restarts of the filter and of the receiver.
+decisions = Table(
+    "azfed_decisions",
+    metadata,
+    Column("at", Double, primary_key=True),
+    Column("instance_uuid", String(64), primary_key=True),  # "" for a request without one
+    Column("doc", JSON, nullable=False),
     **_MYSQL,
 )
 
@@ -195,6 +212,7 @@ def _instance_row(agent_id: str, inst: dict[str, Any], now: float) -> dict[str, 
         "ips": inst["ips"],
         "observed_at": inst["observed_at"],
         "received_at": now,
+        "status_checks": inst.get("status_checks"),
     }
 
 
@@ -469,6 +487,48 @@ class Store:
             query = query.where(audit.c.kind == kind)
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(query)]
+
+    # --- the filter's decisions, kept ---------------------------------------------------------
+
+    async def keep_decisions(self, docs: Sequence[dict[str, Any]], before: float) -> int:
+        """Add the decisions of `docs` (the filter's documents, each with its `at`) not kept yet,
+        and forget those older than `before`; returns how many were added. Two receivers
+        reading the same state file at once add each decision once (the key is the decision's
+        time and instance)."""
+        rows = {
+            (float(d["at"]), str(d.get("instance_uuid") or "")[:64]): d
+            for d in docs
+            if float(d["at"]) >= before
+        }
+
+        async def work(conn: AsyncConnection) -> int:
+            await conn.execute(delete(decisions).where(decisions.c.at < before))
+            if not rows:
+                return 0
+            low = min(at for at, _ in rows)
+            query = select(decisions.c.at, decisions.c.instance_uuid).where(decisions.c.at >= low)
+            have = {(r.at, r.instance_uuid) for r in await conn.execute(query)}
+            new = [
+                {"at": at, "instance_uuid": uuid, "doc": _jsonable(doc)}
+                for (at, uuid), doc in rows.items()
+                if (at, uuid) not in have
+            ]
+            if new:
+                await conn.execute(insert(decisions), new)
+            return len(new)
+
+        try:
+            return await self._tx(work)
+        except IntegrityError:  # another receiver added some of them first: they are kept now
+            return await self._tx(work)
+
+    async def kept_decisions(self, limit: int, since: float | None = None) -> list[dict[str, Any]]:
+        """The newest `limit` kept decisions (at `since` or later), newest first."""
+        query = select(decisions.c.doc).order_by(decisions.c.at.desc()).limit(limit)
+        if since is not None:
+            query = query.where(decisions.c.at >= since)
+        async with self.engine.connect() as conn:
+            return [dict(r.doc) for r in await conn.execute(query)]
 
     # --- leases ------------------------------------------------------------------------------
 

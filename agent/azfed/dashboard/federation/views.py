@@ -1,8 +1,9 @@
 """The Federation panel: the receiver's explain of the next boot of a chosen flavor (GET
-/v1/placement, what `azfed policy explain` prints for the same moment), the filter's recent
-decisions with a chart of the local load they saw (GET /v1/decisions), and the agents' freshness
-and the orphans reconciliation found (GET /v1/status). Each part says so in its place when the
-receiver cannot give it."""
+/v1/placement, what `azfed policy explain` prints for the same moment), the filter's decisions
+of the last day with a chart of the local load they saw (GET /v1/decisions: kept in the
+receiver's store, so the chart outlives restarts of the filter and of the receiver), and the
+agents' freshness and the orphans reconciliation found (GET /v1/status). Each part says so in
+its place when the receiver cannot give it."""
 
 from __future__ import annotations
 
@@ -15,8 +16,15 @@ from horizon import views
 from openstack_dashboard import api
 
 DECISIONS_SHOWN = 20
+# the chart's span: the receiver keeps the filter's decisions longer (GET /v1/decisions' kept_s)
+CHART_WINDOW_S = 24 * 3600
+CHART_MAX = 500  # GET /v1/decisions' largest page
 CHART_W, CHART_H, CHART_PAD = 600.0, 160.0, 20.0
 CHART_METRIC = "memory_used_pct"
+
+
+def _utc(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at))
 
 
 def _flavors(request: Any) -> list[str]:
@@ -45,7 +53,7 @@ def _explained(doc: dict[str, Any]) -> dict[str, Any]:
 def _decision_rows(decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
-            "at": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.get("at", 0))),
+            "at": _utc(d.get("at", 0)),
             "instance_uuid": d.get("instance_uuid", ""),
             "flavor": d.get("flavor", ""),
             "az": d.get("az") or "refused",
@@ -62,9 +70,9 @@ def _y(pct: float) -> float:
 
 
 def chart(decisions: list[dict[str, Any]], thresholds: list[dict[str, Any]]) -> dict[str, Any]:
-    """A chart of the local memory use each decision saw, oldest left, a dot per boot (filled:
-    sent to a public AZ), with the burst and return thresholds as lines; drawn as SVG by the
-    template, no JavaScript."""
+    """A chart of the local memory use each decision saw over time, oldest left, a dot per boot
+    (filled: sent to a public AZ), with the burst and return thresholds as lines and the times
+    of the first and the last boot under it; drawn as SVG by the template, no JavaScript."""
     points = [
         (float(d["at"]), float(d["load"]["local"][CHART_METRIC]), bool(d.get("burst")))
         for d in sorted(decisions, key=lambda d: float(d.get("at", 0)))
@@ -93,6 +101,8 @@ def chart(decisions: list[dict[str, Any]], thresholds: list[dict[str, Any]]) -> 
         "lines": lines,
         "x_end": CHART_W - CHART_PAD,
         "x_start": CHART_PAD,
+        "first_at": _utc(t0),
+        "last_at": _utc(t1),
     }
 
 
@@ -104,7 +114,7 @@ class IndexView(views.HorizonTemplateView):
         context: dict[str, Any] = super().get_context_data(**kwargs)
         flavors = _flavors(self.request)
         flavor = self.request.GET.get("flavor") or (flavors[0] if flavors else "")
-        context.update(flavors=flavors, flavor=flavor)
+        context.update(flavors=flavors, flavor=flavor, chart_window_h=CHART_WINDOW_S // 3600)
         context.update(self._explain(flavor))
         context.update(self._decisions(context.get("thresholds", [])))
         context.update(self._status())
@@ -122,13 +132,15 @@ class IndexView(views.HorizonTemplateView):
 
     @staticmethod
     def _decisions(thresholds: list[dict[str, Any]]) -> dict[str, Any]:
+        """The last day's decisions: the newest in the table, all of them on the chart."""
+        since = str(int(time.time()) - CHART_WINDOW_S)
         try:
-            found = receiver.get("/v1/decisions", limit=str(DECISIONS_SHOWN)) or {}
+            found = receiver.get("/v1/decisions", limit=str(CHART_MAX), since=since) or {}
         except receiver.ReceiverUnavailable as err:
             return {"decisions": [], "decisions_error": str(err)}
         decisions = found.get("decisions", [])
         return {
-            "decisions": _decision_rows(decisions),
+            "decisions": _decision_rows(decisions[:DECISIONS_SHOWN]),
             "decisions_error": None,
             "chart": chart(decisions, thresholds),
         }

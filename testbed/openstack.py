@@ -28,6 +28,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -36,6 +37,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from azfed import __version__
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from testbed.aws import REGION as AWS_REGION
 
 HERE = Path(__file__).resolve().parent
 CHECKOUT = HERE.parent
@@ -73,6 +83,8 @@ DATABASES = (
 ALARM_EVALUATION_INTERVAL_S = 5
 ALARM_INGESTION_LAG_S = 900
 COMPUTES = {"compute-local": "local-az", "compute-aws": "aws-az"}
+# the public AZs' proxy hosts: azfed's ML2 driver binds the ports of VMs scheduled there
+PROXY_HOSTS = "compute-aws"
 # compute-local: Nova's fake hypervisor of 10 vCPUs and 8192 MB, the local AZ whose load the
 # policy reads; it is never restarted
 LOCAL_DRIVER = "fake.MediumFakeDriver"
@@ -208,6 +220,11 @@ class OpenStackBed:
         return self.base / "etc"
 
     @property
+    def dist(self) -> Path:
+        """Where azfed's entry points are declared for the bed's services (on PYTHONPATH)."""
+        return self.base / "python"
+
+    @property
     def logs(self) -> Path:
         return self.base / "logs"
 
@@ -238,7 +255,7 @@ class OpenStackBed:
             PATH=f"{self.os_venv}/bin:/usr/lib/rabbitmq/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             HOME=os.environ.get("HOME", "/root"),
             # out-of-tree drivers and filters come from this checkout, never from the cache
-            PYTHONPATH=str(SOURCE),
+            PYTHONPATH=f"{SOURCE}:{self.dist}",
             PYTHONWARNINGS="ignore",
             OS_KEYSTONE_CONFIG_FILES=str(self.etc / "keystone.conf"),
             OS_PLACEMENT_CONFIG_DIR=str(self.etc / "placement"),
@@ -329,13 +346,18 @@ class OpenStackBed:
                     "ml2": {
                         "type_drivers": "flat",
                         "tenant_network_types": "",
-                        "mechanism_drivers": "",
-                        "extension_drivers": "",
+                        # azfed's ML2 driver, through the entry point of its package
+                        "mechanism_drivers": "azfed",
+                        "extension_drivers": "port_security",
                     },
+                    # one flat network per mirrored VPC subnet (`azfed network mirror`)
                     "ml2_type_flat": {"flat_networks": "*"},
+                    # EC2 is reached at AWS_ENDPOINT_URL (moto), from the bed's environment
+                    "ml2_azfed": {"proxy_hosts": PROXY_HOSTS, "region": AWS_REGION},
                 }
             )
         )
+        self._write_entry_points()
         (e / "gnocchi.conf").write_text(
             _ini(
                 {
@@ -352,6 +374,20 @@ class OpenStackBed:
         )
         (e / "aodh.conf").write_text(_ini(self._aodh_conf()))
         self._write_nova_configs()
+
+    def _write_entry_points(self) -> None:
+        """azfed's entry points, as installing its package would declare them, where the bed's
+        services look (PYTHONPATH): neutron-server loads the ML2 driver by its name."""
+        project = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["project"]
+        lines = []
+        for group, points in project.get("entry-points", {}).items():
+            lines += [f"[{group}]", *(f"{k} = {v}" for k, v in points.items()), ""]
+        dist = self.dist / f"azfed-{__version__}.dist-info"
+        dist.mkdir(parents=True, exist_ok=True)
+        (dist / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: azfed\nVersion: {__version__}\n"
+        )
+        (dist / "entry_points.txt").write_text("\n".join(lines))
 
     def _aodh_conf(self) -> dict[str, dict[str, object]]:
         """Aodh as a cloud runs it: Keystone in front of its API, its own database, the bus
@@ -782,7 +818,7 @@ class OpenStackBed:
     def _start_services(self) -> None:
         self._gunicorn("placement", PORTS["placement"], "wsgi_placement")
         self._gunicorn("glance", PORTS["glance"], "wsgi_glance")
-        self._gunicorn("neutron", PORTS["neutron"], "wsgi_neutron")
+        self._start_neutron()
         self._gunicorn("nova-api", PORTS["nova-api"], "wsgi_nova_api")
         self._gunicorn("gnocchi-api", PORTS["gnocchi-api"], "wsgi_gnocchi", self.gn_venv)
         self._spawn(
@@ -822,6 +858,10 @@ class OpenStackBed:
             self.etc / "ceilometer", f"http://{HOST}:{PORTS['gnocchi-api']}"
         )
         ceilometer.upgrade(conf, venv_dir=self.cm_venv)
+
+    def _start_neutron(self) -> None:
+        self._gunicorn("neutron", PORTS["neutron"], "wsgi_neutron")
+        self._started_with["neutron"] = self._fingerprint("neutron")
 
     def _start_nova_service(self, name: str) -> None:
         """nova-scheduler or a nova-compute: nova.conf, then the file only it reads."""
@@ -1004,8 +1044,10 @@ class OpenStackBed:
         self._write_nova_configs()
         # restart only the services whose files or environment changed: a restart costs
         # seconds of waiting for the service to report in, and tests reconfigure often
+        self._restart_neutron_if_changed()
         changed = [n for n in RECONFIGURABLE if self._started_with.get(n) != self._fingerprint(n)]
         if not changed:
+            self._save_state()
             return
         for name in changed:
             self._stop_one(name)
@@ -1020,6 +1062,15 @@ class OpenStackBed:
         finally:
             conn.close()
         self._save_state()
+
+    def _restart_neutron_if_changed(self) -> None:
+        """neutron-server reaches EC2 (its ML2 driver) through the bed's environment: a new
+        AWS endpoint (another session's moto) needs a new neutron-server."""
+        if self._started_with.get("neutron") == self._fingerprint("neutron"):
+            return
+        self._stop_one("neutron")
+        self._start_neutron()
+        self._wait_http("neutron", f"http://{HOST}:{PORTS['neutron']}/")
 
     def _wait_reported_since(
         self, conn: Any, since: datetime.datetime, names: Sequence[str]

@@ -391,6 +391,71 @@ def policy_explain(  # noqa: PLR0917 - click passes every option
     click.echo(json.dumps(doc, indent=2) if as_json else commands.render_explain(doc))
 
 
+@main.group()
+def network() -> None:
+    """Neutron networks that mirror VPC subnets (burst VMs' ports and addresses)."""
+
+
+@network.command("mirror")
+@click.option("--subnet", "subnet_id", required=True, help="The VPC subnet to mirror (subnet-...).")
+@click.option(
+    "--name", default=None, help="Neutron network and subnet name [default: azfed-SUBNET]."
+)
+@click.option("--cloud", default=None, help="Cloud name in clouds.yaml (default: OS_* vars).")
+@click.option("--region", default="us-east-1", show_default=True, help="AWS region.")
+@click.option("--endpoint-url", default=None, help="EC2 endpoint override (a VPC endpoint).")
+@click.option(
+    "--shared/--not-shared", default=True, show_default=True, help="Every project may boot on it."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def network_mirror(  # noqa: PLR0917 - click passes every option
+    subnet_id: str,
+    name: str | None,
+    cloud: str | None,
+    region: str,
+    endpoint_url: str | None,
+    shared: bool,
+    as_json: bool,
+) -> None:
+    """Make (once) the Neutron network and subnet that mirror a VPC subnet: same CIDR, the VPC
+    router as gateway, AWS's five reserved addresses outside the pool, no DHCP."""
+    import openstack
+    from azfed.neutron.ec2_mirror import call_ec2, ec2_client
+    from azfed.neutron.subnets import mirror
+
+    try:
+        found = call_ec2(
+            ec2_client(region, endpoint_url), "describe_subnets", subnet_id, SubnetIds=[subnet_id]
+        )
+        conn = openstack.connect(cloud=cloud)
+        try:
+            subnet, created = mirror(
+                conn, found["Subnets"][0], name or f"azfed-{subnet_id}", shared=shared
+            )
+        finally:
+            conn.close()
+    except InputError as err:
+        _fail_input(err, as_json)
+    except AzfedError as err:
+        click.echo(f"azfed: {err}", err=True)
+        sys.exit(EXIT_FAILED)
+    doc = {
+        "created": created,
+        "network_id": subnet.network_id,
+        "subnet_id": subnet.id,
+        "cidr": subnet.cidr,
+        "allocation_pools": subnet.allocation_pools,
+        "ec2_subnet": subnet_id,
+    }
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        verb = "created" if created else "already mirrored by"
+        click.echo(
+            f"{subnet_id} {verb} network {subnet.network_id}, subnet {subnet.id} ({subnet.cidr})"
+        )
+
+
 class _TraceHelp(click.Command):
     """`policy simulate --help` ends with the trace's columns, as the simulator declares them
     (imported only when help is asked for: the CLI imports implementations lazily)."""

@@ -51,6 +51,18 @@ class RemoteState(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class NetworkAttachment:
+    """A burst instance's Neutron port in the provider's terms: the port's fixed IP, the
+    provider subnet its Neutron subnet mirrors, the groups mirrored from its security groups
+    (azfed.neutron)."""
+
+    port_id: str
+    private_ip: str
+    subnet_id: str
+    security_group_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SpawnRequest:
     """What the proxy host asks a backend to create, already mapped to provider terms.
 
@@ -68,6 +80,8 @@ class SpawnRequest:
     user_data: str | bytes | None = None
     instance_name: str | None = None
     extra_tags: dict[str, str] = field(default_factory=dict)
+    # None: no Neutron port (`networks=none`), the backend's configured subnet and groups
+    network: NetworkAttachment | None = None
 
     def labels(self) -> dict[str, str]:
         """The tags (EC2) or metadata (OpenStack) every backend puts on what it creates.

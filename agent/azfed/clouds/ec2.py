@@ -310,15 +310,26 @@ class Ec2Backend:
                 {"ResourceType": "volume", "Tags": tags},
             ],
         }
-        if s.subnet_id:
-            params["SubnetId"] = s.subnet_id
-        if s.security_group_ids:
-            params["SecurityGroupIds"] = list(s.security_group_ids)
+        params.update(self._placement(req))
         if s.key_name:
             params["KeyName"] = s.key_name
         if req.user_data:
             params["UserData"] = req.user_data  # botocore base64-encodes it
         return params
+
+    def _placement(self, req: SpawnRequest) -> dict[str, Any]:
+        """Where the instance goes: its Neutron port's address, subnet and mirrored groups,
+        or (without a port) the configured subnet and groups."""
+        s, net = self.settings, req.network
+        if net is not None:
+            placed: dict[str, Any] = {"SubnetId": net.subnet_id, "PrivateIpAddress": net.private_ip}
+            if net.security_group_ids:
+                placed["SecurityGroupIds"] = list(net.security_group_ids)
+            return placed
+        placed = {"SubnetId": s.subnet_id} if s.subnet_id else {}
+        if s.security_group_ids:
+            placed["SecurityGroupIds"] = list(s.security_group_ids)
+        return placed
 
     async def spawn(self, request: SpawnRequest) -> RemoteInstance:
         """Create (or adopt) the instance for this Nova UUID and wait until it runs.

@@ -23,9 +23,16 @@ import nova.conf
 import nova.virt.node
 import structlog
 from azfed.aws import AWS_CLIENT_DEFAULTS
-from azfed.clouds import BACKENDS, CloudUnavailableError, RemoteInstance, RemoteState
-from azfed.errors import CloudError, NotFoundError
+from azfed.clouds import (
+    BACKENDS,
+    CloudUnavailableError,
+    NetworkAttachment,
+    RemoteInstance,
+    RemoteState,
+)
+from azfed.errors import CloudError, NotFoundError, PermanentError
 from azfed.nova import logs
+from azfed.nova.ports import PortResolver
 from azfed.nova.proxy import Capacity, ProxyHost, ProxySettings, parse_flavor_map
 from azfed.nova.refusals import RefusedOperations
 from nova import context as nova_context
@@ -166,6 +173,7 @@ class FederationDriver(RefusedOperations, driver.ComputeDriver):  # type: ignore
         self._proxy: ProxyHost | None = None
         self._host: str = CONF.host
         self._node_uuid: str | None = None
+        self._ports: PortResolver | None = None
 
     @property
     def proxy(self) -> ProxyHost:
@@ -310,6 +318,7 @@ class FederationDriver(RefusedOperations, driver.ComputeDriver):  # type: ignore
                 flavor=instance.flavor.name,
                 image_properties=_image_properties(instance),
                 user_data=instance.user_data,
+                network=self._attachment(context, network_info),
             )
             remote = self.proxy.spawn(request)
             if not power_on:
@@ -322,6 +331,19 @@ class FederationDriver(RefusedOperations, driver.ComputeDriver):  # type: ignore
                 instance_uuid=instance.uuid, reason=str(err)
             ) from err
         _record_addresses(instance, remote, CONF.azfed.provider)
+
+    def _attachment(self, context: Any, network_info: Any) -> NetworkAttachment | None:
+        """The server's Neutron port in the public cloud's terms (None without a port)."""
+        if not network_info:
+            return None
+        if CONF.azfed.provider != "ec2":
+            raise PermanentError(
+                "Neutron ports are mirrored to EC2 only: boot burst servers of a public "
+                "OpenStack with `--nic none` (they get the public network's address)"
+            )
+        if self._ports is None:
+            self._ports = PortResolver(CONF.azfed.region, CONF.azfed.endpoint_url)
+        return self._ports.attachment(context, list(network_info))
 
     def destroy(
         self,

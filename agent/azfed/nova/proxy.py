@@ -21,7 +21,14 @@ from typing import Any, TypeVar
 
 import aiohttp
 import structlog
-from azfed.clouds import CloudBackend, RemoteInstance, RemoteState, SpawnRequest, backend_class
+from azfed.clouds import (
+    CloudBackend,
+    NetworkAttachment,
+    RemoteInstance,
+    RemoteState,
+    SpawnRequest,
+    backend_class,
+)
 from azfed.errors import ConfigError, NotFoundError, PermanentError, Problem, QuotaError
 
 log = structlog.get_logger(__name__)
@@ -147,6 +154,7 @@ class ProxyHost:
         image_properties: Mapping[str, Any],
         user_data: str | None,
         instance_name: str | None = None,
+        network: NetworkAttachment | None = None,
     ) -> SpawnRequest:
         """Translate a Nova boot into provider terms; a missing mapping is a clear error."""
         itype = self.settings.flavor_map.get(flavor)
@@ -171,6 +179,7 @@ class ProxyHost:
             image=str(image),
             user_data=decode_user_data(user_data),
             instance_name=instance_name,
+            network=network,
         )
 
     # --- lifecycle -----------------------------------------------------------------------------

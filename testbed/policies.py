@@ -38,7 +38,10 @@ BASE: dict[str, Any] = {
     "cooldown": {"return_after_s": 300, "burst_after_s": 60},
     "flavors": {"allow": ["small", "big", "other"], "deny": ["*.gpu", "other"]},
     "explicit_az": "honour",
-    "fallback": {"capacity_failure_backoff_s": 120, "when_public_unavailable": "local"},
+    "fallback": {
+        "capacity_backoff": {"initial_s": 120, "max_s": 960},
+        "when_public_unavailable": "local",
+    },
 }
 
 

@@ -2,10 +2,12 @@
 
 Callers catch the narrowest class they can act on. The cloud backends retry `ThrottledError`
 (and the OpenStack one `CloudUnavailableError`) with backoff inside each call, beyond botocore's
-own retries; what still fails reaches the proxy host's driver, which aborts the build with the
-message as the instance's fault (the public AZ has one host: there is nowhere to reschedule)
-and otherwise reports a `NotFoundError` as Nova's InstanceNotFound and any other as a
-NovaException carrying the message. No caller picks another AZ or type on `CapacityError`.
+own retries; what still fails reaches the proxy host's driver. A spawn that fails with one of
+`RESCHEDULABLE` (the AZ has no room for this type now) asks Nova for a reschedule: the boot's
+next alternate host, which the scheduler's FederationWeigher put in the policy's fallback
+order, gets it (another AZ); any other error aborts the build with the message as the
+instance's fault. Outside spawn a `NotFoundError` becomes Nova's InstanceNotFound and any
+other a NovaException carrying the message.
 Messages are written for operators: they say what happened and what to do.
 """
 
@@ -75,3 +77,9 @@ class NotFoundError(CloudError):
 
 class PermanentError(CloudError):
     """The request is wrong and will keep failing (bad AMI, bad subnet, no permission)."""
+
+
+# What another AZ may well not have: no capacity for the type, a limit reached, throttling that
+# outlasted the retries. A spawn failing with one of these is rescheduled to the boot's next
+# alternate (azfed.nova.driver); the others fail the same way anywhere.
+RESCHEDULABLE: tuple[type[CloudError], ...] = (CapacityError, QuotaError, ThrottledError)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from azfed.policy import Flavor, History, Load, PublicUsage, Request, decide
 from azfed.policy.budget import Spend
-from azfed.policy.decide import RULES
+from azfed.policy.decide import RULES, Streak
 
 from testbed.policies import load, local, make_policy
 
@@ -328,10 +328,23 @@ def test_a_capped_public_az_falls_back_to_the_next_by_priority_and_says_why() ->
 
 
 def test_a_public_az_that_just_failed_is_skipped_until_its_backoff_ends() -> None:
-    failed = History(failures={"aws": NOW - 30})
-    assert decide(Request(SMALL), load(90.0), make_policy(), failed, NOW).az == "os"
-    later = History(failures={"aws": NOW - 121})
-    assert decide(Request(SMALL), load(90.0), make_policy(), later, NOW).az == "aws"
+    policy = make_policy()  # capacity_backoff: initial 120 s
+    failed = History().with_failure("aws", "small", NOW - 30, policy.capacity_backoff, "no room")
+    d = decide(Request(SMALL), load(90.0), policy, failed, NOW)
+    assert d.az == "os"
+    assert d.skipped[0][0] == "aws"
+    assert "capacity failure of small 30s ago" in d.skipped[0][1]
+    assert d.skipped[0][1].endswith("90s left): no room")
+    later = History().with_failure("aws", "small", NOW - 121, policy.capacity_backoff)
+    assert decide(Request(SMALL), load(90.0), policy, later, NOW).az == "aws"
+
+
+def test_a_failure_of_one_flavor_leaves_the_az_open_to_the_others() -> None:
+    policy = make_policy()
+    failed = History().with_failure("aws", "big", NOW - 30, policy.capacity_backoff)
+    assert decide(Request(SMALL), load(90.0), policy, failed, NOW).az == "aws"
+    big = Flavor("big", 4, 4096)
+    assert decide(Request(big), load(90.0), policy, failed, NOW).az == "os"
 
 
 @pytest.mark.parametrize(
@@ -372,8 +385,11 @@ def test_history_changes_mode_only_when_the_decision_does() -> None:
 
 
 def test_history_round_trips_through_its_dict_form() -> None:
-    h = History(mode="burst", mode_since=5.0, failures={"aws": 3.0})
+    h = History(mode="burst", mode_since=5.0, failures={("aws", "small"): Streak(2, 3.0, "x")})
     assert History.from_dict(h.as_dict()) == h
+    # a state file written before failures were kept per flavor: the AZ, for any flavor
+    old = History.from_dict({"mode": "local", "mode_since": None, "failures": {"aws": 3.0}})
+    assert old.failures == {("aws", "*"): Streak(1, 3.0)}
     assert History.from_dict(History().as_dict()).mode_since == -math.inf
 
 

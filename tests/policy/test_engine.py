@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from azfed.policy import Flavor, Request, load_from_hosts
 from azfed.policy import engine as engine_module
-from azfed.policy.engine import PolicyEngine
+from azfed.policy.engine import PolicyEngine, az_weight
 from structlog.testing import capture_logs
 
 from testbed.policies import Host, make_policy, policy_doc
@@ -181,11 +181,73 @@ def test_a_recorded_capacity_failure_sends_the_next_burst_to_the_fallback_az(
         write(tmp_path / "p.json", **BURST_NOW),
         clock=Clock(),
     )
-    engine.record_failure("aws")
+    engine.record_failure("aws", "small", reason="AWS has no capacity for t3.micro")
     kept, decision = engine.filter(hosts, Request(SMALL))
     assert [h.host for h in kept] == ["p2"]
     assert decision is not None
     assert decision.skipped[0][0] == "aws"
+    assert decision.skipped[0][1].endswith("AWS has no capacity for t3.micro")
+
+
+def test_a_launch_in_the_az_ends_its_failure_streak(tmp_path: Path, hosts: list[Host]) -> None:
+    """record_success: the AZ is tried again at once, and a next failure starts over at the
+    initial back-off."""
+    engine = PolicyEngine(write(tmp_path / "p.json", **BURST_NOW), clock=Clock())
+    engine.record_failure("aws", "small")
+    engine.record_success("aws", "small")
+    kept, _ = engine.filter(hosts, Request(SMALL))
+    assert [h.host for h in kept] == ["p1"]
+    assert engine.history.failures == {}
+
+
+def test_with_fallback_the_filter_keeps_the_fallback_azs_hosts_in_the_policys_order(
+    tmp_path: Path, hosts: list[Host]
+) -> None:
+    """The chosen AZ's hosts, then the next public AZ's, then local (the policy falls back
+    there); the weigher's weights follow that order; other AZs' hosts are dropped."""
+    hosts.append(Host("p2", "os"))
+    engine = PolicyEngine(write(tmp_path / "p.json", **BURST_NOW), clock=Clock())
+    request = Request(SMALL, instance_uuid="u1")
+    kept, decision = engine.filter(hosts, request, with_fallback=True)
+    assert decision is not None
+    assert (decision.az, decision.fallback) == ("aws", ("os", "local"))
+    assert sorted(h.host for h in kept) == ["l1", "l2", "p1", "p2"]
+    assert engine.order("u1") == ("aws", "os", "local")
+    weights = {h.host: az_weight(engine.order("u1"), h.az) for h in hosts}
+    assert weights == {"p1": 3.0, "p2": 2.0, "l1": 1.0, "l2": 1.0, "x": 0.0}
+    # without the weigher, only the chosen AZ's hosts, as before
+    alone, _ = engine.filter(hosts, Request(SMALL, instance_uuid="u2"))
+    assert [h.host for h in alone] == ["p1"]
+    assert engine.order("u2") == ()
+
+
+def test_a_backed_off_az_is_not_kept_as_an_alternate_either(
+    tmp_path: Path, hosts: list[Host]
+) -> None:
+    hosts.append(Host("p2", "os"))
+    engine = PolicyEngine(
+        write(tmp_path / "p.json", **BURST_NOW, fallback={"when_public_unavailable": "reject"}),
+        clock=Clock(),
+    )
+    engine.record_failure("os", "small")
+    kept, decision = engine.filter(hosts, Request(SMALL, instance_uuid="u1"), with_fallback=True)
+    assert decision is not None
+    assert (decision.az, decision.fallback) == ("aws", ())
+    assert [h.host for h in kept] == ["p1"]
+
+
+def test_the_failure_streak_survives_a_restart_through_the_state_file(
+    tmp_path: Path, hosts: list[Host]
+) -> None:
+    state, clock = tmp_path / "state.json", Clock()
+    first = PolicyEngine(write(tmp_path / "p.json", **BURST_NOW), state_file=state, clock=clock)
+    first.record_failure("aws", "small", reason="no room")
+    assert first.flush(5)
+    second = PolicyEngine(tmp_path / "p.json", state_file=state, clock=clock)
+    assert second.history.failures == first.history.failures
+    _, decision = second.filter(hosts, Request(SMALL))
+    assert decision is not None
+    assert (decision.az, decision.skipped[0][0]) == ("os", "aws")
 
 
 def test_an_explicit_az_request_is_judged_on_the_local_load_last_seen(

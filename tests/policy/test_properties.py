@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from azfed.policy import Flavor, History, Load, PublicUsage, Request, decide
+from azfed.policy.decide import Streak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +19,11 @@ histories = st.builds(
     History,
     mode=st.sampled_from(["local", "burst"]),
     mode_since=st.floats(0, 2000),
-    failures=st.dictionaries(st.sampled_from(["aws", "os"]), st.floats(0, 2000), max_size=2),
+    failures=st.dictionaries(
+        st.tuples(st.sampled_from(["aws", "os"]), st.sampled_from(["small", "big", "*"])),
+        st.builds(Streak, count=st.integers(1, 6), last_at=st.floats(0, 4000)),
+        max_size=4,
+    ),
 )
 usages = st.builds(
     PublicUsage,

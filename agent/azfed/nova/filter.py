@@ -1,4 +1,5 @@
-"""FederationFilter: the nova-scheduler host filter that applies policy.json.
+"""FederationFilter: the nova-scheduler host filter that applies policy.json (its weigher,
+FederationWeigher, is in azfed.nova.weigher).
 
 Enable it in nova.conf on the scheduler:
 
@@ -6,6 +7,11 @@ Enable it in nova.conf on the scheduler:
     available_filters = nova.scheduler.filters.all_filters
     available_filters = azfed.nova.filter.FederationFilter
     enabled_filters = ComputeFilter,...,FederationFilter
+
+    [filter_scheduler]
+    # with azfed's weigher, the filter also keeps the fallback AZs' hosts: a boot that fails
+    # for lack of public capacity is rescheduled to the next AZ of the policy's order
+    weight_classes = nova.scheduler.weights.all_weighers,azfed.nova.weigher.FederationWeigher
 
     [azfed_filter]
     policy_file = /etc/azfed/policy.json
@@ -18,6 +24,7 @@ scheduler hint), lives in azfed.policy.engine, which is tested without Nova.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,8 +62,37 @@ OPTS = [
         "spend so far for the policy's spend budgets. Unset, a policy with a spend budget "
         "bursts nothing.",
     ),
+    cfg.FloatOpt(
+        "weight_multiplier",
+        default=1000.0,
+        min=0.0,
+        help="FederationWeigher's multiplier: large enough that the policy's AZ order wins "
+        "over every other weigher (they order the hosts within an AZ).",
+    ),
 ]
 CONF.register_opts(OPTS, group="azfed_filter")
+
+
+WEIGHER = "azfed.nova.weigher.FederationWeigher"
+
+
+@functools.cache
+def shared_engine() -> PolicyEngine:
+    """The scheduler process's one PolicyEngine: the filter decides with it, and the weigher
+    reads the order of the AZs it decided for each boot."""
+    opts = CONF.azfed_filter
+    return PolicyEngine(
+        opts.policy_file,
+        public_azs=opts.public_azs,
+        state_file=opts.state_file,
+        spend_url=opts.spend_url,
+    )
+
+
+def fallback_enabled(weight_classes: Iterable[str]) -> bool:
+    """Whether the fallback AZs' hosts are kept: only with azfed's weigher to order them
+    (without it Nova's weighers could pick a fallback host first, against the policy)."""
+    return WEIGHER in weight_classes
 
 
 def _is_rebuild(spec_obj: Any) -> bool:
@@ -73,17 +109,19 @@ class FederationFilter(filters.BaseHostFilter):  # type: ignore[misc]
 
     def __init__(self) -> None:
         super().__init__()
-        opts = CONF.azfed_filter
-        self.engine = PolicyEngine(
-            opts.policy_file,
-            public_azs=opts.public_azs,
-            state_file=opts.state_file,
-            spend_url=opts.spend_url,
+        self.engine = shared_engine()
+        self.with_fallback = fallback_enabled(CONF.filter_scheduler.weight_classes)
+        self.engine.log.info(
+            "filter.started",
+            fallback_hosts=self.with_fallback,
+            why=f"{WEIGHER} is {'' if self.with_fallback else 'not '}in "
+            "[filter_scheduler] weight_classes",
         )
 
     def filter_all(self, filter_obj_list: Iterable[Any], spec_obj: Any) -> list[Any]:
         hosts = list(filter_obj_list)
         if _is_rebuild(spec_obj):
             return hosts
-        kept, _ = self.engine.filter(hosts, request_from_spec(spec_obj))
+        request = request_from_spec(spec_obj)
+        kept, _ = self.engine.filter(hosts, request, with_fallback=self.with_fallback)
         return kept

@@ -153,6 +153,13 @@ def _schedule_line(schedule: dict[str, Any] | None) -> list[str]:
     return [f"schedule: window {schedule['window']} ({schedule['window_hours']}) at {at}"]
 
 
+def _backoff_cell(backoff: dict[str, Any]) -> str:
+    return (
+        f"backing off {backoff['left_s']:.0f}s more ({backoff['failures']} capacity "
+        f"failure(s) in a row, of {backoff['flavor']})"
+    )
+
+
 def _public_row(p: dict[str, Any]) -> list[object]:
     caps = p["caps"]
 
@@ -160,6 +167,6 @@ def _public_row(p: dict[str, Any]) -> list[object]:
         c = caps[name]
         return f"{cell(c['used'])}/{cell(c['cap'])}"
 
-    room = "backing off" if p["backing_off"] else p["room_for_flavor"]
+    room = _backoff_cell(p["backoff"]) if p["backing_off"] else p["room_for_flavor"]
     names = ("instances", "vcpus", "ram_mb", "hourly_cost")
     return [p["az"], p["priority"], p["hosts"], *map(used, names), room]

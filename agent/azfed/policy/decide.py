@@ -29,7 +29,7 @@ from typing import Any, Literal
 from azfed.policy import budget
 from azfed.policy.budget import NOTHING_SPENT, Room, Spend
 from azfed.policy.load import Load, PublicUsage
-from azfed.policy.model import Caps, Policy, PublicAz
+from azfed.policy.model import Backoff, Caps, Policy, PublicAz
 
 Mode = Literal["local", "burst"]
 
@@ -83,13 +83,38 @@ class Request:
     burst_hint: str = "allowed"  # as the user wrote it: decide refuses a value not in BURST_HINTS
 
 
+# A failure recorded for this flavor backs the AZ off for every flavor (a state file written
+# before failures were kept per flavor holds only AZs).
+ANY_FLAVOR = "*"
+
+
+@dataclass(frozen=True)
+class Streak:
+    """Consecutive capacity failures of one public AZ for one flavor: how many, the last when."""
+
+    count: int
+    last_at: float
+    reason: str = ""
+
+    def backoff(self, backoff: Backoff) -> float:
+        return backoff.after(self.count)
+
+    def ends_at(self, backoff: Backoff) -> float:
+        return self.last_at + backoff.after(self.count)
+
+    def forgotten(self, now: float, backoff: Backoff) -> bool:
+        """A streak ends once `max_s` more has passed after its back-off without a failure."""
+        return now >= self.ends_at(backoff) + backoff.max_s
+
+
 @dataclass(frozen=True)
 class History:
-    """What the policy remembers between decisions: its mode, since when, and recent failures."""
+    """What the policy remembers between decisions: its mode, since when, and the public AZs'
+    capacity failures, per (AZ, flavor)."""
 
     mode: Mode = "local"
     mode_since: float = -math.inf
-    failures: Mapping[str, float] = field(default_factory=dict)  # public AZ -> last failure
+    failures: Mapping[tuple[str, str], Streak] = field(default_factory=dict)
 
     def after(self, decision: Decision, now: float) -> History:
         """The history once `decision` is taken at `now`."""
@@ -97,13 +122,48 @@ class History:
             return self
         return replace(self, mode=decision.mode, mode_since=now)
 
-    def with_failure(self, az: str, now: float) -> History:
-        """Record a capacity failure of a public AZ (the fallback skips it for a while)."""
-        return replace(self, failures={**self.failures, az: now})
+    def with_failure(
+        self, az: str, flavor: str, now: float, backoff: Backoff, reason: str = ""
+    ) -> History:
+        """A boot of `flavor` failed in public AZ `az` at `now` for lack of capacity (or a limit,
+        or throttling). The first failure backs the AZ off for `backoff.initial_s`; one after
+        that back-off ended doubles it (up to `max_s`); one during it (a boot already on its
+        way) leaves it as it is; a streak forgotten (see Streak.forgotten) starts again."""
+        key = (az, flavor)
+        prev = self.failures.get(key)
+        if prev is None or prev.forgotten(now, backoff):
+            streak = Streak(1, now, reason)
+        elif now < prev.ends_at(backoff):
+            streak = replace(prev, reason=reason or prev.reason)
+        else:
+            streak = Streak(prev.count + 1, now, reason)
+        kept = {k: v for k, v in self.failures.items() if not v.forgotten(now, backoff)}
+        return replace(self, failures={**kept, key: streak})
+
+    def with_success(self, az: str, flavor: str) -> History:
+        """A boot of `flavor` launched in `az`: its failure streak there is over."""
+        if (az, flavor) not in self.failures:
+            return self
+        return replace(self, failures={k: v for k, v in self.failures.items() if k != (az, flavor)})
+
+    def backing_off(
+        self, az: str, flavor: str, now: float, backoff: Backoff
+    ) -> tuple[str, Streak] | None:
+        """The (flavor key, streak) that keeps `az` backed off for `flavor` at `now`, if any."""
+        for key in (flavor, ANY_FLAVOR):
+            streak = self.failures.get((az, key))
+            # not `last_at <= now`: the driver's clock may run a little ahead of the scheduler's
+            if streak is not None and now < streak.ends_at(backoff):
+                return key, streak
+        return None
 
     def as_dict(self) -> dict[str, Any]:
         since = None if math.isinf(self.mode_since) else self.mode_since
-        return {"mode": self.mode, "mode_since": since, "failures": dict(self.failures)}
+        failures = [
+            {"az": az, "flavor": fl, "count": s.count, "last_at": s.last_at, "reason": s.reason}
+            for (az, fl), s in self.failures.items()
+        ]
+        return {"mode": self.mode, "mode_since": since, "failures": failures}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> History:
@@ -111,8 +171,19 @@ class History:
         return cls(
             mode="burst" if data.get("mode") == "burst" else "local",
             mode_since=-math.inf if since is None else float(since),
-            failures={str(k): float(v) for k, v in dict(data.get("failures") or {}).items()},
+            failures=_failures(data.get("failures")),
         )
+
+
+def _failures(raw: Any) -> dict[tuple[str, str], Streak]:
+    if isinstance(raw, dict):  # the state file's old form: {az: last failure}, any flavor
+        return {(str(az), ANY_FLAVOR): Streak(1, float(at)) for az, at in raw.items()}
+    return {
+        (str(f["az"]), str(f["flavor"])): Streak(
+            int(f["count"]), float(f["last_at"]), str(f.get("reason", ""))
+        )
+        for f in raw or ()
+    }
 
 
 @dataclass(frozen=True)
@@ -126,12 +197,16 @@ class Decision:
     burst: bool = False
     compared: Mapping[str, Any] = field(default_factory=dict)
     skipped: tuple[tuple[str, str], ...] = ()
+    # where a boot that fails in `az` for lack of capacity goes next, in order (the policy's
+    # fallback: the public AZs after it with room, then local if the policy falls back there)
+    fallback: tuple[str, ...] = ()
     window: str | None = None  # the schedule window whose thresholds and caps applied
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["compared"] = dict(self.compared)
         out["skipped"] = [{"az": az, "why": why} for az, why in self.skipped]
+        out["fallback"] = list(self.fallback)
         return out
 
 
@@ -277,29 +352,55 @@ def budget_problem(
     return None
 
 
-def _unavailable(policy: Policy, history: History, now: float, az: PublicAz) -> str | None:
-    failed_at = history.failures.get(az.name)
-    if failed_at is not None and now - failed_at < policy.capacity_failure_backoff_s:
-        backoff = policy.capacity_failure_backoff_s
-        return f"capacity failure {now - failed_at:.0f}s ago (backing off {backoff:g}s)"
-    return None
+def _unavailable(
+    policy: Policy, history: History, now: float, az: PublicAz, flavor: str
+) -> str | None:
+    off = history.backing_off(az.name, flavor, now, policy.capacity_backoff)
+    if off is None:
+        return None
+    key, streak = off
+    what = "any flavor" if key == ANY_FLAVOR else key
+    left = streak.ends_at(policy.capacity_backoff) - now
+    why = f"capacity failure of {what} {now - streak.last_at:.0f}s ago "
+    why += f"({streak.count} in a row: backing off {streak.backoff(policy.capacity_backoff):g}s, "
+    why += f"{left:.0f}s left)"
+    return f"{why}: {streak.reason}" if streak.reason else why
+
+
+def _public_problems(  # noqa: PLR0917 - decide's inputs
+    request: Request, load: Load, policy: Policy, history: History, now: float, room: Room
+) -> list[tuple[PublicAz, str | None]]:
+    """Every public AZ in fallback order, with why it cannot take this boot now (None: it can)."""
+    return [
+        (
+            az,
+            _unavailable(policy, history, now, az, request.flavor.name)
+            or cap_problem(az, load.usage(az.name), request.flavor)
+            or budget_problem(az, load, policy, request.flavor, room),
+        )
+        for az in policy.public_azs
+    ]
 
 
 def _first_public(  # noqa: PLR0917 - decide's inputs
     request: Request, load: Load, policy: Policy, history: History, now: float, room: Room
-) -> tuple[PublicAz | None, tuple[tuple[str, str], ...]]:
-    """The first public AZ in fallback order with room, and the AZs passed over with why."""
+) -> tuple[PublicAz | None, tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """The first public AZ in fallback order with room, the AZs passed over with why, and the
+    public AZs after it that have room too (where a boot that fails there goes next)."""
+    problems = _public_problems(request, load, policy, history, now, room)
     skipped: list[tuple[str, str]] = []
-    for az in policy.public_azs:
-        problem = (
-            _unavailable(policy, history, now, az)
-            or cap_problem(az, load.usage(az.name), request.flavor)
-            or budget_problem(az, load, policy, request.flavor, room)
-        )
+    for i, (az, problem) in enumerate(problems):
         if not problem:
-            return az, tuple(skipped)
+            rest = tuple(other.name for other, why in problems[i + 1 :] if not why)
+            return az, tuple(skipped), rest
         skipped.append((az.name, problem))
-    return None, tuple(skipped)
+    return None, tuple(skipped), ()
+
+
+def _local_fallback(request: Request, load: Load, policy: Policy) -> tuple[str, ...]:
+    """The local AZ, when a boot no public AZ can take is placed there."""
+    fits = load.local.fits(request.flavor.ram_mb, request.flavor.vcpus)
+    return (policy.local_az,) if fits and policy.when_public_unavailable == "local" else ()
 
 
 def _pick_public(  # noqa: PLR0917 - decide's inputs, then why it goes public
@@ -313,9 +414,10 @@ def _pick_public(  # noqa: PLR0917 - decide's inputs, then why it goes public
 ) -> Decision:
     # a flavor too big for local is not a load signal: it must not switch the mode
     mode: Mode = history.mode if why.rule == "local_full" else "burst"
-    az, skipped = _first_public(request, load, policy, history, now, room)
+    az, skipped, rest = _first_public(request, load, policy, history, now, room)
     if az is not None:
-        return Decision(az.name, why.rule, why.reason, mode, True, why.compared, skipped)
+        fallback = rest + _local_fallback(request, load, policy)
+        return Decision(az.name, why.rule, why.reason, mode, True, why.compared, skipped, fallback)
     compared, reason = why.compared, f"{why.reason}; no public AZ available"
     if room.exhausted:
         compared, reason = {**compared, **room.compared}, f"{why.reason}; {room.exhausted}"
@@ -342,11 +444,14 @@ def _prefer_public(  # noqa: PLR0917 - decide's inputs, then the load's decision
     """`azfed:burst=prefer` under a load that keeps boots local: public if an AZ has room now,
     else the local decision, with the AZs passed over. A preference is not a load signal: the
     mode is the one the load gave."""
-    az, skipped = _first_public(request, load, policy, history, now, room)
+    az, skipped, rest = _first_public(request, load, policy, history, now, room)
     if az is None:
         return replace(local, skipped=skipped)
     why = f"scheduler hint {HINT}=prefer ({local.rule}: {local.reason})"
-    return Decision(az.name, "burst_hint_prefer", why, local.mode, True, local.compared, skipped)
+    fallback = (*rest, local.az) if local.az else rest
+    return Decision(
+        az.name, "burst_hint_prefer", why, local.mode, True, local.compared, skipped, fallback
+    )
 
 
 # --- explicit AZ requests ----------------------------------------------------------------------

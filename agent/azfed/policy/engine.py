@@ -16,7 +16,7 @@ import atexit
 import json
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -36,7 +36,7 @@ from azfed.policy.load import (
     host_az,
     load_from_hosts,
 )
-from azfed.policy.model import Policy, load_policy
+from azfed.policy.model import Backoff, Policy, load_policy
 from azfed.policy.spend_source import ReceiverSpend
 
 H = TypeVar("H", bound=HostLike)
@@ -47,6 +47,10 @@ PRICE_GRACE_S = 600.0
 RECENT_DECISIONS = 200
 # how long the local load seen in one request stands in for requests that cannot see it
 LOCAL_SEEN_MAX_AGE_S = 120.0
+# a cloud's message, as kept in the history (the whole one is in the receiver and the logs)
+REASON_MAX = 300
+# the fallback order of this many recent boots, for the weigher
+ORDERS_KEPT = 1000
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,8 @@ class PolicyEngine:
         self.clock = clock
         # the spend so far, for the policy's spend budgets: the receiver counts it
         self._spend = ReceiverSpend(spend_url, self.log) if spend_url else None
+        # each recent boot's AZs in the policy's order, for the weigher (bounded)
+        self._orders: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._lock = threading.Lock()
         self._policy: Policy | None = None
         self._stamp: _Stamp | None = _NEVER_READ
@@ -182,11 +188,29 @@ class PolicyEngine:
     def history(self) -> History:
         return self._history
 
-    def record_failure(self, az: str) -> None:
-        """A public AZ failed with a capacity error: the fallback skips it for a while."""
+    def record_failure(
+        self, az: str, flavor: str, at: float | None = None, reason: str = ""
+    ) -> None:
+        """A boot of `flavor` failed in public AZ `az` (at `at`, default now) for lack of
+        capacity, a limit or throttling: the next boots of it skip that AZ for the policy's
+        back-off, which doubles with each consecutive failure (History.with_failure)."""
         with self._lock:
-            self._history = self._history.with_failure(az, self.clock())
+            when = self.clock() if at is None else at
+            backoff = self._backoff()
+            self._history = self._history.with_failure(
+                az, flavor, when, backoff, reason[:REASON_MAX]
+            )
             self._save(None, None)
+
+    def record_success(self, az: str, flavor: str) -> None:
+        """A boot of `flavor` launched in `az`: its failure streak there is over."""
+        with self._lock:
+            self._history = self._history.with_success(az, flavor)
+            self._save(None, None)
+
+    def _backoff(self) -> Backoff:
+        policy = self.current()
+        return policy.capacity_backoff if policy is not None else Backoff()
 
     def _restore(self) -> None:
         if self.state_file is None or not self.state_file.exists():
@@ -236,8 +260,12 @@ class PolicyEngine:
 
     # --- the filter ------------------------------------------------------------------------
 
-    def filter(self, hosts: Iterable[H], request: Request) -> tuple[list[H], Decision | None]:
-        """The hosts this request may use, and the decision that chose them."""
+    def filter(
+        self, hosts: Iterable[H], request: Request, *, with_fallback: bool = False
+    ) -> tuple[list[H], Decision | None]:
+        """The hosts this request may use, and the decision that chose them. `with_fallback`
+        keeps the hosts of the decision's fallback AZs too, as alternates for a boot that
+        fails for lack of capacity (the weigher then puts them in the policy's order)."""
         hs = list(hosts)
         by_az = group_by_az(hs)  # once: the AZ lookup is most of the per-host cost
         with self._lock:
@@ -248,9 +276,30 @@ class PolicyEngine:
             kept = [h for h in hs if host_az(h) not in self.public_azs]
             self.log.error("placement.decided", rule="no_valid_policy", hosts_out=len(kept))
             return kept, None
-        kept = by_az.get(decision.az, []) if decision.az is not None else []
+        azs = self._azs(decision, request, with_fallback)
+        kept = [h for az in azs for h in by_az.get(az, ())]
         self._log(decision, load, request, len(hs), len(kept))
         return kept, decision
+
+    def _azs(self, decision: Decision, request: Request, with_fallback: bool) -> tuple[str, ...]:
+        if decision.az is None:
+            return ()
+        if not with_fallback:
+            return (decision.az,)
+        azs = (decision.az, *decision.fallback)
+        if request.instance_uuid:
+            with self._lock:
+                self._orders[request.instance_uuid] = azs
+                self._orders.move_to_end(request.instance_uuid)
+                while len(self._orders) > ORDERS_KEPT:
+                    self._orders.popitem(last=False)
+        return azs
+
+    def order(self, instance_uuid: str) -> tuple[str, ...]:
+        """The AZs the last decision for this boot allows, in the policy's order (empty: none
+        known)."""
+        with self._lock:
+            return self._orders.get(instance_uuid, ())
 
     def _decide(
         self, by_az: dict[str, list[H]], request: Request, policy: Policy
@@ -315,6 +364,14 @@ class PolicyEngine:
             hosts_in=seen,
             hosts_out=kept,
         )
+
+
+def az_weight(order: tuple[str, ...], az: str | None) -> float:
+    """FederationWeigher's weight of a host in `az` for a boot whose AZs are `order` (the
+    engine's `order()`): the first AZ weighs most, an AZ outside the order nothing."""
+    if az is None or az not in order:
+        return 0.0
+    return float(len(order) - order.index(az))
 
 
 def _request_dict(request: Request) -> dict[str, Any]:

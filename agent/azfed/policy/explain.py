@@ -61,11 +61,28 @@ def _public(load: Load, policy: Policy, history: History, now: float, flavor: Fl
                 "hosts": usage.hosts,
                 "caps": _caps_used(az.caps, usage),
                 "room_for_flavor": cap_problem(az, usage, flavor) or "yes",
-                "backing_off": az.name in history.failures
-                and now - history.failures[az.name] < policy.capacity_failure_backoff_s,
+                **_backing_off(policy, history, now, az.name, flavor.name),
             }
         )
     return out
+
+
+def _backing_off(
+    policy: Policy, history: History, now: float, az: str, flavor: str
+) -> dict[str, Any]:
+    """Whether `az` is backed off for `flavor` now, and the capacity failures that say so."""
+    off = history.backing_off(az, flavor, now, policy.capacity_backoff)
+    if off is None:
+        return {"backing_off": False, "backoff": None}
+    key, streak = off
+    return {"backing_off": True, "backoff": {
+        "flavor": key,
+        "failures": streak.count,
+        "last_failure_at": streak.last_at,
+        "backoff_s": streak.backoff(policy.capacity_backoff),
+        "left_s": round(streak.ends_at(policy.capacity_backoff) - now, 3),
+        "reason": streak.reason,
+    }}  # fmt: skip
 
 
 def _budgets(load: Load, policy: Policy, spend: Spend) -> dict[str, Any] | None:

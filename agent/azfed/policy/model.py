@@ -82,6 +82,20 @@ class Budgets:
 
 
 @dataclass(frozen=True)
+class Backoff:
+    """How long a public AZ is skipped for a flavor after capacity failures: `initial_s` after
+    the first, doubling with each consecutive failure, never more than `max_s`."""
+
+    initial_s: float = 300.0
+    max_s: float = 3600.0
+
+    def after(self, failures: int) -> float:
+        """The back-off after `failures` (>= 1) consecutive failures."""
+        # past 2**62 the doubling has long passed any max_s: no float overflow
+        return min(self.max_s, self.initial_s * 2.0 ** min(max(failures, 1) - 1, 62))
+
+
+@dataclass(frozen=True)
 class PublicAz:
     """One public AZ the policy may burst into."""
 
@@ -164,7 +178,7 @@ class Policy:
     projects_allow: tuple[str, ...] = ("*",)
     projects_deny: tuple[str, ...] = ()
     explicit_az: ExplicitAz = "honour"
-    capacity_failure_backoff_s: float = 300.0
+    capacity_backoff: Backoff = Backoff()
     when_public_unavailable: WhenUnavailable = "local"
     source: str = "<memory>"
     schedule: Schedule | None = None
@@ -384,7 +398,26 @@ def _semantic_problems(data: dict[str, Any]) -> list[Problem]:
         cost_cap = _obj(az.get("caps")).get("hourly_cost")
         if cost_cap is not None and not az.get("prices"):
             out.append(Problem(f"{path}.prices", None, "required when caps.hourly_cost is set"))
-    return out + _schedule_problems(data) + _budget_problems(data)
+    return out + _schedule_problems(data) + _budget_problems(data) + _backoff_problems(data)
+
+
+# fallback.capacity_failure_backoff_s, a flat back-off, before capacity_backoff: read still
+DEPRECATED_BACKOFF = "capacity_failure_backoff_s"
+
+
+def _backoff_problems(data: dict[str, Any]) -> list[Problem]:
+    fallback = _obj(data.get("fallback"))
+    backoff = _obj(fallback.get("capacity_backoff"))
+    out: list[Problem] = []
+    if DEPRECATED_BACKOFF in fallback and "capacity_backoff" in fallback:
+        why = "deprecated, and capacity_backoff is set too: keep capacity_backoff only"
+        out.append(Problem(f"$.fallback.{DEPRECATED_BACKOFF}", fallback[DEPRECATED_BACKOFF], why))
+    initial = backoff.get("initial_s", Backoff.initial_s)
+    top = backoff.get("max_s", Backoff.max_s)
+    if _number(initial) and _number(top) and top < initial:
+        why = f"must be at least initial_s = {initial:g} (the back-off only grows)"
+        out.append(Problem("$.fallback.capacity_backoff.max_s", top, why))
+    return out
 
 
 def _budget_problems(data: dict[str, Any]) -> list[Problem]:
@@ -417,7 +450,18 @@ def _cost_capped(data: dict[str, Any], name: str, az: dict[str, Any]) -> bool:
 
 
 def _warnings(data: dict[str, Any]) -> list[Problem]:
-    return _unpriced_warnings(data) + _spend_warnings(data)
+    return _unpriced_warnings(data) + _spend_warnings(data) + _deprecated_warnings(data)
+
+
+def _deprecated_warnings(data: dict[str, Any]) -> list[Problem]:
+    fallback = _obj(data.get("fallback"))
+    if DEPRECATED_BACKOFF not in fallback:
+        return []
+    value = fallback[DEPRECATED_BACKOFF]
+    why = "deprecated: read as capacity_backoff.initial_s (doubling after each consecutive "
+    why += f"failure up to max_s = {max(value, Backoff.max_s):g}); write "
+    why += f'"capacity_backoff": {{"initial_s": {value:g}, "max_s": ...}} instead'
+    return [Problem(f"$.fallback.{DEPRECATED_BACKOFF}", value, why)]
 
 
 def _spend_warnings(data: dict[str, Any]) -> list[Problem]:
@@ -521,11 +565,21 @@ def _build_base(data: dict[str, Any], source: str) -> Policy:
         projects_allow=tuple(projects.get("allow", ["*"])),
         projects_deny=tuple(projects.get("deny", [])),
         explicit_az=data.get("explicit_az", "honour"),
-        capacity_failure_backoff_s=fallback.get("capacity_failure_backoff_s", 300.0),
+        capacity_backoff=_backoff(fallback),
         when_public_unavailable=fallback.get("when_public_unavailable", "local"),
         source=source,
         budgets=_budgets(data.get("budgets", {})),
     )
+
+
+def _backoff(fallback: Mapping[str, Any]) -> Backoff:
+    raw = fallback.get("capacity_backoff")
+    if raw is not None:
+        return Backoff(raw.get("initial_s", Backoff.initial_s), raw.get("max_s", Backoff.max_s))
+    if DEPRECATED_BACKOFF in fallback:  # the flat back-off of old files: now the initial one
+        initial = fallback[DEPRECATED_BACKOFF]
+        return Backoff(initial, max(initial, Backoff.max_s))
+    return Backoff()
 
 
 def _budgets(raw: Mapping[str, Any]) -> Budgets:

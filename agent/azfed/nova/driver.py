@@ -23,16 +23,9 @@ import nova.conf
 import nova.virt.node
 import structlog
 from azfed.aws import AWS_CLIENT_DEFAULTS
-from azfed.clouds import (
-    BACKENDS,
-    CloudUnavailableError,
-    NetworkAttachment,
-    RemoteInstance,
-    RemoteState,
-)
-from azfed.errors import CloudError, NotFoundError, PermanentError
+from azfed.clouds import BACKENDS, CloudUnavailableError, RemoteInstance, RemoteState
+from azfed.errors import RESCHEDULABLE, CloudError, NotFoundError
 from azfed.nova import logs
-from azfed.nova.ports import PortResolver
 from azfed.nova.proxy import Capacity, ProxyHost, ProxySettings, parse_flavor_map
 from azfed.nova.refusals import RefusedOperations
 from nova import context as nova_context
@@ -173,7 +166,6 @@ class FederationDriver(RefusedOperations, driver.ComputeDriver):  # type: ignore
         self._proxy: ProxyHost | None = None
         self._host: str = CONF.host
         self._node_uuid: str | None = None
-        self._ports: PortResolver | None = None
 
     @property
     def proxy(self) -> ProxyHost:
@@ -318,32 +310,13 @@ class FederationDriver(RefusedOperations, driver.ComputeDriver):  # type: ignore
                 flavor=instance.flavor.name,
                 image_properties=_image_properties(instance),
                 user_data=instance.user_data,
-                network=self._attachment(context, network_info),
             )
             remote = self.proxy.spawn(request)
             if not power_on:
                 self.proxy.stop(instance.uuid)
         except CloudError as err:
-            log.exception("spawn.failed", instance_uuid=instance.uuid)
-            # abort, not reschedule: the public AZ has one host, and the reason must reach
-            # the instance fault unchanged (a reschedule would replace it with "no hosts")
-            raise exception.BuildAbortException(
-                instance_uuid=instance.uuid, reason=str(err)
-            ) from err
+            raise _spawn_error(instance, err) from err
         _record_addresses(instance, remote, CONF.azfed.provider)
-
-    def _attachment(self, context: Any, network_info: Any) -> NetworkAttachment | None:
-        """The server's Neutron port in the public cloud's terms (None without a port)."""
-        if not network_info:
-            return None
-        if CONF.azfed.provider != "ec2":
-            raise PermanentError(
-                "Neutron ports are mirrored to EC2 only: boot burst servers of a public "
-                "OpenStack with `--nic none` (they get the public network's address)"
-            )
-        if self._ports is None:
-            self._ports = PortResolver(CONF.azfed.region, CONF.azfed.endpoint_url)
-        return self._ports.attachment(context, list(network_info))
 
     def destroy(
         self,
@@ -529,6 +502,35 @@ def _nova_error(instance: Any, err: CloudError) -> Exception:
         return exception.InstanceNotFound(instance_id=instance.uuid)  # type: ignore[no-any-return]
     log.exception("cloud_call.failed", instance_uuid=instance.uuid)
     return exception.NovaException(str(err))  # type: ignore[no-any-return]
+
+
+# Nova keeps a metadata value to this many characters
+METADATA_VALUE_MAX = 255
+FALLBACK_REASON_KEY = "azfed_fallback_reason"
+
+
+def _spawn_error(instance: Any, err: CloudError) -> Exception:
+    """Nova's exception for a spawn that failed with `err` (called while handling it).
+
+    No capacity, a limit or throttling (errors.RESCHEDULABLE): a reschedule, so Nova's conductor
+    tries the boot's next alternate host, which the scheduler put in the policy's fallback order
+    (the next public AZ, or local). Anything else: an abort (it would fail anywhere), the
+    cloud's message as the instance's fault. A reschedule's message reaches the fault only when
+    [scheduler] max_attempts runs out ("Last exception: ..."); when the alternates run out first
+    Nova says only "Exhausted all hosts", so the cloud's reason is also kept in the server's
+    metadata (`openstack server show` lists it under properties)."""
+    reschedule = isinstance(err, RESCHEDULABLE)
+    log.exception("spawn.failed", instance_uuid=instance.uuid, reschedule=reschedule,
+                  az=instance.availability_zone, error_code=err.code)  # fmt: skip
+    if not reschedule:
+        return exception.BuildAbortException(instance_uuid=instance.uuid, reason=str(err))  # type: ignore[no-any-return]
+    reason = f"{instance.availability_zone}: {err}"
+    instance.metadata = {
+        **dict(instance.metadata or {}),
+        FALLBACK_REASON_KEY: reason[:METADATA_VALUE_MAX],
+    }
+    instance.save()
+    return exception.RescheduledException(instance_uuid=instance.uuid, reason=str(err))  # type: ignore[no-any-return]
 
 
 def _nova_names(instance_uuids: list[str]) -> list[str]:

@@ -5,6 +5,7 @@ file then starts empty) and the receiver's (a new app on the same store)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -172,3 +173,24 @@ async def test_the_receiver_keeps_the_filters_decisions_without_being_asked(
         return len(await store.kept_decisions(10)) == 1
 
     await until(kept, "the receiver's first copy of the state file's decisions")
+
+
+async def test_panels_read_at_once_while_decisions_arrive_each_get_them_once(
+    make_receiver: ReceiverFactory, tmp_path: Path
+) -> None:
+    """Eight GET /v1/decisions at once (eight panels open, beside the receiver's own copy),
+    each copying the same new decisions: all answer 200 and each decision is kept once."""
+    state = tmp_path / "filter-state.json"
+    receiver = await make_receiver(policy_state_file=str(state))
+    for step in range(3):
+        write_state(
+            state, [decision(NOW - 100 + 10 * step + k, f"u{step}{k}", 50.0) for k in range(5)]
+        )
+        answers = await asyncio.gather(
+            *[receiver.client.get("/v1/decisions?limit=500") for _ in range(8)]
+        )
+        assert [a.status for a in answers] == [200] * 8
+    kept = await decisions(receiver)
+    assert sorted(d["instance_uuid"] for d in kept) == sorted(
+        f"u{s}{k}" for s in range(3) for k in range(5)
+    )

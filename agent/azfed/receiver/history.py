@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ async def sync(store: Store, state_file: Path, now: float) -> int:
     return added
 
 
-async def keep_syncing(store: Store, state_file: Path, clock: Any) -> None:
+async def keep_syncing(store: Store, state_file: Path, clock: Callable[[], float]) -> None:
     """`sync` every SYNC_INTERVAL_S until cancelled; a failed sync is logged and the next one
     tries again (the file keeps its last decisions meanwhile)."""
     while True:

@@ -46,13 +46,12 @@ class Federation:
 
     def boot(self, name: str, **extra: Any) -> Any:
         """Boot `name` and wait for ACTIVE; `extra`: more of Nova's server attributes
-        (`availability_zone`, `metadata`)."""
+        (`availability_zone`, `metadata`, `networks`: none unless given)."""
         server = self.conn.compute.create_server(
             name=f"e2e-{name}-{uuid.uuid4().hex[:6]}",
             flavor_id=self.conn.compute.find_flavor(FLAVOR).id,
             image_id=self.conn.image.find_image(IMAGE).id,
-            networks="none",
-            **extra,
+            **{"networks": "none", **extra},
         )
         server = self.conn.compute.wait_for_server(
             server, status="ACTIVE", failures=["ERROR"], wait=300, interval=0.5

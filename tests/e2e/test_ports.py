@@ -8,59 +8,17 @@ address, and the port's security groups are mirrored as EC2 groups that follow N
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from testbed.aws import FAKE_CREDENTIALS, MotoServer
-from testbed.openstack import AUTH, IMAGE
+from testbed.aws import MotoServer
+from testbed.openstack import IMAGE
 from tests.e2e.federation import FLAVOR, Federation, eventually
 
 pytestmark = pytest.mark.e2e
-
-
-def _mirror_cli(federation: Federation, moto: MotoServer) -> dict[str, Any]:
-    """`azfed network mirror` as an operator runs it: OS_* variables and AWS credentials."""
-    env = {
-        **os.environ,
-        **FAKE_CREDENTIALS,
-        "AWS_ENDPOINT_URL": moto.endpoint,
-        **{f"OS_{k.upper()}": str(v) for k, v in AUTH.items()},
-    }
-    run = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "azfed"),
-            "network",
-            "mirror",
-            "--json",
-            "--subnet",
-            federation.vpc["subnet"],
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr
-    return dict(json.loads(run.stdout))
-
-
-@pytest.fixture(scope="module")
-def mirrored(federation: Federation, moto: MotoServer) -> dict[str, Any]:
-    first = _mirror_cli(federation, moto)
-    again = _mirror_cli(federation, moto)
-    # idempotent: the second run finds the first one's network
-    assert (first["created"], again["created"]) == (True, False)
-    assert again["subnet_id"] == first["subnet_id"]
-    return first
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +53,8 @@ def _boot_on(federation: Federation, network_id: str, name: str, groups: list[st
 
 
 @pytest.fixture(scope="module")
-def burst(federation: Federation, mirrored: dict[str, Any], web_group: Any) -> Any:
-    server = _boot_on(federation, mirrored["network_id"], "port-burst", [web_group.name])
+def burst(federation: Federation, mirrored_network: dict[str, Any], web_group: Any) -> Any:
+    server = _boot_on(federation, mirrored_network["network_id"], "port-burst", [web_group.name])
     return federation.conn.compute.wait_for_server(
         server, status="ACTIVE", failures=["ERROR"], wait=300, interval=0.5
     )
@@ -127,7 +85,7 @@ def _ingress(group: dict[str, Any]) -> set[tuple[str, int, str]]:
 
 
 def test_burst_server_gets_its_address_from_neutron(
-    federation: Federation, mirrored: dict[str, Any], burst: Any
+    federation: Federation, mirrored_network: dict[str, Any], burst: Any
 ) -> None:
     """Booted on the mirrored network, the server lands in aws-az; its port is bound to the
     proxy host and ACTIVE; Nova lists the port's address; the EC2 instance has that address in
@@ -147,7 +105,7 @@ def test_burst_server_gets_its_address_from_neutron(
         address,
         federation.vpc["subnet"],
     )
-    assert mirrored["allocation_pools"] == [{"start": "10.42.1.4", "end": "10.42.1.254"}]
+    assert mirrored_network["allocation_pools"] == [{"start": "10.42.1.4", "end": "10.42.1.254"}]
 
 
 def test_security_groups_follow_neutron(federation: Federation, burst: Any, web_group: Any) -> None:
@@ -209,14 +167,14 @@ def test_security_groups_follow_neutron(federation: Federation, burst: Any, web_
 
 
 def test_failed_launch_leaves_no_port_and_no_instance(
-    federation: Federation, mirrored: dict[str, Any], moto: MotoServer
+    federation: Federation, mirrored_network: dict[str, Any], moto: MotoServer
 ) -> None:
     """EC2 refusing the address (in use outside Neutron) ends the boot in ERROR with EC2's
     reason; Nova deletes the port it made and no EC2 instance is left."""
     moto.fault(
         "RunInstances", "InvalidIPAddress.InUse", message="Address 10.42.1.9 is in use.", times=1
     )
-    server = _boot_on(federation, mirrored["network_id"], "port-inuse", ["default"])
+    server = _boot_on(federation, mirrored_network["network_id"], "port-inuse", ["default"])
     failed = federation.conn.compute.wait_for_server(
         server, status="ERROR", failures=["ACTIVE"], wait=300, interval=0.5
     )
@@ -232,12 +190,12 @@ def test_failed_launch_leaves_no_port_and_no_instance(
 
 
 def test_deleting_the_server_frees_its_port(
-    federation: Federation, mirrored: dict[str, Any]
+    federation: Federation, mirrored_network: dict[str, Any]
 ) -> None:
     """Deleting a burst server deletes its port (the address goes back to Neutron's pool) and
     terminates its EC2 instance."""
     conn = federation.conn
-    server = _boot_on(federation, mirrored["network_id"], "port-delete", ["default"])
+    server = _boot_on(federation, mirrored_network["network_id"], "port-delete", ["default"])
     server = conn.compute.wait_for_server(
         server, status="ACTIVE", failures=["ERROR"], wait=300, interval=0.5
     )
@@ -247,7 +205,7 @@ def test_deleting_the_server_frees_its_port(
     assert list(conn.network.ports(device_id=server.id)) == []
     assert not any(
         p.fixed_ips[0]["ip_address"] == address
-        for p in conn.network.ports(network_id=mirrored["network_id"])
+        for p in conn.network.ports(network_id=mirrored_network["network_id"])
     )
     states = {i["State"]["Name"] for i in federation.ec2_instances_for(server.id)}
     assert states <= {"shutting-down", "terminated"}

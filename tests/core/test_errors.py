@@ -17,6 +17,7 @@ PACKAGE = Path(azfed.__file__).parent
 # source check below covers their classes.
 NEEDS_NOVA = {
     "azfed.nova.driver", "azfed.nova.filter", "azfed.nova.nova_virt_azfed", "azfed.nova.refusals",
+    "azfed.nova.weigher",
 }  # fmt: skip
 # The Horizon plugin runs inside Horizon's process and imports Django and Horizon (not here
 # either); the same source check covers its classes.

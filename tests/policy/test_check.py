@@ -236,5 +236,5 @@ def test_a_spend_budget_warns_that_the_filter_needs_the_receiver() -> None:
     policy = parse_policy(policy_doc(budgets={"spend": {"month": 900, "warn_at_pct": 70}}))
     [(key, value, reason)] = [(w.key, w.value, w.reason) for w in policy.warnings]
     assert (key, value) == ("$.budgets.spend", {"month": 900})
-    assert "spend_url" in reason
+    assert "receiver_url" in reason
     assert parse_policy(policy_doc(budgets={"caps": {"instances": 3}})).warnings == ()

@@ -15,6 +15,7 @@ lists under properties. The receiver refreshes the same keys from the agent's re
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import uuid
 from typing import Any, ClassVar
@@ -24,8 +25,9 @@ import nova.virt.node
 import structlog
 from azfed.aws import AWS_CLIENT_DEFAULTS
 from azfed.clouds import BACKENDS, CloudUnavailableError, RemoteInstance, RemoteState
-from azfed.errors import RESCHEDULABLE, CloudError, NotFoundError
+from azfed.errors import RESCHEDULABLE, CloudError, ConfigError, NotFoundError
 from azfed.nova import logs
+from azfed.nova.outcomes import CapacityReporter, read_secret
 from azfed.nova.proxy import Capacity, ProxyHost, ProxySettings, parse_flavor_map
 from azfed.nova.refusals import RefusedOperations
 from nova import context as nova_context
@@ -72,6 +74,16 @@ OPTS = [
     cfg.IntOpt("disk_gb", default=_CAPACITY.disk_gb, min=1),
     cfg.IntOpt("max_instances", default=_CAPACITY.max_instances, min=1),
     cfg.FloatOpt("spawn_timeout_s", default=900.0),
+    cfg.StrOpt(
+        "receiver_writer_id",
+        help="this host's writer id at the receiver (default: [DEFAULT] host), to report the "
+        "boots that failed for lack of capacity (POST /v1/capacity-events)",
+    ),
+    cfg.StrOpt(
+        "receiver_secret_file",
+        help="the writer's secret, the same as <secrets_dir>/<secrets_prefix><writer id> on the "
+        "receiver; unset, capacity failures are not reported (the policy cannot back off)",
+    ),
 ]
 CONF.register_opts(OPTS, group="azfed")
 
@@ -524,6 +536,7 @@ def _spawn_error(instance: Any, err: CloudError) -> Exception:
                   az=instance.availability_zone, error_code=err.code)  # fmt: skip
     if not reschedule:
         return exception.BuildAbortException(instance_uuid=instance.uuid, reason=str(err))  # type: ignore[no-any-return]
+    _report_failure(instance, err)  # the scheduler's policy backs this AZ off for the flavor
     reason = f"{instance.availability_zone}: {err}"
     instance.metadata = {
         **dict(instance.metadata or {}),
@@ -531,6 +544,31 @@ def _spawn_error(instance: Any, err: CloudError) -> Exception:
     }
     instance.save()
     return exception.RescheduledException(instance_uuid=instance.uuid, reason=str(err))  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _capacity_reporter() -> CapacityReporter | None:
+    """This host's reporter of capacity failures (None: not configured)."""
+    c = CONF.azfed
+    if not c.receiver_url or not c.receiver_secret_file:
+        return None
+    secret = read_secret(c.receiver_secret_file)
+    return CapacityReporter(c.receiver_url, c.receiver_writer_id or CONF.host, secret, log)
+
+
+def _report_failure(instance: Any, err: CloudError) -> None:
+    """Tell the receiver (docs/policy.md, "Capacity fallback"); never raises: the boot is
+    rescheduled whether the receiver hears of it or not."""
+    try:
+        reporter = _capacity_reporter()
+    except ConfigError as bad:
+        log.error("capacity.report_unconfigured", error=str(bad))  # noqa: TRY400 - says it all
+        return
+    if reporter is None:
+        return
+    flavor = instance.flavor.name
+    itype = parse_flavor_map(dict(CONF.azfed.flavor_map)).get(flavor, "")
+    reporter.failed(instance.uuid, instance.availability_zone or "", flavor, itype, str(err))
 
 
 def _nova_names(instance_uuids: list[str]) -> list[str]:

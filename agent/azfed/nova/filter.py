@@ -17,6 +17,7 @@ Enable it in nova.conf on the scheduler:
     policy_file = /etc/azfed/policy.json
     public_azs = aws-az
     state_file = /var/lib/nova/azfed-filter-state.json
+    receiver_url = http://controller:8790
 
 Everything else, down to reading Nova's RequestSpec (flavor, AZ, project, the `azfed:burst`
 scheduler hint), lives in azfed.policy.engine, which is tested without Nova.
@@ -56,11 +57,13 @@ OPTS = [
         help="Where the filter keeps its mode and cooldown clocks across restarts.",
     ),
     cfg.StrOpt(
-        "spend_url",
+        "receiver_url",
+        deprecated_name="spend_url",
         default=None,
         help="The azfed receiver's base URL (http://controller:8790): its /v1/spend gives the "
-        "spend so far for the policy's spend budgets. Unset, a policy with a spend budget "
-        "bursts nothing.",
+        "spend so far for the policy's spend budgets, its /v1/capacity-events the boots the "
+        "proxy hosts saw fail for lack of capacity (the policy backs those AZs off). Unset, a "
+        "policy with a spend budget bursts nothing, and no AZ is backed off.",
     ),
     cfg.FloatOpt(
         "weight_multiplier",
@@ -85,7 +88,8 @@ def shared_engine() -> PolicyEngine:
         opts.policy_file,
         public_azs=opts.public_azs,
         state_file=opts.state_file,
-        spend_url=opts.spend_url,
+        spend_url=opts.receiver_url,
+        capacity_url=opts.receiver_url,
     )
 
 

@@ -26,6 +26,7 @@ import structlog
 from azfed.errors import PolicyError
 from azfed.files import write_atomic
 from azfed.policy.budget import NOTHING_SPENT, UNKNOWN_SPEND, Spend
+from azfed.policy.capacity_source import CapacityEvent, ReceiverCapacity
 from azfed.policy.decide import HINT, Decision, Flavor, History, Request, decide
 from azfed.policy.load import (
     HostLike,
@@ -136,6 +137,7 @@ class PolicyEngine:
         log: Any = None,
         clock: Callable[[], float] = time.time,
         spend_url: str | None = None,
+        capacity_url: str | None = None,
     ) -> None:
         self.policy_file = Path(policy_file)
         self.public_azs = frozenset(public_azs)
@@ -144,6 +146,8 @@ class PolicyEngine:
         self.clock = clock
         # the spend so far, for the policy's spend budgets: the receiver counts it
         self._spend = ReceiverSpend(spend_url, self.log) if spend_url else None
+        # the public AZs' capacity failures, which the proxy hosts' drivers report to it
+        self._capacity = ReceiverCapacity(capacity_url, self.log) if capacity_url else None
         # each recent boot's AZs in the policy's order, for the weigher (bounded)
         self._orders: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._lock = threading.Lock()
@@ -212,6 +216,18 @@ class PolicyEngine:
         policy = self.current()
         return policy.capacity_backoff if policy is not None else Backoff()
 
+    def _fold(self, events: list[CapacityEvent], policy: Policy) -> None:
+        """The receiver's new capacity events into the history (under the lock)."""
+        for e in events:
+            if e.outcome == "failed":
+                self._history = self._history.with_failure(
+                    e.az, e.flavor, e.at, policy.capacity_backoff, e.reason[:REASON_MAX]
+                )
+            else:
+                self._history = self._history.with_success(e.az, e.flavor)
+            self.log.info("capacity.event_folded", az=e.az, flavor=e.flavor, outcome=e.outcome,
+                          at=e.at, reason=e.reason)  # fmt: skip
+
     def _restore(self) -> None:
         if self.state_file is None or not self.state_file.exists():
             return
@@ -219,6 +235,8 @@ class PolicyEngine:
             data = json.loads(self.state_file.read_text("utf-8"))
             self._history = History.from_dict(data["history"])
             self._prices = {u: (float(p), float(t)) for u, (p, t) in data["prices"].items()}
+            if self._capacity is not None:
+                self._capacity.after = int(data.get("capacity_after") or 0)
             if data.get("local_seen"):
                 local, at = data["local_seen"]
                 self._local_seen = (LocalLoad(**local), float(at))
@@ -247,6 +265,7 @@ class PolicyEngine:
                 [asdict(self._local_seen[0]), self._local_seen[1]] if self._local_seen else None
             ),
             "last_load": _load_dict(load) if load else None,
+            "capacity_after": self._capacity.after if self._capacity else None,
             "saved_at": self.clock(),
         }
         self._writer.submit(doc)
@@ -305,6 +324,8 @@ class PolicyEngine:
         self, by_az: dict[str, list[H]], request: Request, policy: Policy
     ) -> tuple[Decision, Load]:
         now = self.clock()
+        if self._capacity is not None:
+            self._fold(self._capacity.new_events(now), policy)
         public_hosts = [h for az in policy.public_azs for h in by_az.get(az.name, ())]
         self._prune_prices({u for h in public_hosts for u in (h.instances or ())}, now)
         load = load_from_hosts(by_az, policy, {u: p for u, (p, _) in self._prices.items()})

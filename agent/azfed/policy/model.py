@@ -471,7 +471,7 @@ def _spend_warnings(data: dict[str, Any]) -> list[Problem]:
     if "day" not in spend and "month" not in spend:
         return []
     why = "the scheduler's filter reads the spend so far from the receiver: set [azfed_filter] "
-    why += "spend_url in nova.conf, or nothing bursts"
+    why += "receiver_url in nova.conf, or nothing bursts"
     return [Problem("$.budgets.spend", {k: spend[k] for k in ("day", "month") if k in spend}, why)]
 
 

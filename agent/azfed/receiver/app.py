@@ -7,6 +7,8 @@ GET  /v1/placement      what the next boot would get, and why (the policy's expl
 GET  /v1/spend          burst instances' spend this day and month against the budgets
 GET  /v1/decisions      the scheduler filter's decisions (its state file's, kept in the store)
 GET  /v1/status         agents' freshness, instances by state, orphans, refused resources
+POST /v1/capacity-events  a proxy host's driver: a boot failed (or launched) in a public AZ
+GET  /v1/capacity-events  the scheduler's filter: those events, by id, to back AZs off
 GET  /healthz /readyz /metrics /openapi.json
 """
 
@@ -28,8 +30,9 @@ from azfed import wire
 from azfed.config import AzfedConfig, ReceiverSection
 from azfed.errors import CloudError, PolicyError
 from azfed.policy.budget import PERIODS, SPEND_PATH
+from azfed.policy.capacity_source import CAPACITY_EVENTS_PATH
 from azfed.probes import add_probes
-from azfed.receiver import history, openapi, status
+from azfed.receiver import capacity, history, openapi, status
 from azfed.receiver.aio import bounded_each
 from azfed.receiver.lease import RECONCILE, Lease
 from azfed.receiver.metrics import Metrics
@@ -43,7 +46,7 @@ from azfed.receiver.placement import (
 from azfed.receiver.reconcile import Cleaner, Reconciler
 from azfed.receiver.sinks import Batch, Sink, SinkError, UsageReader, make_sink
 from azfed.receiver.spend import SpendAnswer, policy_spend
-from azfed.receiver.store import Store
+from azfed.receiver.store import KeyConflict, Store
 from azfed.receiver.validate import (
     Auth,
     Reject,
@@ -261,6 +264,68 @@ async def _write_sinks(
         failures.pop(sink.name, None)
 
     await bounded_each(timed_write, sinks, len(sinks))
+
+
+# --- capacity events -----------------------------------------------------------------------------
+
+
+async def post_capacity_event(request: web.Request) -> web.Response:
+    try:
+        answer = await _capacity_event(request)
+    except Reject as rej:
+        log.info("capacity.event_rejected", status=rej.status, reason=rej.reason,
+                 message=rej.message, cause=rej.cause or None)  # fmt: skip
+        headers = {"Retry-After": str(rej.retry_after)} if rej.retry_after is not None else None
+        return web.json_response(rej.body(), status=rej.status, headers=headers)
+    return web.json_response(answer)
+
+
+async def _capacity_event(request: web.Request) -> dict[str, Any]:
+    """Check the writer's signature, then the event; keep it once per Idempotency-Key."""
+    app = request.app
+    cfg, now, limit = app[CONFIG], app[CLOCK](), capacity.MAX_BODY_BYTES
+    auth = check_auth_headers(
+        request.headers, cfg.secrets_dir, now, cfg.replay_window_s, cfg.secrets_prefix
+    )
+    if request.content_length is not None and request.content_length > limit:
+        raise Reject(413, "too_large", f"an event is at most {limit} bytes")
+    body = await _read_body(request, cfg.max_body_bytes, cfg.body_timeout_s)
+    if len(body) > limit:
+        raise Reject(413, "too_large", f"an event is at most {limit} bytes")
+    check_signature(auth, request.method, request.path, body)
+    data = decode_body(body, request.headers.get("Content-Encoding"), request.content_type, limit)
+    if len(auth.key) > capacity.KEY_MAX:
+        msg = f"{wire.HEADER_KEY} is at most {capacity.KEY_MAX} characters"
+        raise Reject(400, "bad_key", msg)
+    event = capacity.parse_event(data)
+    row = {**event, "writer_id": auth.agent_id, "key": auth.key, "received_at": now,
+           "body_sha256": wire.sha256_hex(data)}  # fmt: skip
+    try:
+        event_id, new = await app[STORE].add_capacity_event(row, now - capacity.KEEP_S)
+    except KeyConflict:
+        raise Reject(
+            422, "key_conflict", f"{auth.key} was already used for another event"
+        ) from None
+    except SQLAlchemyError as err:
+        msg = f"state store: {err}"
+        raise Reject(503, "store_failed", msg, retry_after=_RETRY_AFTER_BACKEND) from None
+    log.info("capacity.event_received", id=event_id, writer_id=auth.agent_id, az=event["az"],
+             flavor=event["flavor"], outcome=event["outcome"], instance_uuid=event["instance_uuid"],
+             duplicate=not new)  # fmt: skip
+    return {"accepted": True, "id": event_id, "duplicate": not new}
+
+
+async def get_capacity_events(request: web.Request) -> web.Response:
+    try:
+        after, limit = capacity.parse_range(request.query)
+    except Reject as rej:
+        return web.json_response(rej.body(), status=rej.status)
+    try:
+        rows, last = await request.app[STORE].capacity_events(after, limit)
+    except SQLAlchemyError as err:
+        return _error(503, "store_failed", f"state store: {err}")
+    events = [{k: r[k] for k in capacity.EVENT_FIELDS} for r in rows]
+    return web.json_response({"events": events, "last_id": last})
 
 
 # --- the other endpoints ------------------------------------------------------------------------
@@ -546,6 +611,8 @@ def _routes(app: web.Application) -> None:
     app.router.add_get(SPEND_PATH, get_spend)
     app.router.add_get("/v1/decisions", get_decisions)
     app.router.add_get("/v1/status", get_status)
+    app.router.add_post(CAPACITY_EVENTS_PATH, post_capacity_event)
+    app.router.add_get(CAPACITY_EVENTS_PATH, get_capacity_events)
     add_probes(app, app[METRICS].registry)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/openapi.json", openapi_endpoint)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from azfed import __version__, wire
+from azfed.policy.capacity_source import CAPACITY_EVENTS_PATH
+from azfed.receiver import capacity
 from azfed.receiver.history import KEEP_S
 
 PATH = Path(__file__).with_name("openapi.json")
@@ -171,6 +173,91 @@ def _post_reports() -> dict[str, Any]:
     }
 
 
+def _post_capacity_event() -> dict[str, Any]:
+    post = _post_reports()
+    return {
+        "summary": "A proxy host's driver reports a boot that failed in its public AZ for lack "
+        "of capacity, a limit or throttling (or one that launched); the scheduler's filter "
+        "reads it back and backs the AZ off for that flavor. Signed as a report is, with the "
+        "writer's own id and secret ([receiver] secrets_dir)",
+        "operationId": "postCapacityEvent",
+        "parameters": [
+            _header(
+                wire.HEADER_KEY,
+                {"type": "string", "maxLength": capacity.KEY_MAX},
+                "<instance uuid>:<az>:<outcome>: a retried POST adds nothing",
+            ),
+            *post["parameters"][1:],
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": capacity.EVENT_SCHEMA}},
+        },
+        "responses": {
+            "200": _json_ok(
+                "kept (a repeat of a key gets the first id, duplicate: true)",
+                {
+                    "type": "object",
+                    "required": ["accepted", "id", "duplicate"],
+                    "properties": {
+                        "accepted": {"const": True},
+                        "id": {"type": "integer", "minimum": 1},
+                        "duplicate": {"type": "boolean"},
+                    },
+                },
+            ),
+            "400": _error_response("bad JSON, event, encoding or headers: never retried"),
+            "401": _error_response(
+                "bad signature or unknown writer (one answer for both), or outside the replay "
+                "window"
+            ),
+            "408": _error_response("the body did not arrive within [receiver] body_timeout_s"),
+            "413": _error_response(f"body larger than {capacity.MAX_BODY_BYTES} bytes"),
+            "422": _error_response("key_conflict: the key was already used for another event"),
+            "503": _error_response("the store failed: retry", retry=True),
+        },
+    }
+
+
+def _get_capacity_events() -> dict[str, Any]:
+    event = {
+        "type": "object",
+        "required": list(capacity.EVENT_FIELDS),
+        "properties": {
+            **capacity.EVENT_SCHEMA["properties"],
+            "id": {"type": "integer", "minimum": 1},
+            "writer_id": {"type": "string"},
+            "received_at": {"type": "number", "description": "unix seconds, receiver's clock"},
+        },
+    }
+    answer = {
+        "type": "object",
+        "required": ["events", "last_id"],
+        "properties": {
+            "events": {"type": "array", "items": event},
+            "last_id": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "the highest id kept: lower than `after` means a new store",
+            },
+        },
+    }
+    get = _get(
+        "The capacity events with an id above `after`, oldest first (the scheduler's filter "
+        f"reads the ones it has not seen); kept {capacity.KEEP_S / 86400:g} days",
+        "getCapacityEvents",
+        _json_ok("{events: [...], last_id}", answer),
+        {"400": "after or limit out of range", "503": "the store failed"},
+    )
+    get["parameters"] = [
+        {"name": "after", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 0}},
+        {"name": "limit", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "maximum": capacity.LIMIT_MAX}},
+    ]  # fmt: skip
+    return get
+
+
 def _get(summary: str, op: str, ok: dict[str, Any], errors: dict[str, str]) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": ok}
     responses.update({code: _error_response(text) for code, text in errors.items()})
@@ -288,6 +375,10 @@ def build() -> dict[str, Any]:
                     _json_ok("the status", obj),
                     {},
                 )
+            },
+            CAPACITY_EVENTS_PATH: {
+                "post": _post_capacity_event(),
+                "get": _get_capacity_events(),
             },
             "/healthz": {"get": _get("Alive", "healthz", _json_ok("alive", obj), {})},
             "/readyz": {

@@ -28,9 +28,11 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    UniqueConstraint,
     and_,
     bindparam,
     delete,
+    func,
     insert,
     or_,
     select,
@@ -142,6 +144,28 @@ decisions = Table(
     **_MYSQL,
 )
 
+# Boots' outcomes in the public AZs, as the proxy hosts' drivers report them (POST
+# /v1/capacity-events): the scheduler's filter reads them in `id` order and backs off an AZ
+# that had no capacity. `key` is the writer's Idempotency-Key: a retried POST adds nothing.
+capacity_events = Table(
+    "azfed_capacity_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("writer_id", String(64), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("body_sha256", String(64), nullable=False),
+    Column("instance_uuid", String(36), nullable=False),
+    Column("az", String(255), nullable=False),
+    Column("flavor", String(255), nullable=False),
+    Column("instance_type", String(64), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("reason", String(1000), nullable=False),
+    Column("at", Double, nullable=False),
+    Column("received_at", Double, nullable=False),
+    UniqueConstraint("writer_id", "key", name="uq_azfed_capacity_events_key"),
+    **_MYSQL,
+)
+
 # Work that one receiver at a time does for the whole cloud (reconciliation and cleaning): a
 # row per kind of work, held by one receiver until `expires_at`, renewed while it lives.
 leases = Table(
@@ -175,6 +199,10 @@ _EXTRAS = {"aiomysql": "pip install 'azfed[mysql]'", "asyncpg": "pip install asy
 
 class StoreError(AzfedError):
     """The state store cannot be used as configured."""
+
+
+class KeyConflict(AzfedError):
+    """An Idempotency-Key already kept for another body: the writer must use a new key."""
 
 
 def async_url(url: str) -> str:
@@ -529,6 +557,50 @@ class Store:
             query = query.where(decisions.c.at >= since)
         async with self.engine.connect() as conn:
             return [dict(r.doc) for r in await conn.execute(query)]
+
+    # --- capacity events ---------------------------------------------------------------------
+
+    async def add_capacity_event(self, row: dict[str, Any], before: float) -> tuple[int, bool]:
+        """Keep one event (a row of `capacity_events` without its id), forgetting those
+        received before `before`; (its id, whether it was new). A key already kept for the
+        same body answers the first id; for another body, raises KeyConflict."""
+
+        async def work(conn: AsyncConnection) -> tuple[int, bool]:
+            await conn.execute(
+                delete(capacity_events).where(capacity_events.c.received_at < before)
+            )
+            result = await conn.execute(insert(capacity_events).values(**row))
+            key = result.inserted_primary_key
+            assert key is not None  # a single-row INSERT always has one
+            return int(key[0]), True
+
+        try:
+            return await self._tx(work)
+        except IntegrityError:
+            query = select(capacity_events.c.id, capacity_events.c.body_sha256).where(
+                capacity_events.c.writer_id == row["writer_id"],
+                capacity_events.c.key == row["key"],
+            )
+            async with self.engine.connect() as conn:
+                kept = (await conn.execute(query)).one()
+            if kept.body_sha256 != row["body_sha256"]:
+                raise KeyConflict(row["key"]) from None
+            return int(kept.id), False
+
+    async def capacity_events(self, after: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """The events with an id above `after`, oldest first, at most `limit`; and the highest
+        id kept (0: none)."""
+        cols = [c for c in capacity_events.c if c.name not in ("key", "body_sha256")]
+        query = (
+            select(*cols)
+            .where(capacity_events.c.id > after)
+            .order_by(capacity_events.c.id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in await conn.execute(query)]
+            last = (await conn.execute(select(func.max(capacity_events.c.id)))).scalar()
+        return rows, int(last or 0)
 
     # --- leases ------------------------------------------------------------------------------
 

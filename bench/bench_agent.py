@@ -75,6 +75,12 @@ def canned_pages(n: int, per_page: int = 1000, per_res: int = 100, salt: str = "
                 f"<instanceType>m5.large</instanceType><launchTime>{launch}</launchTime>"
                 f"<cpuOptions><coreCount>1</coreCount><threadsPerCore>2</threadsPerCore></cpuOptions>"
                 f"<placement><availabilityZone>us-east-1a</availabilityZone></placement>"
+                # the primary ENI, which the network meters are reported on
+                f"<networkInterfaceSet><item><networkInterfaceId>eni-{k:017x}"
+                f"</networkInterfaceId><attachment><deviceIndex>0</deviceIndex></attachment>"
+                f"<privateIpAddressesSet><item><privateIpAddress>10.{k >> 16 & 255}."
+                f"{k >> 8 & 255}.{k & 255}</privateIpAddress><primary>true</primary></item>"
+                f"</privateIpAddressesSet></item></networkInterfaceSet>"
                 f"<tagSet><item><key>{TAG}</key><value>{canned_uuid(k, salt)}</value></item>"
                 f"</tagSet></item>"
                 for k in range(r, min(n, r + per_res), 1)
@@ -166,6 +172,7 @@ def serve_canned(n: int, periods: int = 0, salt: str = "") -> None:
 
 
 async def agent_cycle(endpoint: str) -> dict[str, Any]:
+    from azfed.agent.app import settle_heap
     from azfed.agent.collect.ec2 import Ec2Collector
     from azfed.agent.health import AgentMetrics
     from azfed.agent.push.batcher import Batcher
@@ -194,6 +201,7 @@ async def agent_cycle(endpoint: str) -> dict[str, Any]:
     batcher = Batcher(cfg.push, "bench", spool, metrics)
     col = Ec2Collector(cfg.aws, cfg.collect, metrics)
     await col.open()
+    settle_heap()  # as Agent.run does once the collector is open
     cpu0 = time.process_time()
     try:
         obs = await col.collect()

@@ -17,6 +17,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
+from azfed.agent.collect.awsfast import (
+    EncodedQueries,
+    FastParserFactory,
+    encode_metric_queries,
+    register_fast_paths,
+)
 from azfed.agent.collect.gate import ApiGate
 from azfed.agent.collect.sample import Instance, Observation, Sample, sample
 from azfed.agent.health import AgentMetrics
@@ -150,7 +156,24 @@ def floor_time(now: dt.datetime, period_s: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
 
 
+# A cycle's datapoints share a few period starts (a handful of distinct stamps for 80,000
+# datapoints at 10k instances): one datetime each instead of one per datapoint. Bounded, as
+# launch times are mostly distinct.
+_STAMPS_KEPT = 4096
+_stamps: dict[str, dt.datetime] = {}
+
+
 def fast_timestamp(value: str) -> dt.datetime:
+    """An AWS timestamp as an aware datetime (the same object for the same text)."""
+    ts = _stamps.get(value)
+    if ts is None:
+        if len(_stamps) >= _STAMPS_KEPT:
+            _stamps.clear()
+        ts = _stamps[value] = parse_timestamp(value)
+    return ts
+
+
+def parse_timestamp(value: str) -> dt.datetime:
     """An AWS timestamp as an aware datetime; botocore's own parser for anything unusual."""
     try:
         ts = dt.datetime.fromisoformat(value)
@@ -268,6 +291,7 @@ class Ec2Collector:
     async def open(self) -> None:
         import aioboto3
         from aiobotocore.config import AioConfig
+        from aiobotocore.parsers import AioResponseParserFactory
         from aiobotocore.session import get_session
 
         config = AioConfig(
@@ -279,11 +303,13 @@ class Ec2Collector:
             parameter_validation=False,
         )
         core = get_session()
+        # botocore's XML parse was 40% of a 10k-instance cycle's CPU: 2xx answers are parsed
+        # by a parser compiled from the same model (errors still by botocore's, see awsfast)
+        parsers = FastParserFactory(AioResponseParserFactory())
         # botocore parses every timestamp through dateutil: at 10k instances x 4 meters that
         # was half the cycle's CPU. AWS sends ISO 8601, which fromisoformat reads far faster.
-        core.get_component("response_parser_factory").set_parser_defaults(
-            timestamp_parser=fast_timestamp
-        )
+        parsers.set_parser_defaults(timestamp_parser=fast_timestamp)
+        core.register_component("response_parser_factory", parsers)
         session = aioboto3.Session(botocore_session=core, region_name=self.aws.region)
         kwargs: dict[str, Any] = {"config": config}
         if self.aws.endpoint_url is not None:
@@ -292,6 +318,7 @@ class Ec2Collector:
         self._cw = await self._stack.enter_async_context(session.client("cloudwatch", **kwargs))
         for client, api in ((self._ec2, "ec2"), (self._cw, "cloudwatch")):
             self._instrument(client, api)
+            register_fast_paths(client)
 
     async def close(self) -> None:
         await self._stack.aclose()
@@ -546,18 +573,13 @@ class Ec2Collector:
         end = floor_time(now - dt.timedelta(seconds=self.cfg.publication_delay_s), period)
         return end - dt.timedelta(seconds=period * (self.cfg.lookback_periods + 1)), end
 
-    def _queries(self, chunk: list[Series]) -> list[dict[str, Any]]:
-        out = []
-        for k, series in enumerate(chunk):
-            spec = METRICS[series.meter]
-            metric = {
-                "Namespace": spec.namespace,
-                "MetricName": spec.metric,
-                "Dimensions": [{"Name": n, "Value": v} for n, v in series.dimensions],
-            }
-            stat = {"Metric": metric, "Period": self.cfg.metrics_period_s, "Stat": spec.stat}
-            out.append({"Id": f"q{k}", "MetricStat": stat, "ReturnData": True})
-        return out
+    def _queries(self, chunk: list[Series]) -> EncodedQueries:
+        period = self.cfg.metrics_period_s
+        return encode_metric_queries([
+            (f"q{k}", spec.namespace, spec.metric, series.dimensions, period, spec.stat)
+            for k, series in enumerate(chunk)
+            for spec in (METRICS[series.meter],)
+        ])  # fmt: skip
 
     async def _metric_chunk(
         self, chunk: list[Series], now: dt.datetime, into: list[Sample]

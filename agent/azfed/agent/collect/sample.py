@@ -12,9 +12,22 @@ from typing import Any, Protocol
 
 from azfed.wire import METERS, Meter, MeterType, Provider, State, StatusChecks, resource_id
 
+# A cycle's samples share a few timestamps (the periods read): each is written once.
+_RENDERED_KEPT = 4096
+_rendered: dict[dt.datetime, str] = {}
+
 
 def rfc3339(ts: dt.datetime) -> str:
     """UTC, second precision or better, with a Z: the form Gnocchi and the receiver expect."""
+    text = _rendered.get(ts)
+    if text is None:
+        if len(_rendered) >= _RENDERED_KEPT:
+            _rendered.clear()
+        text = _rendered[ts] = _render(ts)
+    return text
+
+
+def _render(ts: dt.datetime) -> str:
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=dt.timezone.utc)
     return ts.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")

@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +38,40 @@ ENVELOPE_BYTES = 256
 
 def wire_size(obj: dict[str, Any]) -> int:
     return len(json.dumps(obj, separators=(",", ":"))) + 1
+
+
+# A sample's size is the size of its fixed part (its keys, resource type, meter, unit and type)
+# plus its UUID, timestamp, volume and device: json.dumps of each of 80,000 samples per cycle
+# at 10k instances was a tenth of the cycle's CPU. Fixed parts are a few per meter.
+_VARIABLE = ("instance_uuid", "timestamp", "volume", "device")
+_fixed_sizes: dict[tuple[Any, ...], int] = {}
+# what json.dumps writes as it is: printable ASCII but the quote and the backslash
+_PLAIN = re.compile(r"[ !#-\[\]-~]*")
+
+
+def sample_size(obj: dict[str, Any]) -> int:
+    """`wire_size(obj)` of a sample's wire form (`Sample.as_wire()`), computing only what
+    varies per sample."""
+    volume = obj["volume"]
+    if type(volume) is float and math.isfinite(volume):
+        size = len(float.__repr__(volume))
+    elif type(volume) is int:
+        size = len(int.__repr__(volume))
+    else:  # NaN, infinities, anything unusual: as json.dumps writes it
+        return wire_size(obj)
+    for name in ("instance_uuid", "timestamp", "device"):
+        text = obj.get(name, "")
+        if not (type(text) is str and _PLAIN.fullmatch(text)):
+            return wire_size(obj)  # escapes, or not a string: as json.dumps writes them
+        size += len(text)
+    # as_wire() gives every sample the same keys, but for the device
+    key = (obj["resource_type"], obj["meter"], obj["unit"], obj["type"], "device" in obj, len(obj))
+    fixed = _fixed_sizes.get(key)
+    if fixed is None:
+        # the same keys in the same order, the variable values empty ("" and 0)
+        blank = {k: ("" if k != "volume" else 0) if k in _VARIABLE else v for k, v in obj.items()}
+        fixed = _fixed_sizes[key] = wire_size(blank) - 1  # less the 0
+    return fixed + size
 
 
 @dataclass
@@ -122,7 +158,7 @@ class Batcher:
     def _split(self, inst: dict[str, Any], samples: list[dict[str, Any]]) -> Iterator[Piece]:
         piece = Piece(inst, [], wire_size(inst) + ENVELOPE_BYTES)
         for s in samples:
-            size = wire_size(s)
+            size = sample_size(s)
             if piece.samples and (
                 len(piece.samples) >= self.max_samples
                 or piece.size + size > self.cfg.batch_max_bytes

@@ -169,9 +169,71 @@ def test_each_json_step_gives_the_clock_the_rule_the_reason_and_the_azs_skipped(
         "mode": "burst",
         "window": None,
         "skipped": [{"az": "aws-az", "why": "cap instances: 1 would exceed 0"}],
+        "failed_in": [],
         "spend_day": 0.0,
         "spend_month": 0.0,
     }
+
+
+# --- capacity failures injected from the trace ------------------------------------------------
+
+
+def test_a_boot_where_the_trace_says_no_capacity_goes_on_to_the_next_az_and_backs_it_off(
+    tmp_path: Path,
+) -> None:
+    """Row 1: aws-az has no m1.small: the same boot lands in public-os-az (Nova's reschedule),
+    and aws-az backs off for m1.small (300 s, the example's initial back-off): row 2 skips it
+    while row 3 (another flavor) and row 4 (after the back-off) go there again."""
+    trace = (
+        "t,memory_used_pct,instances,flavor,no_capacity\n"
+        "1000,85,10,m1.small,aws-az\n"
+        "1100,85,10,m1.small,\n"
+        "1200,85,10,m1.tiny,\n"
+        "1400,85,10,m1.small,\n"
+    )
+    s = simulate(tmp_path, trace)
+    steps = s["steps"]
+    assert [st["az"] for st in steps] == ["public-os-az", "public-os-az", "aws-az", "aws-az"]
+    assert steps[0]["failed_in"] == ["aws-az"]
+    assert steps[0]["reason"].endswith("; no capacity in aws-az")
+    assert steps[1]["skipped"][0]["az"] == "aws-az"
+    assert "capacity failure of m1.small 100s ago" in steps[1]["skipped"][0]["why"]
+    assert s["azs"]["aws-az"]["failed"] == 1
+    assert s["azs"]["public-os-az"]["placements"] == 2
+
+
+def test_consecutive_failures_double_the_backoff_in_the_simulation(tmp_path: Path) -> None:
+    """A second failure right after the first back-off (300 s) ended doubles it to 600 s."""
+    trace = (
+        "t,memory_used_pct,instances,no_capacity\n"
+        "1000,85,10,aws-az\n"
+        "1300,85,10,aws-az\n"
+        "1850,85,10,\n"
+        "1900,85,10,\n"
+    )
+    steps = simulate(tmp_path, trace)["steps"]
+    assert [st["failed_in"] for st in steps] == [["aws-az"], ["aws-az"], [], []]
+    assert [st["az"] for st in steps] == ["public-os-az", "public-os-az", "public-os-az", "aws-az"]
+
+
+def test_a_boot_with_no_capacity_anywhere_in_its_fallback_is_refused(tmp_path: Path) -> None:
+    doc = json.loads(json.dumps(DOC))
+    doc["fallback"]["when_public_unavailable"] = "reject"
+    trace = "t,memory_used_pct,instances,no_capacity\n1000,85,10,aws-az public-os-az\n"
+    [step] = simulate(tmp_path, trace, doc)["steps"]
+    assert (step["az"], step["failed_in"]) == (None, ["aws-az", "public-os-az"])
+
+
+def test_no_capacity_must_name_public_azs_of_the_policy(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text("t,memory_used_pct,instances,no_capacity\n1000,85,10,gcp\n")
+    (tmp_path / "p.json").write_text(json.dumps(DOC))
+    r = CliRunner().invoke(
+        main,
+        ["policy", "simulate", "--policy", str(tmp_path / "p.json"),
+         "--trace", str(tmp_path / "t.csv")],
+    )  # fmt: skip
+    assert r.exit_code != 0
+    assert "no_capacity = 'gcp': not a public AZ of the policy" in r.output
 
 
 def test_t_may_be_an_iso_date_time_or_seconds_after_start(tmp_path: Path) -> None:

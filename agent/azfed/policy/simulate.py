@@ -94,6 +94,13 @@ class TraceRow(BaseModel):
         gt=0,
         description="how long a burst instance lives, in seconds (default: to the last row)",
     )
+    no_capacity: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9._: -]*$",
+        description="public AZs with no capacity for this row's flavor now, separated by "
+        "spaces: a boot placed there fails and goes on down the decision's fallback (as Nova's "
+        "reschedule does), and the policy backs that AZ off for the flavor",
+    )
 
     @field_validator("burst_hint")
     @classmethod
@@ -160,6 +167,7 @@ class Step:
     lifetime_s: float | None = None
     project_id: str = ""
     burst_hint: str = "allowed"
+    no_capacity: frozenset[str] = frozenset()
 
     def metric(self, name: str) -> float:
         return float(getattr(self, name))
@@ -218,6 +226,7 @@ def _step(row: TraceRow, flavors: Mapping[str, Flavor]) -> Step:
         lifetime_s=row.lifetime_s,
         project_id=row.project_id,
         burst_hint=row.burst_hint,
+        no_capacity=frozenset(row.no_capacity.split()),
     )
 
 
@@ -260,6 +269,7 @@ class AzTotals:
 
     placements: int = 0
     skipped: int = 0  # decisions that passed over this public AZ (cap, back-off)
+    failed: int = 0  # boots placed here that failed for lack of capacity (trace's no_capacity)
     spend: float = 0.0
     instance_hours: float = 0.0
     peak_instances: int = 0
@@ -338,6 +348,8 @@ class Result:
     spent: list[Spend] = field(default_factory=list)  # the day's and month's, seen by each step
     peak_spend: dict[str, float] = field(default_factory=dict)  # the most a day / month cost
     usage: list[Mapping[str, PublicUsage]] = field(default_factory=list)  # after each step
+    # the AZs each step's boot failed in for lack of capacity (the trace's no_capacity)
+    failed_in: list[tuple[str, ...]] = field(default_factory=list)
     azs: dict[str, AzTotals] = field(default_factory=dict)  # the local AZ, then public ones
     peak_hourly_cost: float = 0.0
     switches: int = 0
@@ -371,8 +383,10 @@ class Result:
             "azs": {az: _rounded(vars(t)) for az, t in self.azs.items()},
             "budgets": self.budgets(),
             "steps": [
-                _step_dict(s, d, spent)
-                for s, d, spent in zip(self.steps, self.decisions, self.spent, strict=True)
+                _step_dict(s, d, spent, failed)
+                for s, d, spent, failed in zip(
+                    self.steps, self.decisions, self.spent, self.failed_in, strict=True
+                )
             ],
         }
 
@@ -410,7 +424,7 @@ def clock(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat()
 
 
-def _step_dict(step: Step, d: Decision, spent: Spend) -> dict[str, Any]:
+def _step_dict(step: Step, d: Decision, spent: Spend, failed: tuple[str, ...]) -> dict[str, Any]:
     return {
         "t": step.t,
         "clock": clock(step.t),
@@ -421,6 +435,7 @@ def _step_dict(step: Step, d: Decision, spent: Spend) -> dict[str, Any]:
         "mode": d.mode,
         "window": d.window,
         "skipped": [{"az": az, "why": why} for az, why in d.skipped],
+        "failed_in": list(failed),
         "spend_day": round(spent.day, 6),
         "spend_month": round(spent.month, 6),
     }
@@ -474,7 +489,9 @@ def _load(step: Step, policy: Policy, public: _Public) -> Load:
 
 
 def run(policy: Policy, steps: list[Step]) -> Result:
-    """Replay `steps` through `decide`, keeping history and public usage as the filter would."""
+    """Replay `steps` through `decide`, keeping history and public usage as the filter would.
+    A row's `no_capacity` AZs must be public AZs of the policy (TraceError otherwise)."""
+    _check_no_capacity(policy, steps)
     names = [policy.local_az, *(az.name for az in policy.public_azs)]
     result = Result(policy, azs={n: AzTotals() for n in names})
     start, end = (steps[0].t, steps[-1].t) if steps else (0.0, 0.0)
@@ -485,6 +502,7 @@ def run(policy: Policy, steps: list[Step]) -> Result:
         public.advance(step.t)
         spent = ledger.now()
         d = decide(_request(step), _load(step, policy, public), policy, history, step.t, spent)
+        d, history, failed = _fall_back(policy, step, d, history)
         new = history.after(d, step.t)
         flaps.see(history, new, step.t)
         history = new
@@ -497,10 +515,50 @@ def run(policy: Policy, steps: list[Step]) -> Result:
         result.burst_count.append(bursts)
         result.spent.append(spent)
         result.usage.append(dict(public.usage))
+        result.failed_in.append(failed)
+        for az in failed:
+            result.azs[az].failed += 1
     public.drain()
     result.peak_spend = dict(ledger.peak)
     result.switches, result.flaps = flaps.switches, flaps.flaps
     return result
+
+
+def _check_no_capacity(policy: Policy, steps: list[Step]) -> None:
+    public = {az.name for az in policy.public_azs}
+    problems = [
+        Problem(
+            f"t {clock(step.t)}: no_capacity",
+            az,
+            f"not a public AZ of the policy: {sorted(public)}",
+        )
+        for step in steps
+        for az in sorted(step.no_capacity - public)
+    ]
+    if problems:
+        raise TraceError("trace", problems[:MAX_PROBLEMS])
+
+
+def _fall_back(
+    policy: Policy, step: Step, d: Decision, history: History
+) -> tuple[Decision, History, tuple[str, ...]]:
+    """A boot placed in an AZ the trace says has no capacity fails there and goes on to the
+    next AZ of the decision's fallback, as Nova's reschedule does through the alternates; each
+    failure backs that AZ off for the flavor. Also the AZs it failed in; none left: refused
+    (ERROR in Nova)."""
+    if d.az is None or d.az not in step.no_capacity:
+        return d, history, ()
+    order = (d.az, *d.fallback)
+    i = next((i for i, az in enumerate(order) if az not in step.no_capacity), len(order))
+    failed = order[:i]
+    for az in failed:
+        history = history.with_failure(
+            az, step.flavor.name, step.t, policy.capacity_backoff, "no capacity (trace)"
+        )
+    left = order[i] if i < len(order) else None
+    why = f"{d.reason}; no capacity in {', '.join(failed)}"
+    burst = left is not None and policy.public(left) is not None
+    return replace(d, az=left, burst=burst, reason=why, fallback=order[i + 1 :]), history, failed
 
 
 def _count(result: Result, d: Decision) -> None:
@@ -521,8 +579,9 @@ def render(result: Result) -> str:
           s["mode_switches"], s["flaps"]]],
     )  # fmt: skip
     per_az = table(
-        ["AZ", "placed", "skipped", "spend", "instance-hours", "peak instances", "peak cost/h"],
-        [[az, t["placements"], t["skipped"], t["spend"], t["instance_hours"],
+        ["AZ", "placed", "skipped", "no capacity", "spend", "instance-hours", "peak instances",
+         "peak cost/h"],
+        [[az, t["placements"], t["skipped"], t["failed"], t["spend"], t["instance_hours"],
           t["peak_instances"], t["peak_hourly_cost"]] for az, t in s["azs"].items()],
     )  # fmt: skip
     rules = table(["rule", "decisions"], sorted(s["rules"].items()))

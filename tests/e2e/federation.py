@@ -99,7 +99,10 @@ def federation_in(openstack_bed: OpenStackBed, moto: MotoServer) -> Iterator[Fed
     demo = Demo(servers=0, flavor=FLAVOR, bed=openstack_bed)
     demo.moto_endpoint = moto.endpoint
     demo.home.mkdir(parents=True, exist_ok=True)
-    (demo.home / "filter-state.json").unlink(missing_ok=True)
+    # the filter's and the receiver's records start with this federation (a reused bed keeps
+    # an earlier session's, whose decisions the dashboard would show beside this one's)
+    for kept in ("filter-state.json", "receiver.db"):
+        (demo.home / kept).unlink(missing_ok=True)
     vpc = demo.make_vpc()
     conn = openstack_bed.connect()
     demo.write_policy()  # provisional: load_from_cloud needs the AZ names

@@ -5,8 +5,10 @@
 Each is measured twice: with the base policy, and with every rule of issue 15 on (`*_rules`):
 a schedule of three windows (one in force), projects allow/deny, budgets (caps across the
 public AZs, a day and a month spend budget, so decide computes the periods and the room), and
-requests with a project and an `azfed:burst=prefer` hint. The filter then reads the spend from
-a receiver's GET /v1/spend served here on loopback (read once, then kept, as in production).
+requests with a project and an `azfed:burst=prefer` hint, and a capacity back-off in force (the
+second public AZ just failed for the flavor), with the filter keeping the fallback AZs' hosts
+as alternates (FederationWeigher on). The filter then reads the spend from a receiver's GET
+/v1/spend served here on loopback (read once, then kept, as in production).
 
 Targets: decide p99 < 1 ms (DESIGN.md), filter (load from 1,000 host states + decide + keep
 the chosen AZ's hosts) p99 < 2 ms (issue 17; DESIGN.md said 5). On a shared machine the wall
@@ -118,6 +120,8 @@ def main() -> None:
     req = Request(Flavor("small", 1, 512), instance_uuid="bench")
     asked = Request(Flavor("small", 1, 512), "", "bench", "p-web", "prefer")
     history = History(mode="burst", mode_since=0.0)
+    # os just failed for the flavor: skipped, and not kept as an alternate either
+    failed = history.with_failure("os", "small", NOW - 10, ruled.capacity_backoff)
     spent = Spend(day=300.0, month=9000.0)
     with tempfile.TemporaryDirectory() as tmp, _spend_receiver(spent) as url:
         pfile, rfile = Path(tmp) / "policy.json", Path(tmp) / "rules.json"
@@ -125,18 +129,24 @@ def main() -> None:
         rfile.write_text(json.dumps(policy_doc(**RULES)))
         engine = PolicyEngine(pfile, log=_Quiet())
         ruled_engine = PolicyEngine(rfile, log=_Quiet(), clock=lambda: NOW, spend_url=url)
+        ruled_engine.record_failure("os", "small", NOW - 10)
         results = {
             "decide": timed(lambda: decide(req, load, policy, history, 1000.0), args.rounds),
             "filter": timed(lambda: engine.filter(hs, req), args.rounds),
             "decide_rules": timed(
-                lambda: decide(asked, load, ruled, history, NOW, spent), args.rounds
+                lambda: decide(asked, load, ruled, failed, NOW, spent), args.rounds
             ),
-            "filter_rules": timed(lambda: ruled_engine.filter(hs, asked), args.rounds),
+            "filter_rules": timed(
+                lambda: ruled_engine.filter(hs, asked, with_fallback=True), args.rounds
+            ),
         }
         # the rules were on: the decision came through the window, the project, the hint,
-        # the caps and the budgets' room, and went public
-        last = decide(asked, load, ruled, history, NOW, spent)
+        # the caps and the budgets' room, and went public, with os backed off behind it
+        last = decide(asked, load, ruled, failed, NOW, spent)
         assert (last.window, last.az, last.skipped) == ("business", "aws", ()), last
+        assert last.fallback == ("local",), last
+        kept, _ = ruled_engine.filter(hs, asked, with_fallback=True)
+        assert {h.az for h in kept} == {"aws", "local"}
     rows = {
         name: {
             "p50_ms": round(pct(s, 50), 4),

@@ -172,8 +172,9 @@ async def test_no_capacity_raises_capacity_error_in_operator_terms_and_leaves_no
 async def test_an_instance_that_fails_after_creation_is_terminated_before_the_error(
     backend: Ec2Backend, network: Network, ec2_client: Any, moto: MotoServer
 ) -> None:
-    # the first DescribeInstances (the adoption lookup) passes; the wait for `running` fails
-    moto.fault("DescribeInstances", None, times=1)
+    # the first two DescribeInstances (the adoption lookup, the look for a terminated
+    # predecessor for the ClientToken) pass; the wait for `running` fails
+    moto.fault("DescribeInstances", None, times=2)
     moto.fault("DescribeInstances", "UnauthorizedOperation", status=403, times=1)
     req = request(network)
 

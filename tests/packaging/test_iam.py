@@ -120,24 +120,30 @@ def test_every_placeholder_in_the_policies_is_documented() -> None:
         assert placeholder in install
 
 
+# actions whose resource types the policies split over several statements, on purpose
+SPLIT_ACTIONS = frozenset({"ec2:RunInstances", "ec2:CreateImage"})
+
+
 def _covered_by_split_statements(finding: Any, policy: str) -> bool:
     """Parliament's known false positive (its issue #3, AWS's own documented example).
 
-    It wants every resource type of ec2:RunInstances in each statement, while AWS's pattern
-    splits them so that the tag and IMDSv2 conditions apply to instances and volumes only.
-    Accept the finding only if the RunInstances statements together cover every format.
+    It wants every resource type of ec2:RunInstances (and ec2:CreateImage) in each statement,
+    while AWS's pattern splits them so that the tag and IMDSv2 conditions apply to the resource
+    types they are about (the instance snapshotted must carry azfed's tag; the image made
+    must be given it). Accept the finding only if the action's statements together cover
+    every format.
     """
     if finding.issue != "RESOURCE_MISMATCH":
         return False
-    resources = [
-        r
-        for s in statements(policy)
-        if "ec2:RunInstances" in as_list(s["Action"])
-        for r in as_list(s["Resource"])
-    ]
     for needed in finding.detail:
-        if needed["action"] != "ec2:RunInstances":
+        if needed["action"] not in SPLIT_ACTIONS:
             return False
+        resources = [
+            r
+            for s in statements(policy)
+            if needed["action"] in as_list(s["Action"])
+            for r in as_list(s["Resource"])
+        ]
         if not any(fnmatchcase(r, needed["required_format"]) for r in resources):
             return False
     return True

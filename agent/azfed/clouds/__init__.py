@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
-from azfed.errors import CloudError
+from azfed.errors import CloudError, PermanentError
 from azfed.wire import State
 
 # The tag (EC2) or metadata key (OpenStack) whose value is the Nova instance UUID. A fixed
@@ -111,6 +111,7 @@ class RemoteInstance:
     zone: str | None = None
     subnet_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    can_hibernate: bool = False  # launched with hibernation configured (EC2)
 
     @property
     def instance_name(self) -> str | None:
@@ -122,19 +123,28 @@ class CloudUnavailableError(CloudError):
     """The provider's endpoint did not answer (connection refused, timed out): try again."""
 
 
+class HibernationUnsupported(PermanentError):
+    """The instance cannot hibernate (it was launched without it, or the provider has none):
+    stop it instead."""
+
+
 class CloudBackend(Protocol):
     """The lifecycle of burst instances on one public cloud.
 
     Every method is idempotent and safe to retry: `spawn` with a UUID that already has a live
     instance returns that instance instead of creating a second one; stopping a stopped or
     terminating a gone instance succeeds. Methods raise only `azfed.errors.CloudError`
-    subclasses. `close()` is called once, after every other call has returned.
+    subclasses. `create_image` labels the image with `labels` and returns its id only once it
+    is usable (bounded wait); on any failure, cancellation included, it leaves no image
+    behind. `hibernate` raises `HibernationUnsupported` for an instance launched without
+    hibernation. `close()` is called once, after every other call has returned.
     """
 
     provider: str
 
     async def spawn(self, request: SpawnRequest) -> RemoteInstance: ...
     async def find(self, instance_uuid: str) -> RemoteInstance | None: ...
+    async def find_gone(self, instance_uuid: str) -> RemoteInstance | None: ...
     async def describe(self, remote_id: str) -> RemoteInstance: ...
     async def list_all(self) -> list[RemoteInstance]: ...
     async def stop(self, remote_id: str) -> None: ...
@@ -143,6 +153,11 @@ class CloudBackend(Protocol):
     async def terminate(self, remote_id: str) -> None: ...
     async def resize(self, remote_id: str, instance_type: str) -> None: ...
     async def console_output(self, remote_id: str) -> str: ...
+    async def create_image(
+        self, remote_id: str, name: str, description: str, labels: Mapping[str, str]
+    ) -> str: ...
+    async def delete_image(self, image_id: str) -> None: ...
+    async def hibernate(self, remote_id: str) -> None: ...
     async def close(self) -> None: ...
 
 

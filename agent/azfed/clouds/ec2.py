@@ -24,6 +24,7 @@ from azfed.aws import AWS_CLIENT_DEFAULTS, THROTTLE_CODES, AwsClient
 from azfed.clouds import (
     UUID_TAG,
     CloudUnavailableError,
+    HibernationUnsupported,
     RemoteInstance,
     RemoteState,
     SpawnRequest,
@@ -65,6 +66,8 @@ QUOTA_CODES = frozenset(
     }
 )
 NOT_FOUND_CODES = frozenset({"InvalidInstanceID.NotFound"})
+# an AMI already deregistered, for DeregisterImage (for RunInstances a bad AMI is permanent)
+GONE_IMAGE_CODES = frozenset({"InvalidAMIID.NotFound", "InvalidAMIID.Unavailable"})
 
 LIVE_STATES = ("pending", "running", "stopping", "stopped")
 _STATES = {
@@ -93,6 +96,8 @@ class Ec2Settings:
     throttle_backoff_s: float = 1.0
     wait_delay_s: float = 5.0
     wait_attempts: int = 60
+    # an AMI of a large root volume takes many minutes: its own bound, at wait_delay_s apart
+    image_wait_attempts: int = 360
 
 
 def map_error(err: ClientError, action: str, subject: str) -> CloudError:
@@ -134,6 +139,10 @@ def map_botocore_error(err: BotoCoreError, action: str, subject: str) -> CloudEr
     )
 
 
+def _tag_list(labels: Mapping[str, str], **more: str) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in {**labels, **more}.items()]
+
+
 def _tags(raw: list[Mapping[str, str]] | None) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in raw or ()}
 
@@ -152,6 +161,7 @@ def to_remote(raw: Mapping[str, Any]) -> RemoteInstance:
         zone=raw.get("Placement", {}).get("AvailabilityZone"),
         subnet_id=raw.get("SubnetId"),
         tags=tags,
+        can_hibernate=bool(raw.get("HibernationOptions", {}).get("Configured")),
     )
 
 
@@ -214,14 +224,18 @@ class Ec2Backend:
             raise mapped from err
         return out
 
-    async def _wait(self, waiter_name: str, remote_id: str) -> None:
+    async def _wait(self, waiter_name: str, remote_id: str, attempts: int | None = None) -> None:
         client = await self._ec2()
-        config = {"Delay": self.settings.wait_delay_s, "MaxAttempts": self.settings.wait_attempts}
+        config = {
+            "Delay": self.settings.wait_delay_s,
+            "MaxAttempts": attempts or self.settings.wait_attempts,
+        }
+        ids = {"ImageIds" if remote_id.startswith("ami-") else "InstanceIds": [remote_id]}
         try:
-            await client.get_waiter(waiter_name).wait(InstanceIds=[remote_id], WaiterConfig=config)
+            await client.get_waiter(waiter_name).wait(**ids, WaiterConfig=config)
         except WaiterError as err:
             raise PermanentError(
-                f"AWS instance {remote_id} did not reach the expected state "
+                f"AWS resource {remote_id} did not reach the expected state "
                 f"({waiter_name}): {err.kwargs.get('reason', err)}",
                 provider="ec2",
                 code="WaiterError",
@@ -265,6 +279,19 @@ class Ec2Backend:
             ]
         )
         return live[0] if live else None
+
+    async def find_gone(self, instance_uuid: str) -> RemoteInstance | None:
+        """A terminated instance tagged with this Nova UUID (AWS lists one for about an hour)."""
+        gone = await self._terminated(instance_uuid)
+        return gone[0] if gone else None
+
+    async def _terminated(self, instance_uuid: str) -> list[RemoteInstance]:
+        return await self._describe_filtered(
+            [
+                {"Name": f"tag:{UUID_TAG}", "Values": [instance_uuid]},
+                {"Name": "instance-state-name", "Values": ["shutting-down", "terminated"]},
+            ]
+        )
 
     async def list_all(self) -> list[RemoteInstance]:
         """Every live instance azfed created (those carrying the UUID tag)."""
@@ -331,6 +358,18 @@ class Ec2Backend:
             placed["SecurityGroupIds"] = list(s.security_group_ids)
         return placed
 
+    async def _client_token(self, request: SpawnRequest) -> str:
+        """The Nova UUID; for a relaunch under the same UUID (Nova's rebuild: destroy, then
+        spawn) the UUID and the terminated predecessor's id. AWS answers a repeated
+        ClientToken with the launch it first made (for at least a day after that instance is
+        terminated), so a relaunch under the UUID alone would get the terminated instance back.
+        Taken from what AWS lists, so a retried relaunch sends the same token (the highest id
+        of several predecessors, to be deterministic)."""
+        gone = await self._terminated(request.instance_uuid)
+        if not gone:
+            return request.instance_uuid
+        return f"{request.instance_uuid}-{max(g.remote_id for g in gone)}"
+
     async def spawn(self, request: SpawnRequest) -> RemoteInstance:
         """Create (or adopt) the instance for this Nova UUID and wait until it runs.
 
@@ -346,7 +385,8 @@ class Ec2Backend:
                 await self._wait("instance_running", existing.remote_id)
             return await self.describe(existing.remote_id)
         subject = f"{request.instance_type} in {await self.subnet_zone()}"
-        out = await self._call("run_instances", subject, **self.run_params(request))
+        params = {**self.run_params(request), "ClientToken": await self._client_token(request)}
+        out = await self._call("run_instances", subject, **params)
         remote_id = out["Instances"][0]["InstanceId"]
         log.info("ec2.spawned", instance_uuid=request.instance_uuid, id=remote_id)
         try:
@@ -401,3 +441,69 @@ class Ec2Backend:
         )
         if was_running:
             await self.start(remote_id)
+
+    async def hibernate(self, remote_id: str) -> None:
+        """Stop with hibernation (RAM saved to the root volume); `start` resumes it."""
+        current = await self.describe(remote_id)
+        if not current.can_hibernate:
+            raise HibernationUnsupported(
+                f"AWS instance {remote_id} was launched without hibernation "
+                "(HibernationOptions.Configured is false): stop it instead",
+                provider="ec2",
+                code="HibernationNotConfigured",
+            )
+        await self._call("stop_instances", remote_id, InstanceIds=[remote_id], Hibernate=True)
+        await self._wait("instance_stopped", remote_id)
+
+    # --- images --------------------------------------------------------------------------------
+
+    async def create_image(
+        self, remote_id: str, name: str, description: str, labels: Mapping[str, str]
+    ) -> str:
+        """An AMI of the instance, once `available`; deregistered if it never gets there.
+
+        NoReboot: Nova's snapshot of a running server does not reboot it (libvirt's is a live,
+        crash-consistent snapshot), and a user asking for an image does not expect an outage.
+        """
+        out = await self._call(
+            "create_image",
+            remote_id,
+            InstanceId=remote_id,
+            Name=name,
+            Description=description[:255],
+            NoReboot=True,
+            # the UUID tag lets the driver's IAM policy deregister azfed's AMIs and no other
+            TagSpecifications=[{"ResourceType": "image", "Tags": _tag_list(labels, Name=name)}],
+        )
+        image_id = str(out["ImageId"])
+        log.info("ec2.image_created", id=remote_id, image=image_id)
+        try:
+            await self._wait("image_available", image_id, self.settings.image_wait_attempts)
+        except BaseException:
+            # shielded: a cancelled snapshot must still not leave a half-made AMI behind
+            await asyncio.shield(self.delete_image_quietly(image_id))
+            raise
+        return image_id
+
+    async def delete_image(self, image_id: str) -> None:
+        """Deregister the AMI and delete its EBS snapshots (DeregisterImage keeps them, and
+        they are billed); an AMI already gone is fine."""
+        try:
+            out = await self._call("describe_images", image_id, ImageIds=[image_id])
+            await self._call("deregister_image", image_id, ImageId=image_id)
+        except PermanentError as err:
+            if err.code in GONE_IMAGE_CODES:
+                return
+            raise
+        for image in out.get("Images", ()):
+            for mapping in image.get("BlockDeviceMappings", ()):
+                snapshot = mapping.get("Ebs", {}).get("SnapshotId")
+                if snapshot:
+                    await self._call("delete_snapshot", snapshot, SnapshotId=snapshot)
+
+    async def delete_image_quietly(self, image_id: str) -> None:
+        """Best-effort cleanup on a failure path: log, never mask the original error."""
+        try:
+            await self.delete_image(image_id)
+        except CloudError:
+            log.exception("ec2.image_cleanup_failed", image=image_id)

@@ -61,6 +61,10 @@ RULES = (
 # Within what the policy allows: `prefer` never passes a cap, a deny list or a back-off.
 HINT = "azfed:burst"
 BURST_HINTS = ("never", "allowed", "prefer")
+# The Placement trait of the public AZ's proxy hosts. An image that requires it (a snapshot of a
+# burst instance: an AMI with a placeholder in Glance) can only boot there, so Placement never
+# offers a local host for it, and the scheduler filter takes it as the `prefer` hint.
+BURST_TRAIT = "CUSTOM_AZFED_BURST"
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from azfed.errors import PolicyError
 from azfed.files import write_atomic
 from azfed.policy.budget import NOTHING_SPENT, UNKNOWN_SPEND, Spend
 from azfed.policy.capacity_source import CapacityEvent, ReceiverCapacity
-from azfed.policy.decide import HINT, Decision, Flavor, History, Request, decide
+from azfed.policy.decide import BURST_TRAIT, HINT, Decision, Flavor, History, Request, decide
 from azfed.policy.load import (
     HostLike,
     Load,
@@ -410,6 +410,9 @@ def request_from_spec(spec: Any) -> Request:
     `get_scheduler_hint` only (nova is not imported here, so this is tested without it)."""
     flavor = spec.flavor
     hint = spec.get_scheduler_hint(HINT)
+    if hint is None and _requires_burst_trait(spec):
+        # Placement offers only public hosts for it: deciding "local" would leave no host
+        hint = "prefer"
     return Request(
         flavor=Flavor(str(flavor.name), int(flavor.vcpus), int(flavor.memory_mb)),
         requested_az=spec.availability_zone or None,
@@ -418,6 +421,15 @@ def request_from_spec(spec: Any) -> Request:
         # several values come as a list: not a value decide knows, so the boot is refused
         burst_hint="allowed" if hint is None else str(hint),
     )
+
+
+def _requires_burst_trait(spec: Any) -> bool:
+    """Whether the boot's image requires the public AZ's trait (a burst instance's snapshot)."""
+    try:
+        required = spec.image.properties.traits_required
+    except (AttributeError, NotImplementedError):  # no image, or Nova left the field unset
+        return False
+    return BURST_TRAIT in (required or ())
 
 
 def _load_dict(load: Load) -> dict[str, Any]:

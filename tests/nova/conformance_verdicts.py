@@ -8,6 +8,7 @@ has 64 tests. Each one either passes as Nova wrote it, or is listed here:
   refusal and its reason. docs/driver.md lists every one (tests/nova/test_virt_driver_conformance
   holds the two to each other).
 - PENDING: not done yet; skipped with the reason, and listed in docs/driver.md too.
+- WITH_REPORT: Nova's test as written, once the receiver holds the agent's report.
 
 Plain Python: the project's tests import it without Nova, the suite inside Nova's venv.
 """
@@ -55,11 +56,9 @@ REFUSED: Final = {
 }
 
 # Nova's test -> why it is skipped for now
-PENDING: Final = {
-    "test_snapshot_running": "snapshot as an AMI is issue 13 item 4, not done yet",
-    "test_snapshot_not_running": "snapshot as an AMI is issue 13 item 4, not done yet",
-    "test_get_diagnostics": "diagnostics from the agent's report are issue 13 item 4, not done yet",
-    "test_get_instance_diagnostics": (
-        "diagnostics from the agent's report are issue 13 item 4, not done yet"
-    ),
-}
+PENDING: Final[dict[str, str]] = {}
+
+# Nova's test -> what it needs besides the driver: the agent's report of the instance in the
+# receiver (diagnostics come from it). Our subclass posts one to a real receiver, then runs
+# Nova's test as Nova wrote it.
+WITH_REPORT: Final = ("test_get_diagnostics", "test_get_instance_diagnostics")

@@ -41,11 +41,12 @@ import nova.tests.unit  # noqa: F401
 from azfed.clouds import NAME_TAG, UUID_TAG
 from azfed.nova import driver, refusals
 from nova import exception, test
+from nova.compute import power_state
 from nova.tests.unit import utils as test_utils
 from nova.tests.unit.virt import test_virt_drivers
 from nova.virt import fake
 
-from tests.nova.conformance_verdicts import PENDING
+from tests.nova.reported import ReceiverProcess
 
 # the suite's own moto regions, one per shard
 REGIONS = ("eu-west-1", "eu-west-2", "eu-west-3", "eu-north-1")
@@ -206,19 +207,141 @@ class FederationDriverConformance(test_virt_drivers._VirtDriverTestCase, test.Te
         )
         return [i for r in out["Reservations"] for i in r["Instances"]]
 
-    # --- not done yet ------------------------------------------------------------------------
+    # --- with the agent's report in a real receiver: diagnostics -------------------------------
 
-    def test_snapshot_running(self) -> None:
-        self.skipTest(PENDING["test_snapshot_running"])
+    def _with_report(self) -> ReceiverProcess:
+        """A receiver for the driver, given the agent's report of each instance spawned (as
+        the agent's next cycle would), before Nova's test reads it."""
+        receiver = ReceiverProcess()
+        self.addCleanup(receiver.stop)
+        self.flags(group="azfed", receiver_url=receiver.url)
+        spawn = self.connection.spawn
 
-    def test_snapshot_not_running(self) -> None:
-        self.skipTest(PENDING["test_snapshot_not_running"])
+        def spawn_then_report(ctxt: Any, instance: Any, *args: Any, **kwargs: Any) -> None:
+            spawn(ctxt, instance, *args, **kwargs)
+            [raw] = self._live(instance.uuid)
+            receiver.report(instance.uuid, raw["InstanceId"])
+
+        self.connection.spawn = spawn_then_report
+        return receiver
 
     def test_get_diagnostics(self) -> None:
-        self.skipTest(PENDING["test_get_diagnostics"])
+        self._with_report()
+        test_virt_drivers._VirtDriverTestCase.test_get_diagnostics(self)
 
     def test_get_instance_diagnostics(self) -> None:
-        self.skipTest(PENDING["test_get_instance_diagnostics"])
+        self._with_report()
+        test_virt_drivers._VirtDriverTestCase.test_get_instance_diagnostics(self)
+
+    def test_ours_diagnostics_carry_the_agents_figures(self) -> None:
+        """Both forms give what the agent reported: CPU time, memory, the vNIC and the disk."""
+        self._with_report()
+        instance, _ = self._get_running_instance()
+        diags = self.connection.get_instance_diagnostics(instance)
+        self.assertEqual(("running", 90_000_000_000), (diags.state, diags.cpu_details[0].time))
+        self.assertEqual((1024, 612), (diags.memory_details.maximum, diags.memory_details.used))
+        nic, disk = diags.nic_details[0], diags.disk_details[0]
+        self.assertEqual((1_048_576, 600), (nic.rx_octets, nic.tx_packets))
+        self.assertEqual((4096, 7), (disk.read_bytes, disk.write_requests))
+        legacy = self.connection.get_diagnostics(instance)
+        self.assertEqual((90_000_000_000, 612), (legacy["cpu0_time"], legacy["memory_used_mib"]))
+        self.assertEqual(524_288, legacy["eni-0a1b2c3d_tx"])
+        self.assertEqual(8192, legacy["xvda_write"])
+
+    def test_ours_diagnostics_without_a_report_say_why(self) -> None:
+        """No report (or no receiver): Nova's InstanceNotReady (409), naming the cause."""
+        instance, _ = self._get_running_instance()
+        err = self.assertRaises(
+            exception.InstanceNotReady, self.connection.get_instance_diagnostics, instance
+        )
+        self.assertIn("receiver_url is not set", str(err))
+        receiver = ReceiverProcess()
+        self.addCleanup(receiver.stop)
+        self.flags(group="azfed", receiver_url=receiver.url)
+        fresh = driver.FederationDriver(fake.FakeVirtAPI())
+        self.addCleanup(fresh.cleanup_host, "myhostname")
+        err = self.assertRaises(exception.InstanceNotReady, fresh.get_diagnostics, instance)
+        self.assertIn("no agent has reported instance", str(err))
+
+    # --- snapshot: an AMI behind the Glance image -------------------------------------------
+
+    def test_ours_snapshot_registers_the_ami_as_the_glance_image(self) -> None:
+        """The Glance image turns active, names the new AMI and requires the public AZ's
+        trait; Nova's task states come in its order."""
+        image = self.image_service.create(self.ctxt, {"name": "snap-ours"})
+        instance, _ = self._get_running_instance()
+        states: list[Any] = []
+        self.connection.snapshot(
+            self.ctxt, instance, image["id"], lambda **kw: states.append(kw["task_state"])
+        )
+        self.assertEqual(["image_pending_upload", "image_uploading"], states)
+        got = self.image_service.show(self.ctxt, image["id"])
+        props = got["properties"]
+        self.assertEqual("active", got["status"])
+        self.assertEqual("required", props["trait:CUSTOM_AZFED_BURST"])
+        [ami] = self.ec2.describe_images(ImageIds=[props["azfed_ec2_ami"]])["Images"]
+        self.assertEqual(("available", f"azfed-{image['id']}"), (ami["State"], ami["Name"]))
+
+    def test_ours_a_failed_glance_update_leaves_no_ami(self) -> None:
+        """The AMI exists only behind a usable Glance image: deregistered if Glance fails."""
+        image = self.image_service.create(self.ctxt, {"name": "snap-fails"})
+        instance, _ = self._get_running_instance()
+        self.useFixture(
+            fixtures.MockPatch(
+                "nova.image.glance.API.update",
+                side_effect=exception.ImageNotFound(image_id=image["id"]),
+            )
+        )
+        before = {i["ImageId"] for i in self.ec2.describe_images(Owners=["self"])["Images"]}
+        self.assertRaises(
+            exception.ImageNotFound,
+            self.connection.snapshot,
+            self.ctxt,
+            instance,
+            image["id"],
+            lambda **kw: None,
+        )
+        after = {i["ImageId"] for i in self.ec2.describe_images(Owners=["self"])["Images"]}
+        self.assertEqual(before, after)
+
+    # --- rebuild: Nova's own, power_off + destroy + spawn ------------------------------------
+
+    def test_ours_nova_default_rebuild_gives_a_new_instance_under_the_same_uuid(self) -> None:
+        """What Nova's compute manager does for a driver without `rebuild`: power off,
+        destroy, spawn with the same instance and network_info."""
+        instance, network_info = self._get_running_instance()
+        [old] = self._live(instance.uuid)
+        self.connection.power_off(instance)
+        self.connection.destroy(self.ctxt, instance, network_info)
+        image_meta = test_utils.get_test_image_object(None, instance)
+        self.connection.spawn(self.ctxt, instance, image_meta, [], "", {}, network_info)
+        [new] = self._live(instance.uuid)
+        self.assertNotEqual(old["InstanceId"], new["InstanceId"])
+        self.assertEqual("running", new["State"]["Name"])
+        self.assertEqual([instance.name], self.connection.list_instances())
+
+    # --- terminated behind Nova's back --------------------------------------------------------
+
+    def test_ours_an_instance_terminated_outside_nova_reads_shut_down_and_stops_with_a_fault(
+        self,
+    ) -> None:
+        """get_info says SHUTDOWN (Nova's power sync then stops the server); power_off of it
+        succeeds and records a fault naming the public cloud."""
+        instance, _ = self._get_running_instance()
+        [raw] = self._live(instance.uuid)
+        self.ec2.terminate_instances(InstanceIds=[raw["InstanceId"]])
+        info = self.connection.get_info(instance)
+        self.assertEqual(power_state.SHUTDOWN, info.state)
+        faults: list[Any] = []
+        self.useFixture(
+            fixtures.MockPatch(
+                "nova.compute.utils.add_instance_fault_from_exc",
+                side_effect=lambda ctx, inst, exc: faults.append(str(exc)),
+            )
+        )
+        self.connection.power_off(instance)
+        [fault] = faults
+        self.assertIn("terminated in the public cloud outside Nova", fault)
 
     # --- refused: pause, suspend, rescue, guest password, crash dump --------------------------
 

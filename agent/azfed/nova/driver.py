@@ -16,6 +16,7 @@ lists under properties. The receiver refreshes the same keys from the agent's re
 from __future__ import annotations
 
 import functools
+import io
 import subprocess
 import uuid
 from typing import Any, ClassVar
@@ -24,15 +25,33 @@ import nova.conf
 import nova.virt.node
 import structlog
 from azfed.aws import AWS_CLIENT_DEFAULTS
-from azfed.clouds import BACKENDS, CloudUnavailableError, RemoteInstance, RemoteState
+from azfed.clouds import (
+    BACKENDS,
+    CloudUnavailableError,
+    HibernationUnsupported,
+    RemoteInstance,
+    RemoteState,
+)
 from azfed.errors import RESCHEDULABLE, CloudError, ConfigError, NotFoundError
 from azfed.nova import logs
 from azfed.nova.outcomes import CapacityReporter, read_secret
-from azfed.nova.proxy import Capacity, ProxyHost, ProxySettings, parse_flavor_map
-from azfed.nova.refusals import RefusedOperations
+from azfed.nova.proxy import (
+    IMAGE_PROPERTY,
+    Capacity,
+    ProxyHost,
+    ProxySettings,
+    Report,
+    ReportUnavailable,
+    parse_flavor_map,
+)
+from azfed.nova.refusals import RefusedOperations, refuse
+from azfed.policy.decide import BURST_TRAIT
 from nova import context as nova_context
 from nova import exception, objects
 from nova.compute import power_state, task_states
+from nova.compute import utils as compute_utils
+from nova.image import glance
+from nova.objects import diagnostics as diagnostics_obj
 from nova.objects import fields as obj_fields
 from nova.virt import driver, hardware
 from oslo_config import cfg
@@ -94,7 +113,14 @@ _POWER = {
     RemoteState.STOPPED: power_state.SHUTDOWN,
     RemoteState.ERROR: power_state.CRASHED,
     RemoteState.UNKNOWN: power_state.NOSTATE,
+    # terminated behind Nova's back: Nova's power-state sync stops the server (power_off)
+    RemoteState.TERMINATED: power_state.SHUTDOWN,
 }
+# what a snapshot's Glance image holds: the AMI is the image, this body only makes it active
+SNAPSHOT_BODY = (
+    b"azfed: this image is a public-cloud snapshot; its content is the public image named in "
+    b"its azfed properties, and it boots only in the public availability zone.\n"
+)
 
 
 def proxy_settings(conf: Any) -> ProxySettings:
@@ -266,6 +292,8 @@ class FederationDriver(RefusedOperations, driver.ComputeDriver):  # type: ignore
             nodename,
             {"VCPU": inv(cap.vcpus), "MEMORY_MB": inv(cap.memory_mb), "DISK_GB": inv(cap.disk_gb)},
         )
+        # snapshots of burst instances require it: Placement offers them only this host
+        provider_tree.add_traits(nodename, BURST_TRAIT)
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -291,7 +319,7 @@ class FederationDriver(RefusedOperations, driver.ComputeDriver):  # type: ignore
             # the compute service must start even while the cloud is unreachable
             log.warning("instance.state_unreadable", instance_uuid=instance.uuid, error=str(err))
             return hardware.InstanceInfo(state=power_state.NOSTATE)
-        if state is None or state is RemoteState.TERMINATED:
+        if state is None:
             raise exception.InstanceNotFound(instance_id=instance.uuid)
         return hardware.InstanceInfo(state=_POWER[state])
 
@@ -371,7 +399,16 @@ class FederationDriver(RefusedOperations, driver.ComputeDriver):  # type: ignore
         self._call(instance, lambda: self.proxy.reboot(instance.uuid, hard))
 
     def power_off(self, instance: Any, timeout: int = 0, retry_interval: int = 0) -> None:
-        self._call(instance, lambda: self.proxy.stop(instance.uuid))
+        """Stop the instance; one terminated in the public cloud is off already (Nova's
+        power-state sync stops it so): say so in an instance fault, and succeed."""
+        try:
+            self.proxy.stop(instance.uuid)
+        except NotFoundError as err:
+            if self.proxy.state(instance.uuid) is not RemoteState.TERMINATED:
+                raise _nova_error(instance, err) from err
+            _record_terminated(instance)
+        except CloudError as err:
+            raise _nova_error(instance, err) from err
 
     def power_on(
         self,
@@ -383,6 +420,122 @@ class FederationDriver(RefusedOperations, driver.ComputeDriver):  # type: ignore
         share_info: Any = None,
     ) -> None:
         self._call(instance, lambda: self.proxy.start(instance.uuid))
+
+    # --- suspend: EC2 hibernation ----------------------------------------------------------
+
+    def suspend(self, context: Any, instance: Any) -> None:
+        """Hibernate the instance (RAM kept on its root volume) where it was launched with
+        hibernation; any other is refused: stop it instead."""
+        try:
+            self.proxy.hibernate(instance.uuid)
+        except HibernationUnsupported as err:
+            raise refuse("suspend") from err
+        except CloudError as err:
+            raise _nova_error(instance, err) from err
+
+    def resume(
+        self,
+        context: Any,
+        instance: Any,
+        network_info: Any,
+        block_device_info: Any = None,
+        share_info: Any = None,
+    ) -> None:
+        """Start a hibernated instance: EC2 restores its RAM. One launched without hibernation
+        was never suspended: refused as suspend is."""
+        remote = self._call(instance, lambda: self.proxy.find(instance.uuid))
+        if remote is None or not remote.can_hibernate:
+            raise refuse("resume", "suspend")
+        self._call(instance, lambda: self.proxy.start(instance.uuid))
+
+    # --- snapshot: an AMI behind the Glance image ------------------------------------------
+
+    def snapshot(self, context: Any, instance: Any, image_id: str, update_task_state: Any) -> None:
+        """An AMI of the instance, registered as the Glance image Nova created (`image_id`).
+
+        The Glance image becomes active with a placeholder body and properties that make a
+        boot of it burst from the AMI (and only burst: it requires the public AZ's trait). If
+        anything fails once the AMI exists, the AMI is removed; Nova deletes its image itself.
+        """
+        if self._call(instance, lambda: self.proxy.find(instance.uuid)) is None:
+            raise exception.InstanceNotRunning(instance_id=instance.uuid)
+        images = glance.API()
+        snapshot = images.get(context, image_id)
+        update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
+        ami = self._call(
+            instance,
+            lambda: self.proxy.snapshot(instance.uuid, f"azfed-{image_id}", snapshot["name"]),
+        )
+        try:
+            update_task_state(
+                task_state=task_states.IMAGE_UPLOADING,
+                expected_state=task_states.IMAGE_PENDING_UPLOAD,
+            )
+            images.update(
+                context,
+                image_id,
+                _snapshot_metadata(instance, ami, CONF.azfed.provider),
+                data=io.BytesIO(SNAPSHOT_BODY),
+                purge_props=False,
+            )
+        except BaseException:
+            self._forget_image(instance, ami)
+            raise
+        log.info("snapshot.created", instance_uuid=instance.uuid, image=image_id, ami=ami)
+
+    def _forget_image(self, instance: Any, ami: str) -> None:
+        try:
+            self.proxy.delete_image(ami)
+        except CloudError:
+            log.exception("snapshot.cleanup_failed", instance_uuid=instance.uuid, ami=ami)
+
+    # --- diagnostics: the agent's last report ----------------------------------------------
+
+    def get_instance_diagnostics(self, instance: Any) -> Any:
+        report = self._report(instance)
+        diags = diagnostics_obj.Diagnostics(
+            state=_DIAG_STATE[_POWER[report.state]],
+            hypervisor=f"azfed-{CONF.azfed.provider}",
+            config_drive=False,
+        )
+        cpu = report.value("cpu")
+        if cpu is not None:
+            diags.add_cpu(id=0, time=int(cpu))
+        for vnic in report.devices("instance_network_interface"):
+            diags.add_nic(**_nic_figures(report, vnic))
+        for disk in report.devices("instance_disk"):
+            diags.add_disk(**_disk_figures(report, disk))
+        diags.memory_details = diagnostics_obj.MemoryDiagnostics(
+            maximum=_int(report.value("memory")), used=_int(report.value("memory.usage"))
+        )
+        return diags
+
+    def get_diagnostics(self, instance: Any) -> dict[str, Any]:
+        """The legacy form (microversions before 2.48): the libvirt driver's key names, but
+        memory in MiB under names that say so (libvirt's `memory` is KiB)."""
+        report = self._report(instance)
+        out: dict[str, Any] = {"state": report.state.value, "remote_id": report.remote_id}
+        for key, meter in (
+            ("cpu0_time", "cpu"),
+            ("memory_mib", "memory"),
+            ("memory_used_mib", "memory.usage"),
+        ):
+            value = report.value(meter)
+            if value is not None:
+                out[key] = int(value)
+        for vnic in report.devices("instance_network_interface"):
+            out.update({f"{vnic}_{k}": v for k, v in _legacy_nic(report, vnic).items()})
+        for disk in report.devices("instance_disk"):
+            out.update({f"{disk}_{k}": v for k, v in _legacy_disk(report, disk).items()})
+        return out
+
+    def _report(self, instance: Any) -> Report:
+        try:
+            return self.proxy.report(instance.uuid)
+        except ReportUnavailable as err:
+            raise exception.InstanceNotReady(
+                message=f"no diagnostics of instance {instance.uuid}: {err}"
+            ) from err
 
     # --- resize to self --------------------------------------------------------------------
 
@@ -601,3 +754,83 @@ def _record_addresses(instance: Any, remote: RemoteInstance, provider: str) -> N
     meta.update({k: v for k, v in values.items() if v})
     instance.metadata = meta
     instance.save()
+
+
+# Nova's power state -> the Diagnostics object's state names (InstancePowerState)
+_DIAG_STATE = {
+    power_state.NOSTATE: "pending",
+    power_state.RUNNING: "running",
+    power_state.SHUTDOWN: "shutdown",
+    power_state.CRASHED: "crashed",
+}
+_NIC_METERS = {
+    "rx_octets": "network.incoming.bytes",
+    "rx_packets": "network.incoming.packets",
+    "tx_octets": "network.outgoing.bytes",
+    "tx_packets": "network.outgoing.packets",
+}
+_DISK_METERS = {
+    "read_bytes": "disk.device.read.bytes",
+    "read_requests": "disk.device.read.requests",
+    "write_bytes": "disk.device.write.bytes",
+    "write_requests": "disk.device.write.requests",
+}
+# the libvirt driver's legacy diagnostics suffixes, for the same figures
+_LEGACY_NIC = {"rx": "rx_octets", "rx_packets": "rx_packets", "tx": "tx_octets",
+               "tx_packets": "tx_packets"}  # fmt: skip
+_LEGACY_DISK = {"read": "read_bytes", "read_req": "read_requests", "write": "write_bytes",
+                "write_req": "write_requests"}  # fmt: skip
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _nic_figures(report: Report, device: str) -> dict[str, int | None]:
+    return {k: _int(report.value(m, device)) for k, m in _NIC_METERS.items()}
+
+
+def _disk_figures(report: Report, device: str) -> dict[str, int | None]:
+    return {k: _int(report.value(m, device)) for k, m in _DISK_METERS.items()}
+
+
+def _legacy_nic(report: Report, device: str) -> dict[str, int]:
+    figures = _nic_figures(report, device)
+    return {k: v for k, f in _LEGACY_NIC.items() if (v := figures[f]) is not None}
+
+
+def _legacy_disk(report: Report, device: str) -> dict[str, int]:
+    figures = _disk_figures(report, device)
+    return {k: v for k, f in _LEGACY_DISK.items() if (v := figures[f]) is not None}
+
+
+def _snapshot_metadata(instance: Any, public_image: str, provider: str) -> dict[str, Any]:
+    """The Glance image's fields once the public image exists (merged into what Nova set)."""
+    return {
+        "status": "active",
+        "disk_format": "raw",
+        "container_format": "bare",
+        "properties": {
+            IMAGE_PROPERTY[provider]: public_image,
+            f"trait:{BURST_TRAIT}": "required",
+            "azfed_snapshot_of": instance.uuid,
+            "image_location": "snapshot",
+            "image_state": "available",
+            "owner_id": instance.project_id,
+        },
+    }
+
+
+def _record_terminated(instance: Any) -> None:
+    """The instance fault saying the public cloud's instance is gone, not Nova's doing."""
+    remote_id = (instance.metadata or {}).get("azfed_remote_id", "its public-cloud instance")
+    gone = exception.InstanceNotFound(
+        instance_id=instance.uuid,
+        message=(
+            f"{remote_id} of instance {instance.uuid} was terminated in the public cloud "
+            "outside Nova: the server is stopped; delete it, or rebuild it to launch a new one"
+        ),
+    )
+    log.warning("instance.terminated_outside_nova", instance_uuid=instance.uuid, id=remote_id)
+    ctx = nova_context.get_admin_context()
+    compute_utils.add_instance_fault_from_exc(ctx, instance, gone)

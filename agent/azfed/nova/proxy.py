@@ -15,13 +15,14 @@ import binascii
 import concurrent.futures
 import datetime as dt
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
 import structlog
 from azfed.clouds import (
+    UUID_TAG,
     CloudBackend,
     NetworkAttachment,
     RemoteInstance,
@@ -29,7 +30,14 @@ from azfed.clouds import (
     SpawnRequest,
     backend_class,
 )
-from azfed.errors import ConfigError, NotFoundError, PermanentError, Problem, QuotaError
+from azfed.errors import (
+    AzfedError,
+    ConfigError,
+    NotFoundError,
+    PermanentError,
+    Problem,
+    QuotaError,
+)
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -78,6 +86,41 @@ class ProxySettings:
     receiver_timeout_s: float = 2.0
     spawn_timeout_s: float = 900.0
     call_timeout_s: float = 600.0
+    # CreateImage of a large root volume, then the wait for `available` (the backend bounds it)
+    snapshot_timeout_s: float = 2400.0
+
+
+class ReportUnavailable(AzfedError):
+    """The receiver has no report of the instance, or does not answer: the message says which
+    and what to check (the agent in the public cloud, or the receiver)."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One meter's newest value, as the receiver reads it back (GET /v1/instances/{id}/usage)."""
+
+    resource_type: str
+    device: str | None
+    meter: str
+    value: float
+
+
+@dataclass(frozen=True)
+class Report:
+    """What the receiver knows of one instance: the agent's last report and its usage."""
+
+    state: RemoteState
+    remote_id: str
+    observed_at: dt.datetime
+    readings: tuple[Reading, ...] = ()
+
+    def value(self, meter: str, device: str | None = None) -> float | None:
+        found = [r.value for r in self.readings if r.meter == meter and r.device == device]
+        return found[0] if found else None
+
+    def devices(self, resource_type: str) -> list[str]:
+        names = {r.device for r in self.readings if r.resource_type == resource_type}
+        return sorted(d for d in names if d)
 
 
 def decode_user_data(raw: str | None) -> bytes | None:
@@ -114,6 +157,8 @@ class LoopThread:
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
+        if not self._thread.is_alive():
+            self.loop.close()
 
 
 class ProxyHost:
@@ -250,12 +295,31 @@ class ProxyHost:
     def list_all(self) -> list[RemoteInstance]:
         return self._run(self.backend.list_all())
 
+    def hibernate(self, instance_uuid: str) -> None:
+        self._run(self.backend.hibernate(self._require(instance_uuid).remote_id))
+
+    # --- images --------------------------------------------------------------------------------
+
+    def snapshot(self, instance_uuid: str, name: str, description: str) -> str:
+        """The public image (AMI) of the instance, once usable; none is left on failure."""
+        remote = self._require(instance_uuid)
+        return self._run(
+            self.backend.create_image(
+                remote.remote_id, name, description, {UUID_TAG: instance_uuid}
+            ),
+            self.settings.snapshot_timeout_s,
+        )
+
+    def delete_image(self, image_id: str) -> None:
+        self._run(self.backend.delete_image(image_id))
+
     # --- state ---------------------------------------------------------------------------------
 
     def state(self, instance_uuid: str) -> RemoteState | None:
         """The instance's state: from the agent's report when fresh, else from the cloud API.
 
-        None means the cloud has no live instance for this UUID.
+        TERMINATED: the cloud still lists the instance, terminated (EC2 does for about an
+        hour); None: the cloud has no instance for this UUID.
         """
         return self._run(self._state(instance_uuid))
 
@@ -263,7 +327,9 @@ class ProxyHost:
         reported = await self.reported_state(instance_uuid)
         if reported is not None:
             return reported
-        remote = await self.backend.find(instance_uuid)
+        remote = await self.backend.find(instance_uuid) or await self.backend.find_gone(
+            instance_uuid
+        )
         return remote.state if remote is not None else None
 
     async def reported_state(
@@ -278,12 +344,55 @@ class ProxyHost:
             return None
         return fresh_state(body, self.settings.receiver_max_age_s, now or _utcnow())
 
-    async def _fetch_report(self, url: str) -> dict[str, Any] | None:
+    def report(self, instance_uuid: str) -> Report:
+        """The agent's last report of the instance and its usage, from the receiver."""
+        return self._run(self._report(instance_uuid))
+
+    async def _report(self, instance_uuid: str) -> Report:
+        url = self.settings.receiver_url
+        if not url:
+            raise ReportUnavailable(
+                "nova.conf [azfed] receiver_url is not set: the agent's reports are read "
+                "through the azfed receiver"
+            )
+        base = f"{url.rstrip('/')}/v1/instances/{instance_uuid}"
+        status, row = await self._get_json(base)
+        if status == 404:
+            raise ReportUnavailable(
+                f"no agent has reported instance {instance_uuid} to the receiver at {url} yet: "
+                "check that the agent in the public cloud runs and reaches the receiver"
+            )
+        if status != 200:
+            raise ReportUnavailable(f"the receiver at {url} answered {status} for {base}")
+        status, usage = await self._get_json(f"{base}/usage")
+        if status != 200:
+            # the state is known without the usage store (Gnocchi): say so, keep the state
+            log.warning("proxy.usage_unavailable", instance_uuid=instance_uuid, status=status)
+            usage = {}
+        return _report_of(row, usage.get("usage", ()))
+
+    async def _get_json(self, url: str) -> tuple[int, dict[str, Any]]:
+        """(status, JSON body) of GET `url`; a receiver that does not answer is an error."""
+        http = self._session()
+        try:
+            async with http.get(url) as resp:
+                body = await resp.json() if resp.content_type == "application/json" else {}
+                return resp.status, body
+        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+            raise ReportUnavailable(
+                f"the receiver at {url} does not answer ({type(err).__name__}: {err}): "
+                "check that it runs and that nova.conf [azfed] receiver_url names it"
+            ) from err
+
+    def _session(self) -> aiohttp.ClientSession:
         if self._http is None:
             timeout = aiohttp.ClientTimeout(total=self.settings.receiver_timeout_s)
             self._http = aiohttp.ClientSession(timeout=timeout)
+        return self._http
+
+    async def _fetch_report(self, url: str) -> dict[str, Any] | None:
         try:
-            async with self._http.get(url) as resp:
+            async with self._session().get(url) as resp:
                 if resp.status != 200:
                     return None
                 body: dict[str, Any] = await resp.json()
@@ -309,3 +418,31 @@ def fresh_state(body: Mapping[str, Any], max_age_s: float, now: dt.datetime) -> 
         observed = observed.replace(tzinfo=dt.timezone.utc)
     age = (now - observed).total_seconds()
     return state if 0 <= age <= max_age_s else None
+
+
+def _when(text: str) -> dt.datetime:
+    when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
+
+
+def _reading(raw: Mapping[str, Any]) -> Reading:
+    return Reading(
+        resource_type=str(raw["resource_type"]),
+        device=raw.get("device"),
+        meter=str(raw["meter"]),
+        value=float(raw["value"]),
+    )
+
+
+def _report_of(row: Mapping[str, Any], usage: Iterable[Mapping[str, Any]]) -> Report:
+    try:
+        return Report(
+            state=RemoteState(str(row["state"])),
+            remote_id=str(row["remote_id"]),
+            observed_at=_when(str(row["observed_at"])),
+            readings=tuple(_reading(u) for u in usage),
+        )
+    except (KeyError, ValueError) as err:
+        raise ReportUnavailable(
+            f"the receiver's report is not what the driver reads: {err}"
+        ) from err

@@ -21,7 +21,7 @@ from nova import exception
 REASONS: Final = {
     "pause": "EC2 has no pause (an instance runs or is stopped): stop the server instead",
     "suspend": (
-        "burst instances are launched without EC2 hibernation, so they cannot be suspended: "
+        "the instance was launched without EC2 hibernation, so it cannot be suspended: "
         "stop the server instead"
     ),
     "rescue": (
@@ -86,18 +86,7 @@ class RefusedOperations:
     def unpause(self, instance: Any) -> None:
         raise refuse("unpause", "pause")
 
-    def suspend(self, context: Any, instance: Any) -> None:
-        raise refuse("suspend")
-
-    def resume(
-        self,
-        context: Any,
-        instance: Any,
-        network_info: Any,
-        block_device_info: Any = None,
-        share_info: Any = None,
-    ) -> None:
-        raise refuse("resume", "suspend")
+    # suspend and resume: FederationDriver hibernates where EC2 can, else refuses ("suspend")
 
     def rescue(
         self,

@@ -402,6 +402,12 @@ def network() -> None:
     "--name", default=None, help="Neutron network and subnet name [default: azfed-SUBNET]."
 )
 @click.option("--cloud", default=None, help="Cloud name in clouds.yaml (default: OS_* vars).")
+@click.option(
+    "--availability-zone",
+    "availability_zone",
+    required=True,
+    help="The public AZ whose proxy host launches in this VPC: servers on the network go there.",
+)
 @click.option("--region", default="us-east-1", show_default=True, help="AWS region.")
 @click.option("--endpoint-url", default=None, help="EC2 endpoint override (a VPC endpoint).")
 @click.option(
@@ -412,6 +418,7 @@ def network_mirror(  # noqa: PLR0917 - click passes every option
     subnet_id: str,
     name: str | None,
     cloud: str | None,
+    availability_zone: str,
     region: str,
     endpoint_url: str | None,
     shared: bool,
@@ -430,7 +437,11 @@ def network_mirror(  # noqa: PLR0917 - click passes every option
         conn = openstack.connect(cloud=cloud)
         try:
             subnet, created = mirror(
-                conn, found["Subnets"][0], name or f"azfed-{subnet_id}", shared=shared
+                conn,
+                found["Subnets"][0],
+                name or f"azfed-{subnet_id}",
+                shared=shared,
+                availability_zone=availability_zone,
             )
         finally:
             conn.close()

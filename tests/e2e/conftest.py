@@ -38,6 +38,8 @@ def _mirror_cli(federation: Federation, moto: MotoServer) -> dict[str, Any]:
             "--json",
             "--subnet",
             federation.vpc["subnet"],
+            "--availability-zone",
+            "aws-az",
         ],
         env=env,
         capture_output=True,

@@ -8,6 +8,7 @@ address, and the port's security groups are mirrored as EC2 groups that follow N
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -39,6 +40,7 @@ def web_group(federation: Federation) -> Iterator[Any]:
 
 
 def _boot_on(federation: Federation, network_id: str, name: str, groups: list[str]) -> Any:
+    """Boot on the network, no AZ asked: the network's own AZ is where it must go."""
     conn = federation.conn
     server = conn.compute.create_server(
         name=f"e2e-{name}-{uuid.uuid4().hex[:6]}",
@@ -46,7 +48,6 @@ def _boot_on(federation: Federation, network_id: str, name: str, groups: list[st
         image_id=conn.image.find_image(IMAGE).id,
         networks=[{"uuid": network_id}],
         security_groups=[{"name": g} for g in groups],
-        availability_zone="aws-az",
     )
     federation.servers[name] = server
     return server
@@ -87,10 +88,14 @@ def _ingress(group: dict[str, Any]) -> set[tuple[str, int, str]]:
 def test_burst_server_gets_its_address_from_neutron(
     federation: Federation, mirrored_network: dict[str, Any], burst: Any
 ) -> None:
-    """Booted on the mirrored network, the server lands in aws-az; its port is bound to the
-    proxy host and ACTIVE; Nova lists the port's address; the EC2 instance has that address in
-    the mirrored VPC subnet; Neutron's pool leaves out AWS's reserved addresses."""
+    """Booted on the mirrored network with no AZ asked, the server lands in aws-az (the filter
+    reads the network's AZ, as if it had been asked for); its port is bound to the proxy host
+    and ACTIVE; Nova lists the port's address; the EC2 instance has that address in the
+    mirrored VPC subnet; Neutron's pool leaves out AWS's reserved addresses."""
     assert (burst.availability_zone, burst.compute_host) == ("aws-az", "compute-aws")
+    state = json.loads((federation.demo.home / "filter-state.json").read_text())
+    [decision] = [d for d in state["recent"] if d["instance_uuid"] == burst.id]
+    assert (decision["requested_az"], decision["rule"]) == ("aws-az", "explicit_az_honoured")
     port = _port_of(federation, burst.id)
     assert (port.binding_host_id, port.binding_vif_type, port.status) == (
         "compute-aws",

@@ -20,6 +20,8 @@ from azfed.errors import InputError, Problem
 
 SUBNET_TAG_PREFIX: Final = "azfed:ec2-subnet="
 VPC_TAG_PREFIX: Final = "azfed:vpc="
+# on the network: the public AZ its servers go to (the scheduler filter reads it)
+AZ_TAG_PREFIX: Final = "azfed:az="
 # the mirrored networks' physical network name (a flat provider network: nothing is plugged
 # on the local side, the ML2 driver binds its ports on the proxy hosts)
 PHYSICAL_NETWORK: Final = "azfed"
@@ -49,6 +51,9 @@ class SubnetPlan:
     @property
     def tags(self) -> list[str]:
         return [SUBNET_TAG_PREFIX + self.ec2_subnet, VPC_TAG_PREFIX + self.vpc_id]
+
+    def network_tags(self, availability_zone: str) -> list[str]:
+        return [*self.tags, AZ_TAG_PREFIX + availability_zone]
 
     def subnet_attrs(self) -> dict[str, Any]:
         return {
@@ -90,8 +95,19 @@ def find_mirror(conn: Any, ec2_subnet: str) -> Any | None:
     return found[0] if found else None
 
 
-def mirror(conn: Any, ec2_item: Mapping[str, Any], name: str, *, shared: bool) -> tuple[Any, bool]:
-    """Make (or find) the Neutron subnet mirroring a VPC subnet; (subnet, created).
+def az_of(network: Mapping[str, Any]) -> str | None:
+    """The public AZ a mirrored network's servers go to, from its tag."""
+    for tag in network.get("tags") or []:
+        if str(tag).startswith(AZ_TAG_PREFIX):
+            return str(tag)[len(AZ_TAG_PREFIX) :]
+    return None
+
+
+def mirror(
+    conn: Any, ec2_item: Mapping[str, Any], name: str, *, shared: bool, availability_zone: str
+) -> tuple[Any, bool]:
+    """Make (or find) the Neutron subnet mirroring a VPC subnet; (subnet, created). The
+    network is tagged with the public AZ whose proxy host launches in that VPC.
 
     Idempotent: a second run finds the tagged subnet and checks it still matches.
     """
@@ -116,7 +132,7 @@ def mirror(conn: Any, ec2_item: Mapping[str, Any], name: str, *, shared: bool) -
         provider_physical_network=want.ec2_subnet,
         description=f"azfed mirror of {want.ec2_subnet} in {want.vpc_id}",
     )
-    conn.network.set_tags(network, want.tags)
+    conn.network.set_tags(network, want.network_tags(availability_zone))
     subnet = conn.network.create_subnet(network_id=network.id, name=name, **want.subnet_attrs())
     conn.network.set_tags(subnet, want.tags)
     return conn.network.get_subnet(subnet.id), True

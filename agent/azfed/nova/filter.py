@@ -25,11 +25,13 @@ scheduler hint), lives in azfed.policy.engine, which is tested without Nova.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterable
 from typing import Any
 
 from azfed.nova import logs
+from azfed.nova.networks import NetworkPins, nova_neutron_client
 from azfed.policy.engine import PolicyEngine, request_from_spec
 from nova.scheduler import filters
 from nova.scheduler import utils as scheduler_utils
@@ -115,6 +117,7 @@ class FederationFilter(filters.BaseHostFilter):  # type: ignore[misc]
         super().__init__()
         self.engine = shared_engine()
         self.with_fallback = fallback_enabled(CONF.filter_scheduler.weight_classes)
+        self.pins = NetworkPins(nova_neutron_client)
         self.engine.log.info(
             "filter.started",
             fallback_hosts=self.with_fallback,
@@ -127,5 +130,10 @@ class FederationFilter(filters.BaseHostFilter):  # type: ignore[misc]
         if _is_rebuild(spec_obj):
             return hosts
         request = request_from_spec(spec_obj)
+        if request.requested_az is None:
+            # a network that mirrors a VPC subnet exists only in its public AZ (networks.py)
+            pinned = self.pins.az_for(spec_obj)
+            if pinned is not None:
+                request = dataclasses.replace(request, requested_az=pinned)
         kept, _ = self.engine.filter(hosts, request, with_fallback=self.with_fallback)
         return kept

@@ -137,6 +137,20 @@ class Demo:
         ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
         return {"vpc": vpc, "subnet": subnet, "sg": sg, "key": "azfed-demo", "ami": ami}
 
+    def mirror_network(self, vpc: dict[str, str]) -> str:
+        """The Neutron network that mirrors the VPC's subnet (as `azfed network mirror` makes
+        it): servers booted on it go to aws-az with a Neutron port; its name."""
+        from azfed.neutron.subnets import mirror
+
+        found = self._ec2().describe_subnets(SubnetIds=[vpc["subnet"]])["Subnets"][0]
+        name = f"azfed-{vpc['subnet']}"
+        conn = self.bed.connect()
+        try:
+            mirror(conn, found, name, shared=True, availability_zone="aws-az")
+        finally:
+            conn.close()
+        return name
+
     # --- 2. azfed in Nova ------------------------------------------------------------------------
 
     def write_policy(
@@ -530,14 +544,17 @@ port = {AGENT_HEALTH_PORT}
 """
 
 
-def _look_around() -> str:
+def _look_around(network: str) -> str:
     venv = Path(sys.executable).parent
+    openstack = f"$({venv}/python -m testbed venv)/bin/openstack"
     placement = f"http://127.0.0.1:{RECEIVER_PORT}/v1/placement?flavor=m1.small"
     lines = [
         "",
         "Look around (everything runs on 127.0.0.1):",
         "  source testbed/admin-openrc",
-        f"  $({venv}/python -m testbed venv)/bin/openstack server list --long",
+        f"  {openstack} server list --long",
+        f"  {openstack} server create --flavor m1.small --image fake-img --network {network} "
+        "web-1   # goes to aws-az; its EC2 instance gets the port's address",
         f"  {venv}/azfed status --config .testbed/demo/receiver.toml",
         f"  curl -s http://127.0.0.1:{RECEIVER_PORT}/metrics | grep azfed_",
         f"  curl -s http://127.0.0.1:{AGENT_HEALTH_PORT}/readyz",
@@ -564,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
         policy = demo.write_policy()
         demo.enable_azfed(vpc, policy)
         say(f"  policy: {policy}")
+        network = demo.mirror_network(vpc)
+        say(f"  Neutron network {network} mirrors {vpc['subnet']} (azfed network mirror)")
         step(3, "Starting the azfed receiver and agent")
         demo.start_receiver_and_agent(vpc, policy)
         step(4, f"Booting {args.servers} servers ({args.flavor}) one by one, no AZ requested")
@@ -580,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
             f"\n{local} servers stayed in local-az, {len(demo.placements) - local} burst to aws-az."
         )
         say(f"Plot of local load, thresholds and placements: {png}")
-        say(_look_around())
+        say(_look_around(network))
     except TestbedError as err:
         say(f"demo failed: {err}\nlogs: {demo.bed.logs}; stop everything with: make demo-down")
         return 1

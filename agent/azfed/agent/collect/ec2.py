@@ -295,6 +295,7 @@ class Ec2Collector:
         from aiobotocore.config import AioConfig
         from aiobotocore.parsers import AioResponseParserFactory
         from aiobotocore.session import get_session
+        from azfed.agent.collect import awstls
 
         config = AioConfig(
             **self.aws.client().botocore_kwargs(),
@@ -303,8 +304,11 @@ class Ec2Collector:
             # built by this module, AWS checks them anyway, and at 10k instances the check
             # was an eighth of the cycle's CPU (bench/bench_agent.py)
             parameter_validation=False,
+            # one TLS context for both clients, made here rather than in the first cycle
+            http_session_cls=awstls.SharedTlsSession,
         )
         core = get_session()
+        awstls.warm(core.get_config_variable("ca_bundle") or True)
         # botocore's EC2 model cut to the calls made here (botomodels): searched before
         # botocore's own data, it saves the 12.5 MiB the whole model held
         paths = [str(botomodels.DATA_DIR), core.get_config_variable("data_path")]

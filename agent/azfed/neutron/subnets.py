@@ -14,9 +14,12 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from azfed.errors import InputError, Problem
+
+if TYPE_CHECKING:  # the mirror's Neutron calls are openstacksdk's
+    from openstack.connection import Connection
 
 SUBNET_TAG_PREFIX: Final = "azfed:ec2-subnet="
 VPC_TAG_PREFIX: Final = "azfed:vpc="
@@ -89,7 +92,7 @@ def plan(ec2_subnet: Mapping[str, Any]) -> SubnetPlan:
     )
 
 
-def find_mirror(conn: Any, ec2_subnet: str) -> Any | None:
+def find_mirror(conn: Connection, ec2_subnet: str) -> Any | None:
     """The Neutron subnet already mirroring this VPC subnet (openstacksdk), if any."""
     found = list(conn.network.subnets(tags=SUBNET_TAG_PREFIX + ec2_subnet))
     return found[0] if found else None
@@ -104,7 +107,12 @@ def az_of(network: Mapping[str, Any]) -> str | None:
 
 
 def mirror(
-    conn: Any, ec2_item: Mapping[str, Any], name: str, *, shared: bool, availability_zone: str
+    conn: Connection,
+    ec2_item: Mapping[str, Any],
+    name: str,
+    *,
+    shared: bool,
+    availability_zone: str,
 ) -> tuple[Any, bool]:
     """Make (or find) the Neutron subnet mirroring a VPC subnet; (subnet, created). The
     network is tagged with the public AZ whose proxy host launches in that VPC.

@@ -205,7 +205,7 @@ def test_stop_start_reboot_resize_and_delete_are_mirrored_on_ec2(
     assert live_ec2(burst, server.id) == []
 
 
-def test_no_ec2_capacity_leaves_the_server_in_error_with_a_clear_fault_and_no_instance(
+def test_no_ec2_capacity_and_no_other_az_leaves_the_server_in_error_and_no_instance(
     os_conn: Any, burst: Burst, moto: MotoServer
 ) -> None:
     # 3 = every botocore attempt ([azfed] max_attempts): capacity is not throttling
@@ -219,7 +219,11 @@ def test_no_ec2_capacity_leaves_the_server_in_error_with_a_clear_fault_and_no_in
 
     server = boot(os_conn, burst, wait_for="ERROR")
 
-    assert "AWS has no capacity for t3.micro in us-east-1a" in server.fault["message"]
+    # rescheduled (issue 15): with no other AZ to try, Nova's fault says the hosts ran out,
+    # and the cloud's reason is kept in the server's metadata
+    assert "Exhausted all hosts" in server.fault["message"], server.fault
+    reason = os_conn.compute.get_server_metadata(server).metadata["azfed_fallback_reason"]
+    assert "AWS has no capacity for t3.micro in us-east-1a" in reason
     assert live_ec2(burst, server.id) == []
 
 

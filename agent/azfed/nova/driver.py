@@ -29,12 +29,14 @@ from azfed.clouds import (
     BACKENDS,
     CloudUnavailableError,
     HibernationUnsupported,
+    NetworkAttachment,
     RemoteInstance,
     RemoteState,
 )
-from azfed.errors import RESCHEDULABLE, CloudError, ConfigError, NotFoundError
+from azfed.errors import RESCHEDULABLE, CloudError, ConfigError, NotFoundError, PermanentError
 from azfed.nova import logs
 from azfed.nova.outcomes import CapacityReporter, read_secret
+from azfed.nova.ports import PortResolver
 from azfed.nova.proxy import (
     IMAGE_PROPERTY,
     Capacity,
@@ -204,6 +206,7 @@ class FederationDriver(RefusedOperations, driver.ComputeDriver):  # type: ignore
         self._proxy: ProxyHost | None = None
         self._host: str = CONF.host
         self._node_uuid: str | None = None
+        self._ports: PortResolver | None = None
 
     @property
     def proxy(self) -> ProxyHost:
@@ -350,6 +353,7 @@ class FederationDriver(RefusedOperations, driver.ComputeDriver):  # type: ignore
                 flavor=instance.flavor.name,
                 image_properties=_image_properties(instance),
                 user_data=instance.user_data,
+                network=self._attachment(context, network_info),
             )
             remote = self.proxy.spawn(request)
             if not power_on:
@@ -357,6 +361,19 @@ class FederationDriver(RefusedOperations, driver.ComputeDriver):  # type: ignore
         except CloudError as err:
             raise _spawn_error(instance, err) from err
         _record_addresses(instance, remote, CONF.azfed.provider)
+
+    def _attachment(self, context: Any, network_info: Any) -> NetworkAttachment | None:
+        """The server's Neutron port in the public cloud's terms (None without a port)."""
+        if not network_info:
+            return None
+        if CONF.azfed.provider != "ec2":
+            raise PermanentError(
+                "Neutron ports are mirrored to EC2 only: boot burst servers of a public "
+                "OpenStack with `--nic none` (they get the public network's address)"
+            )
+        if self._ports is None:
+            self._ports = PortResolver(CONF.azfed.region, CONF.azfed.endpoint_url)
+        return self._ports.attachment(context, list(network_info))
 
     def destroy(
         self,

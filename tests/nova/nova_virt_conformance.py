@@ -42,6 +42,7 @@ from azfed.clouds import NAME_TAG, UUID_TAG
 from azfed.nova import driver, refusals
 from nova import exception, test
 from nova.compute import power_state
+from nova.network import model as network_model
 from nova.tests.unit import utils as test_utils
 from nova.tests.unit.virt import test_virt_drivers
 from nova.virt import fake
@@ -151,6 +152,32 @@ class FederationDriverConformance(test_virt_drivers._VirtDriverTestCase, test.Te
         )
         self.useFixture(NotImplementedLogged(self))
         self.ec2 = ec2
+
+    def _get_running_instance(self, obj: bool = True) -> tuple[Any, Any]:
+        """Nova's running instance, booted without a port (`networks=none`): the port Nova's
+        helper makes up exists in no Neutron, and the driver reads a burst VM's port from
+        Neutron (tests/e2e/test_ports.py boots one on a real port, in the bed)."""
+        instance_ref = test_utils.get_test_instance(obj=obj)
+        network_info = network_model.NetworkInfo()
+        image_meta = test_utils.get_test_image_object(None, instance_ref)
+        self.connection.spawn(
+            self.ctxt, instance_ref, image_meta, [], "herp", {}, network_info=network_info
+        )
+        return instance_ref, network_info
+
+    def test_ours_a_port_neutron_cannot_show_aborts_the_build_saying_so(self) -> None:
+        """Nova's made-up port (no Neutron to read it from) ends the build with a fault naming
+        the port, not with Neutron's client error, and launches nothing."""
+        instance = test_utils.get_test_instance(obj=True)
+        made_up = test_utils.get_test_network_info()
+        image_meta = test_utils.get_test_image_object(None, instance)
+        err = self.assertRaises(
+            exception.BuildAbortException,
+            self.connection.spawn,
+            self.ctxt, instance, image_meta, [], "herp", {}, network_info=made_up,
+        )  # fmt: skip
+        self.assertIn(made_up[0]["id"], str(err))
+        self.assertEqual(self._live(instance.uuid), [])
 
     def _refused(self, exc: type[Exception], reason: str, call: Any, *args: Any) -> None:
         """`call(*args)` raises `exc`, whose message gives the public AZ's reason."""

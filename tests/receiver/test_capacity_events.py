@@ -195,6 +195,22 @@ async def test_the_proxy_hosts_reporter_posts_a_failure_the_receiver_keeps(
     assert "HTTP 401" in failed["error"]
 
 
+async def test_the_reporter_posts_a_launch_after_a_failure_under_its_own_key(
+    receiver: Receiver,
+) -> None:
+    """A launch of the same boot is kept beside its failure (keys differ by outcome), so the
+    filter ends the AZ's failure streak for the flavor."""
+    url = str(receiver.client.make_url("/"))
+    reporter = CapacityReporter(url, WRITER, SECRET, structlog.get_logger(), clock=lambda: NOW)
+    assert await asyncio.to_thread(reporter.failed, UUID, "aws", "small", "t3.micro", "no room")
+    assert await asyncio.to_thread(reporter.launched, UUID, "aws", "small", "t3.micro")
+    kept = (await events(receiver))[1]["events"]
+    assert [(e["az"], e["flavor"], e["outcome"]) for e in kept] == [
+        ("aws", "small", "failed"),
+        ("aws", "small", "launched"),
+    ]
+
+
 def test_a_short_or_missing_secret_file_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
     short = tmp_path / "short"
     short.write_bytes(b"abc\n")

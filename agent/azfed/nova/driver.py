@@ -361,6 +361,7 @@ class FederationDriver(RefusedOperations, driver.ComputeDriver):  # type: ignore
         except CloudError as err:
             raise _spawn_error(instance, err) from err
         _record_addresses(instance, remote, CONF.azfed.provider)
+        _report_launch(instance)
 
     def _attachment(self, context: Any, network_info: Any) -> NetworkAttachment | None:
         """The server's Neutron port in the public cloud's terms (None without a port)."""
@@ -739,6 +740,21 @@ def _report_failure(instance: Any, err: CloudError) -> None:
     flavor = instance.flavor.name
     itype = parse_flavor_map(dict(CONF.azfed.flavor_map)).get(flavor, "")
     reporter.failed(instance.uuid, instance.availability_zone or "", flavor, itype, str(err))
+
+
+def _report_launch(instance: Any) -> None:
+    """Tell the receiver the boot launched, so a back-off of this AZ for the flavor ends with
+    the streak it belonged to; never raises (the instance runs whatever the receiver says)."""
+    try:
+        reporter = _capacity_reporter()
+    except ConfigError as bad:
+        log.error("capacity.report_unconfigured", error=str(bad))  # noqa: TRY400 - says it all
+        return
+    if reporter is None:
+        return
+    flavor = instance.flavor.name
+    itype = parse_flavor_map(dict(CONF.azfed.flavor_map)).get(flavor, "")
+    reporter.launched(instance.uuid, instance.availability_zone or "", flavor, itype)
 
 
 def _nova_names(instance_uuids: list[str]) -> list[str]:

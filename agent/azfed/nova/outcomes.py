@@ -41,7 +41,8 @@ def read_secret(path: str | Path) -> bytes:
 
 
 class CapacityReporter:
-    """`failed(...)`: report one failed boot; True once the receiver kept it."""
+    """`failed(...)` / `launched(...)`: report one boot's outcome; True once the receiver
+    kept it."""
 
     def __init__(  # noqa: PLR0917 - where, who, the secret, and the two knobs
         self,
@@ -70,6 +71,19 @@ class CapacityReporter:
             "at": now,
         }
         return self._post(event, f"{instance_uuid}:{az}:failed", now)
+
+    def launched(self, instance_uuid: str, az: str, flavor: str, instance_type: str) -> bool:
+        """Report a boot that launched: the AZ's failure streak for the flavor is over."""
+        now = self.clock()
+        event = {
+            "instance_uuid": instance_uuid,
+            "az": az,
+            "flavor": flavor,
+            "instance_type": instance_type[:64],
+            "outcome": "launched",
+            "at": now,
+        }
+        return self._post(event, f"{instance_uuid}:{az}:launched", now)
 
     def _post(self, event: dict[str, Any], key: str, now: float) -> bool:
         body = json.dumps(event).encode()

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from azfed.clouds import NetworkAttachment
-from azfed.errors import PermanentError
+from azfed.errors import CloudError, PermanentError
 from azfed.neutron.ec2_mirror import SecurityGroupMirror, call_ec2, ec2_client
 from azfed.neutron.subnets import ec2_subnet_of
 
@@ -54,8 +54,18 @@ class PortResolver:
             return None
         vif = only_vif(network_info)
         address, _ = fixed_ipv4(vif)
+        try:
+            return self._resolve(context, vif["id"], address)
+        except CloudError:  # EC2's answers, already in azfed's terms
+            raise
+        except Exception as err:  # Neutron's client: its own errors, auth plugins', requests'
+            raise PortNotUsable(
+                f"port {vif['id']}: Neutron could not be read ({type(err).__name__}: {err})"
+            ) from err
+
+    def _resolve(self, context: Any, port_id: str, address: str) -> NetworkAttachment:
         neutron = _neutron(context)
-        port = neutron.show_port(vif["id"])["port"]
+        port = neutron.show_port(port_id)["port"]
         subnet_id = next(ip["subnet_id"] for ip in port["fixed_ips"] if ip["ip_address"] == address)
         subnet = neutron.show_subnet(subnet_id)["subnet"]
         ec2_subnet = ec2_subnet_of(subnet)

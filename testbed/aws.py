@@ -114,9 +114,13 @@ class MotoServer:
         times: int | None = 1,
         delay_s: float = 0.0,
         message: str | None = None,
+        region: str | None = None,
     ) -> None:
-        """Make `action` fail with `code` (or only wait `delay_s`) for the next `times` calls."""
+        """Make `action` fail with `code` (or only wait `delay_s`) for the next `times` calls
+        (None: until cleared), in every region or only `region`."""
         rule: dict[str, Any] = {"action": action, "code": code, "status": status, "times": times}
+        if region:
+            rule["region"] = region
         if delay_s:
             rule["delay_s"] = delay_s
         if message:

@@ -9,7 +9,8 @@ two with the error bodies AWS really sends, so botocore's own retry and error pa
   POST /_fault/rules   {"rules": [{"action": "RunInstances", "code": "InsufficientInstanceCapacity",
                                    "message": "...", "status": 500, "times": 1, "delay_s": 0}]}
                        appends rules; "times": null means forever; "code": null with "delay_s"
-                       adds latency only; "action": "*" matches every action
+                       adds latency only; "action": "*" matches every action; "region": "..."
+                       matches only requests signed for that region (one public AZ of several)
   POST /_fault/clear   drops every rule and the counters (answers the counters as they were)
   GET  /_fault/stats   {"hits": {action: requests seen}, "injected": {action: faults injected}}
   POST /_seed/cloudwatch  bulk-loads datums into moto's CloudWatch backend directly (moto's
@@ -131,11 +132,19 @@ class FaultLayer:
         target = environ.get("HTTP_X_AMZ_TARGET")
         return target.rsplit(".", 1)[-1] if target else None
 
-    def _match(self, action: str) -> dict[str, Any] | None:
+    @staticmethod
+    def _region(environ: Environ) -> str | None:
+        """The region a request was signed for (SigV4's credential scope)."""
+        scope = environ.get("HTTP_AUTHORIZATION", "").partition("Credential=")[2].split("/")
+        return scope[2] if len(scope) > 2 else None
+
+    def _match(self, action: str, region: str | None) -> dict[str, Any] | None:
         with self.lock:
             self.hits[action] = self.hits.get(action, 0) + 1
             for rule in self.rules:
                 if rule.get("action") not in (action, "*"):
+                    continue
+                if rule.get("region") not in (None, region):
                     continue
                 times = rule.get("times")
                 if times is not None and times <= 0:
@@ -176,7 +185,7 @@ class FaultLayer:
         if path.startswith(("/_fault/", "/_seed/")):
             return self._control(environ, start_response)
         action = self._action(environ)
-        rule = self._match(action) if action else None
+        rule = self._match(action, self._region(environ)) if action else None
         if rule and rule.get("delay_s"):
             time.sleep(float(rule["delay_s"]))
         if rule and rule.get("code"):

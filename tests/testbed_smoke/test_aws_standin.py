@@ -69,3 +69,22 @@ async def test_reset_empties_moto_between_tests(aws: MotoServer, ec2: Any) -> No
     aws.reset()
     described = await ec2.describe_instances()
     assert described["Reservations"] == []
+
+
+async def test_a_fault_can_hit_one_region_only(aws: MotoServer) -> None:
+    """A rule with a region fails only requests signed for it: two public AZs in two regions,
+    one of them out of capacity."""
+    aws.fault("DescribeVpcs", "InsufficientInstanceCapacity", times=None, region="us-east-1")
+    kwargs = {k: v for k, v in aws.client_kwargs().items() if k != "region_name"}
+    cfg = Config(retries={"mode": "standard", "total_max_attempts": 1})
+    async with aioboto3.Session().client(
+        "ec2", region_name="us-west-2", config=cfg, **kwargs
+    ) as west:
+        assert "Vpcs" in await west.describe_vpcs()
+    async with aioboto3.Session().client(
+        "ec2", region_name="us-east-1", config=cfg, **kwargs
+    ) as east:
+        with pytest.raises(ClientError) as caught:
+            await east.describe_vpcs()
+    assert caught.value.response["Error"]["Code"] == "InsufficientInstanceCapacity"
+    assert aws.stats()["injected"]["DescribeVpcs"] == 1

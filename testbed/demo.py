@@ -178,7 +178,10 @@ class Demo:
             "cooldown": {"return_after_s": cooldown_s, "burst_after_s": cooldown_s / 2},
             "flavors": {"allow": ["m1.*"], "deny": []},
             "explicit_az": "honour",
-            "fallback": {"capacity_failure_backoff_s": 300, "when_public_unavailable": "local"},
+            "fallback": {
+                "capacity_backoff": {"initial_s": 300, "max_s": 3600},
+                "when_public_unavailable": "local",
+            },
         }
         path = self.home / "policy.json"
         path.write_text(json.dumps(policy, indent=2) + "\n")

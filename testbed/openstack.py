@@ -913,16 +913,7 @@ class OpenStackBed:
         conn = self.connect()
         try:
             self.wait_computes(conn)
-            self._run(
-                "nova-manage",
-                [
-                    self._bin("nova-manage"),
-                    "--config-file",
-                    str(self.etc / "nova/nova.conf"),
-                    "cell_v2",
-                    "discover_hosts",
-                ],
-            )
+            self._discover_hosts()
             for host, az in COMPUTES.items():
                 agg = conn.compute.create_aggregate(name=f"agg-{az}", availability_zone=az)
                 conn.compute.add_host_to_aggregate(agg, host)
@@ -964,6 +955,62 @@ class OpenStackBed:
             return set(hosts) <= with_mem
 
         _wait(ready, 180, "computes in placement", lambda: self.tail("nova-compute-aws"))
+
+    # --- more public AZs ---------------------------------------------------------------------
+
+    def add_proxy_host(self, host: str, az: str, azfed: Mapping[str, object]) -> None:
+        """Another public AZ: nova-compute `host` running azfed's driver with these [azfed]
+        options, in a new aggregate that makes `az`; remove_proxy_host() takes it away."""
+        (self.base / f"data/nova-{host}").mkdir(parents=True, exist_ok=True)
+        own = {
+            "DEFAULT": {
+                "host": host,
+                "state_path": self.base / f"data/nova-{host}",
+                "log_file": f"nova-{host}.log",
+                "compute_driver": AZFED_DRIVER,
+            },
+            "azfed": dict(azfed),
+        }
+        (self.etc / f"nova-{host}.conf").write_text(_ini(own))
+        self._start_nova_service(f"nova-{host}")
+        conn = self.connect()
+        try:
+            self.wait_computes(conn, [host])
+            self._discover_hosts()
+            agg = conn.compute.create_aggregate(name=f"agg-{az}", availability_zone=az)
+            conn.compute.add_host_to_aggregate(agg, host)
+        finally:
+            conn.close()
+        self._save_state()
+
+    def remove_proxy_host(self, host: str, az: str) -> None:
+        """Stop `host` and take it out of Nova (its service, node and Placement provider) and
+        its AZ out of the aggregates."""
+        self._stop_one(f"nova-{host}")
+        self._started_with.pop(f"nova-{host}", None)
+        conn = self.connect()
+        try:
+            agg = conn.compute.find_aggregate(f"agg-{az}")
+            if agg is not None:
+                conn.compute.remove_host_from_aggregate(agg, host)
+                conn.compute.delete_aggregate(agg)
+            for svc in conn.compute.services(binary="nova-compute", host=host):
+                conn.compute.delete_service(svc)
+        finally:
+            conn.close()
+        self._save_state()
+
+    def _discover_hosts(self) -> None:
+        self._run(
+            "nova-manage",
+            [
+                self._bin("nova-manage"),
+                "--config-file",
+                str(self.etc / "nova/nova.conf"),
+                "cell_v2",
+                "discover_hosts",
+            ],
+        )
 
     def smoke_boot(self, az: str, flavor: str = "m1.tiny", name: str | None = None) -> Any:
         """Boot a server in `az` and wait for ACTIVE; return it."""

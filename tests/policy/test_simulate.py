@@ -19,8 +19,10 @@ from azfed.policy.simulate import (
     burst_spans,
     metrics_used,
     placement_rows,
+    plot,
     read_trace,
     run,
+    spend_series,
 )
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
@@ -375,3 +377,23 @@ def test_the_plot_draws_every_metric_the_policy_uses_the_burst_band_and_every_az
     assert placement_rows(result) == ["local-az", "aws-az", "public-os-az", "elsewhere", "refused"]
     only_memory = dict(doc, burst={"memory_used_pct": 80}, **{"return": {"memory_used_pct": 60}})
     assert metrics_used(run(parse_policy(only_memory), read_trace(trace))) == ["memory_used_pct"]
+
+
+def test_the_plot_draws_each_spend_budget_with_what_each_step_saw_spent(tmp_path: Path) -> None:
+    """A policy with a day budget gets a spend panel: the day's spend as each step saw it
+    (rising with the bursts' lifetimes), the budget and its warning level; the PNG is drawn."""
+    trace = tmp_path / "t.csv"
+    trace.write_text("t,memory_used_pct,instances\n0,85,1\n3600,85,1\n7200,85,1\n")
+    doc = json.loads(json.dumps(DOC))
+    doc["budgets"] = {"spend": {"day": 100.0, "warn_at_pct": 50}}
+    result = run(parse_policy(doc), read_trace(trace))
+    series = spend_series(result)
+    assert list(series) == ["day"]
+    day = series["day"]
+    assert (day.budget, day.warn_at) == (100.0, 50.0)
+    assert day.spent == [s.of("day") for s in result.spent]
+    assert day.spent[0] == 0.0 < day.spent[1] < day.spent[2]
+    unbudgeted = {k: v for k, v in doc.items() if k != "budgets"}
+    assert spend_series(run(parse_policy(unbudgeted), read_trace(trace))) == {}
+    plot(result, tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import structlog
 from azfed.policy import Flavor, Request
 from azfed.policy.budget import Lifetime, Spend
 from azfed.policy.engine import PolicyEngine
@@ -204,3 +205,26 @@ def test_the_server_listings_are_queries_openstacksdk_knows() -> None:
         "deleted": True,
         "changes-since": "2026-12-01T00:00:00+00:00",
     }
+
+
+def test_the_warning_level_is_logged_once_when_reached_and_once_when_cleared(
+    receiver: Receiver,
+) -> None:
+    """budget.warning when the receiver first says a period is at its warning level (with the
+    numbers), not again while it stays there, and budget.warning_cleared when it is not."""
+    source = ReceiverSpend(receiver.url, structlog.get_logger(), refresh_s=0)
+    at_warning = {
+        "day": {"spent": 85.0, "budget": 100.0, "left": 15.0},
+        "month": {"spent": 85.0, "budget": 3000.0, "left": 2915.0},
+        "warn_at_pct": 80,
+        "warning": ["day"],
+    }
+    with capture_logs() as logs:
+        source.spend(1.0)  # not yet at the warning level
+        receiver.answer = at_warning
+        source.spend(2.0)
+        source.spend(3.0)
+        receiver.answer = {**at_warning, "day": {"spent": 0.0}, "warning": []}
+        source.spend(4.0)
+    events = [(e["event"], e.get("period"), e.get("spent")) for e in logs]
+    assert events == [("budget.warning", "day", 85.0), ("budget.warning_cleared", "day", None)]

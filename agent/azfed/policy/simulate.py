@@ -629,7 +629,8 @@ def placement_rows(result: Result) -> list[str]:
 
 def plot(result: Result, out: Path) -> None:
     """Every load metric the policy uses against its thresholds, the burst mode as a band,
-    and each request's placement (per AZ, refusals apart), over clock time, as a PNG."""
+    the spend against each spend budget and its warning level, the public cost against the
+    caps, and each request's placement (per AZ, refusals apart), over clock time, as a PNG."""
     try:
         import matplotlib
 
@@ -641,12 +642,15 @@ def plot(result: Result, out: Path) -> None:
             "--plot needs matplotlib: pip install 'azfed[plot]' (or drop --plot)"
         ) from None
     metrics = metrics_used(result)
+    spend = spend_series(result)
     zone = result.policy.schedule.zone if result.policy.schedule else timezone.utc
     when = [datetime.fromtimestamp(s.t, zone) for s in result.steps]
-    panels = len(metrics) + 2
+    panels = len(metrics) + 2 + bool(spend)
     fig, axes = plt.subplots(panels, 1, sharex=True, figsize=(11, 2.4 * panels + 1))
     for ax, metric in zip(axes, metrics, strict=False):
         _plot_metric(ax, result, when, metric)
+    if spend:
+        _plot_spend(axes[len(metrics)], spend, when)
     _plot_public_cost(axes[-2], result, when)
     _plot_placements(axes[-1], result, when)
     for ax in axes:
@@ -685,6 +689,40 @@ def _limit(thresholds: Thresholds, metric: str) -> float:
     return math.nan if value is None else float(value)  # nan: not drawn
 
 
+@dataclass(frozen=True)
+class SpendSeries:
+    """One spend budget over the trace: what each step saw spent, the budget, its warning."""
+
+    spent: list[float]
+    budget: float
+    warn_at: float
+
+
+def spend_series(result: Result) -> dict[str, SpendSeries]:
+    """Per period with a spend budget (day, month), the plot's spend panel."""
+    b = result.policy.budgets
+    out: dict[str, SpendSeries] = {}
+    for period in PERIODS:
+        limit = getattr(b, period)
+        if limit is not None:
+            spent = [sp.of(period) for sp in result.spent]
+            out[period] = SpendSeries(spent, float(limit), float(limit) * b.warn_at_pct / 100.0)
+    return out
+
+
+def _plot_spend(ax: Any, spend: Mapping[str, SpendSeries], when: list[datetime]) -> None:
+    for period, series in spend.items():
+        (line,) = ax.step(when, series.spent, where="post", label=f"spent this {period}")
+        color = line.get_color()
+        ax.axhline(series.budget, linestyle="--", color=color, lw=0.8)
+        ax.axhline(series.warn_at, linestyle=":", color=color, lw=0.8)
+    ax.set_ylabel("spend")
+    ax.legend(
+        loc="upper left", fontsize="small", title="dashed: budget, dotted: warning",
+        title_fontsize="small",
+    )  # fmt: skip
+
+
 def _plot_public_cost(ax: Any, result: Result, when: list[datetime]) -> None:
     for az in result.policy.public_azs:
         (line,) = ax.step(
@@ -692,6 +730,11 @@ def _plot_public_cost(ax: Any, result: Result, when: list[datetime]) -> None:
         )
         caps = [_cap(p, az.name) for p in result.in_force]
         ax.step(when, caps, where="post", linestyle="--", color=line.get_color(), lw=0.8)
+    total_cap = result.policy.budgets.caps.hourly_cost
+    if total_cap is not None:  # the cap on all public AZs together
+        total = [sum(x.hourly_cost for x in u.values()) for u in result.usage]
+        ax.step(when, total, where="post", label="all public", color="black", lw=0.8)
+        ax.axhline(total_cap, linestyle="--", color="black", lw=0.8)
     ax.set_ylabel("public cost/h")
     ax.legend(loc="upper left", fontsize="small", title="dashed: cap", title_fontsize="small")
 

@@ -41,6 +41,7 @@ class ReceiverSpend:
         self.refresh_s, self.timeout_s, self.max_age_s = refresh_s, timeout_s, max_age_s
         self._last: tuple[Spend, float] | None = None  # the answer, and when it was read
         self._tried = -float("inf")
+        self._warned: frozenset[str] = frozenset()  # the periods last seen at the warning level
 
     def spend(self, now: float) -> Spend | None:
         if now - self._tried >= self.refresh_s:
@@ -55,9 +56,24 @@ class ReceiverSpend:
             with urllib.request.urlopen(self.url, timeout=self.timeout_s) as resp:  # noqa: S310
                 doc = json.load(resp)
             self._last = (Spend(float(doc["day"]["spent"]), float(doc["month"]["spent"])), now)
+            self._note_warning(doc)
         except (OSError, ValueError, KeyError, TypeError) as err:
             # URLError and timeouts are OSErrors; a bad body is a ValueError or KeyError
             age = None if self._last is None else round(now - self._last[1], 1)
             self.log.error(  # noqa: TRY400 - the URL and the cause say it all
                 "budget.spend_unreadable", url=self.url, error=str(err), last_answer_age_s=age
             )
+
+    def _note_warning(self, doc: dict[str, Any]) -> None:
+        """Log once when a period's spend reaches the warning level, and once when it is
+        below again (a new day or month): operators alert on `budget.warning`."""
+        warned = frozenset(str(p) for p in doc.get("warning") or [])
+        for period in sorted(warned - self._warned):
+            p = doc.get(period) or {}
+            self.log.warning(
+                "budget.warning", period=period, spent=p.get("spent"), budget=p.get("budget"),
+                left=p.get("left"), warn_at_pct=doc.get("warn_at_pct"),
+            )  # fmt: skip
+        for period in sorted(self._warned - warned):
+            self.log.info("budget.warning_cleared", period=period)
+        self._warned = warned

@@ -1,7 +1,7 @@
 """One collection cycle of the azfed agent vs a straightforward boto3 script, same endpoint.
 
     .venv/bin/python bench/bench_agent.py            # 1k on moto, 10k on the canned endpoint
-    .venv/bin/python bench/bench_agent.py --sizes 1000 --skip-canned
+    .venv/bin/python bench/bench_agent.py --moto-sizes 1000 --canned-sizes --latency-ms
 
 Each contender runs once per scenario in its own child process, so CPU seconds and peak RSS
 are its own (moto's or the canned server's CPU is not counted). API calls are counted by the
@@ -17,7 +17,9 @@ server (moto's fault layer, or the canned server), not by the client.
 
 moto takes minutes for 10k instances, so 10k runs against a canned-response endpoint that
 serves pre-rendered DescribeInstances pages and GetMetricData answers (botocore's real parsers
-run on them). Writes bench/results/agent.json.
+run on them). The 1,000-instance canned run is repeated with each answer delayed by each
+--latency-ms: `wall_added_s` is what that latency adds to each contender's wall time. Writes
+bench/results/agent.json.
 """
 
 from __future__ import annotations
@@ -116,11 +118,11 @@ def gmd_answer(ids: list[str], stamps: list[str]) -> str:
     )
 
 
-def serve_canned(n: int, periods: int = 0, salt: str = "") -> None:
+def serve_canned(n: int, periods: int = 0, salt: str = "", latency_ms: int = 0) -> None:
     """Child process: answer DescribeInstances and GetMetricData for n instances. With
     `periods`, the datapoints are the start of each of the newest `periods` complete periods,
     newest first (bench_ha_kill.py counts them in Gnocchi); else the newest complete one and
-    the open one."""
+    the open one. Each answer waits `latency_ms` first (AWS's round trip and work)."""
     from aiohttp import web
 
     pages = canned_pages(n, salt=salt)
@@ -135,6 +137,8 @@ def serve_canned(n: int, periods: int = 0, salt: str = "") -> None:
 
     async def handle(request: web.Request) -> web.Response:
         form = parse_qs((await request.read()).decode())
+        if latency_ms:
+            await asyncio.sleep(latency_ms / 1000)
         action = form["Action"][0]
         hits[action] = hits.get(action, 0) + 1
         if action == "DescribeInstances":
@@ -202,16 +206,16 @@ async def agent_cycle(endpoint: str) -> dict[str, Any]:
     col = Ec2Collector(cfg.aws, cfg.collect, metrics)
     await col.open()
     settle_heap()  # as Agent.run does once the collector is open
-    cpu0 = time.process_time()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     try:
         obs = await col.collect()
         await batcher.add(obs)
         await batcher.flush()
     finally:
-        cycle_cpu = time.process_time() - cpu0
+        cycle_cpu, cycle_wall = time.process_time() - cpu0, time.perf_counter() - wall0
         await col.close()
     return {"instances": len(obs.instances), "samples": len(obs.samples), "reports": len(spool),
-            "cycle_cpu_s": round(cycle_cpu, 3)}  # fmt: skip
+            "cycle_cpu_s": round(cycle_cpu, 3), "cycle_wall_s": round(cycle_wall, 3)}  # fmt: skip
 
 
 def boto3_cycle(endpoint: str) -> dict[str, Any]:
@@ -221,7 +225,7 @@ def boto3_cycle(endpoint: str) -> dict[str, Any]:
     cfg = Config(read_timeout=600, retries={"mode": "standard"})
     ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name="us-east-1", config=cfg)
     cw = boto3.client("cloudwatch", endpoint_url=endpoint, region_name="us-east-1", config=cfg)
-    cpu0 = time.process_time()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     instances = []
     for page in ec2.get_paginator("describe_instances").paginate(
         Filters=[{"Name": "tag-key", "Values": [TAG]}]
@@ -235,15 +239,18 @@ def boto3_cycle(endpoint: str) -> dict[str, Any]:
         for k, (i, m) in enumerate((i, m) for i in instances for m in METERS)
     ]  # fmt: skip
     end = dt.datetime.now(dt.timezone.utc)
+    # 20 minutes: both seeded periods even when the run starts past the next period's start
+    # (15 lost the older one then, and the script read half the samples)
     results = []
     for c in range(0, len(queries), 500):
         r = cw.get_metric_data(MetricDataQueries=queries[c : c + 500],
-                               StartTime=end - dt.timedelta(minutes=15), EndTime=end)  # fmt: skip
+                               StartTime=end - dt.timedelta(minutes=20), EndTime=end)  # fmt: skip
         results += r["MetricDataResults"]
     samples = sum(len(r["Values"]) for r in results)
     body = json.dumps({"instances": instances, "results": results}, default=str)
     return {"instances": len(instances), "samples": samples, "bytes": len(body),
-            "cycle_cpu_s": round(time.process_time() - cpu0, 3)}  # fmt: skip
+            "cycle_cpu_s": round(time.process_time() - cpu0, 3),
+            "cycle_wall_s": round(time.perf_counter() - wall0, 3)}  # fmt: skip
 
 
 def child(which: str, endpoint: str) -> None:
@@ -318,10 +325,11 @@ def on_moto(n: int) -> list[dict[str, Any]]:
         return measure(moto.endpoint, stats, lambda: moto.post("/_fault/clear"), n, "moto")
 
 
-def on_canned(n: int) -> list[dict[str, Any]]:
+def on_canned(n: int, latency_ms: int = 0) -> list[dict[str, Any]]:
     import urllib.request
 
-    proc = subprocess.Popen([sys.executable, __file__, "--serve-canned", str(n)],
+    proc = subprocess.Popen([sys.executable, __file__, "--serve-canned", str(n),
+                             "--answer-latency-ms", str(latency_ms)],
                             stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert proc.stdout is not None
@@ -337,12 +345,24 @@ def on_canned(n: int) -> list[dict[str, Any]]:
             urllib.request.urlopen(urllib.request.Request(base + "/_reset", method="POST"),
                                    timeout=30).close()  # fmt: skip
 
-        return measure(base, stats, reset, n, "canned")
+        where = f"canned+{latency_ms}ms" if latency_ms else "canned"
+        return measure(base, stats, reset, n, where)
     finally:
         proc.terminate()
         proc.wait(10)
         if proc.stdout:
             proc.stdout.close()
+
+
+def added_wall(rows: list[dict[str, Any]]) -> None:
+    """wall_added_s of each latency row: its cycle's wall time less the same contender's
+    without latency (the cycle's alone: the start of a child process varies more than that)."""
+    plain = {(r["n"], r["contender"]): r["cycle_wall_s"] for r in rows if r["endpoint"] == "canned"}
+    for r in rows:
+        base = plain.get((r["n"], r["contender"]))
+        if r["endpoint"].startswith("canned+") and base is not None:
+            r["wall_added_s"] = round(r["cycle_wall_s"] - base, 3)
+            print(f"  {r['contender']:6s} {r['endpoint']}: wall added {r['wall_added_s']} s")
 
 
 def table(rows: list[dict[str, Any]]) -> None:
@@ -364,13 +384,18 @@ def main() -> None:
     ap.add_argument("--endpoint")
     ap.add_argument("--serve-canned", type=int)
     ap.add_argument("--periods", type=int, default=0)
+    ap.add_argument("--answer-latency-ms", type=int, default=0)
     ap.add_argument("--salt", default="")
     ap.add_argument("--moto-sizes", type=int, nargs="*", default=[1000])
     ap.add_argument("--canned-sizes", type=int, nargs="*", default=[1000, 10000])
+    # the wall a request latency adds to a cycle: the 1,000-instance canned run again with
+    # each answer this late, beside the run without (wall_added_s)
+    ap.add_argument("--latency-ms", type=int, nargs="*", default=[50, 250])
+    ap.add_argument("--latency-size", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "agent.json")
     a = ap.parse_args()
     if a.serve_canned:
-        serve_canned(a.serve_canned, a.periods, a.salt)
+        serve_canned(a.serve_canned, a.periods, a.salt, a.answer_latency_ms)
         return
     if a.child:
         child(a.child, a.endpoint)
@@ -382,6 +407,10 @@ def main() -> None:
     for n in a.canned_sizes:
         print(f"canned endpoint, {n} instances x {len(METERS)} meters", flush=True)
         rows += on_canned(n)
+    for ms in a.latency_ms:
+        print(f"canned endpoint, {a.latency_size} instances, {ms} ms per answer", flush=True)
+        rows += on_canned(a.latency_size, ms)
+    added_wall(rows)
     table(rows)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     doc = {"bench": "agent", "at": dt.datetime.now(dt.timezone.utc).isoformat(),

@@ -83,3 +83,30 @@ def test_diagnostics_show_the_agents_figures(federation: Federation, burst: Any)
     assert (diags.state, diags.hypervisor, diags.num_cpus) == ("running", "azfed-ec2", 1)
     [nic] = diags.nic_details
     assert nic["rx_octets"] > 0, nic
+
+
+def test_an_instance_terminated_outside_nova_shows_stopped_with_the_next_report(
+    federation: Federation,
+) -> None:
+    """An EC2 instance terminated behind Nova's back (the console, a spot reclaim): with the
+    agent's next report the receiver sends Nova's power-update event, and Nova shows the server
+    SHUTOFF (a stop action in its history) and `azfed_remote_state=terminated`, long before
+    the proxy host's power-state sync (every 10 minutes) would have noticed."""
+    conn = federation.conn
+    server = federation.boot("life-terminated", availability_zone="aws-az")
+    try:
+        [instance] = federation.ec2_instances_for(server.id)
+        federation.ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
+
+        def stopped() -> Any:
+            now = conn.compute.get_server(server.id)
+            return now if now.status == "SHUTOFF" else None
+
+        now = eventually(stopped, "the server SHUTOFF after its instance was terminated", 90)
+        assert now.metadata["azfed_remote_state"] == "terminated"
+        actions = [a.action for a in conn.compute.server_actions(server)]
+        assert actions[0] == "stop", actions  # the power-update event's, newest first
+    finally:
+        federation.servers.pop("life-terminated", None)
+        conn.compute.delete_server(server, ignore_missing=True)
+        conn.compute.wait_for_delete(server, wait=120)

@@ -50,7 +50,7 @@ from azfed.nova.refusals import RefusedOperations, refuse
 from azfed.policy.decide import BURST_TRAIT
 from nova import context as nova_context
 from nova import exception, objects
-from nova.compute import power_state, task_states
+from nova.compute import power_state, task_states, vm_states
 from nova.compute import utils as compute_utils
 from nova.image import glance
 from nova.objects import diagnostics as diagnostics_obj
@@ -427,6 +427,27 @@ class FederationDriver(RefusedOperations, driver.ComputeDriver):  # type: ignore
             _record_terminated(instance)
         except CloudError as err:
             raise _nova_error(instance, err) from err
+
+    def power_update_event(self, instance: Any, target_power_state: str) -> None:
+        """Nova's power-update event: azfed's receiver sends POWER_OFF when the agent reports
+        the instance stopped or terminated outside Nova, and Nova's view follows the cloud's
+        (Nova has set the task state; this sets the rest, as Ironic's driver does). A
+        terminated instance also gets the instance fault that says so."""
+        if target_power_state == "POWER_OFF":
+            power, vm, expected = power_state.SHUTDOWN, vm_states.STOPPED, task_states.POWERING_OFF
+            if self._remote_state(instance) in (None, RemoteState.TERMINATED):
+                _record_terminated(instance)
+        else:
+            power, vm, expected = power_state.RUNNING, vm_states.ACTIVE, task_states.POWERING_ON
+        instance.power_state, instance.vm_state, instance.task_state = power, vm, None
+        instance.save(expected_task_state=expected)
+
+    def _remote_state(self, instance: Any) -> RemoteState | None:
+        try:
+            return self.proxy.state(instance.uuid)
+        except CloudError:
+            log.warning("instance.state_unreadable", instance_uuid=instance.uuid, exc_info=True)
+            return RemoteState.UNKNOWN
 
     def power_on(
         self,

@@ -116,6 +116,13 @@ class NovaClient:
             self._cache[uuid] = (hit[0], facts)
         return True
 
+    async def power_update(self, uuid: str, tag: str) -> bool:
+        """Send Nova's power-update event (POWER_OFF / POWER_ON, microversion 2.76): the
+        server's compute host brings Nova's power state to the cloud's. False if Nova has no
+        such server."""
+        self._cache.pop(uuid, None)  # its status is about to change
+        return await self._call(lambda c: _power_update(c, uuid, tag))
+
     async def servers_in(self, azs: tuple[str, ...]) -> list[ServerFacts]:
         """Every server (all projects) whose availability zone is one of `azs`."""
         servers = await self._call(
@@ -134,6 +141,23 @@ def _set_metadata(conn: Any, uuid: str, changed: dict[str, str]) -> bool:
         conn.compute.set_server_metadata(uuid, **changed)
     except exceptions.NotFoundException:
         return False
+    return True
+
+
+# the external event that tells Nova a server's power changed outside it (Nova's API 2.76)
+POWER_UPDATE_MICROVERSION = "2.76"
+
+
+def _power_update(conn: Any, uuid: str, tag: str) -> bool:
+    event = {"name": "power-update", "server_uuid": uuid, "tag": tag}
+    resp = conn.compute.post(
+        "/os-server-external-events",
+        json={"events": [event]},
+        microversion=POWER_UPDATE_MICROVERSION,
+    )
+    if resp.status_code == 404:  # Nova knows none of the events' servers
+        return False
+    resp.raise_for_status()
     return True
 
 

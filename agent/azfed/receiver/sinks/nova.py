@@ -28,6 +28,10 @@ KEYS = (
 )
 
 
+# reported states in which the instance is off while Nova may still say ACTIVE
+OFF_STATES = frozenset({"stopped", "terminated"})
+
+
 def desired_metadata(inst: dict[str, Any]) -> dict[str, str]:
     """The metadata one reported instance should leave on its Nova server."""
     ips = inst["ips"]
@@ -105,6 +109,8 @@ class NovaSink:
             return
         if await self.client.set_metadata(uuid, changed):
             log.debug("nova.metadata_set", instance_uuid=uuid, keys=sorted(changed))
+            if changed.get("azfed_remote_state") in OFF_STATES:
+                await self._power_off_if_active(uuid, inst)
             return
         # Deleted since it was cached (`openstack server delete` of a burst VM): not a backend
         # failure. The report is accepted; the instance is skipped and counted.
@@ -112,6 +118,25 @@ class NovaSink:
         batch.dropped.append(
             Dropped("nova", uuid, 0, "server_gone", "Nova has no such server: deleted")
         )
+
+    async def _power_off_if_active(self, uuid: str, inst: dict[str, Any]) -> None:
+        """The instance stopped or was terminated outside Nova (the console, the cloud's API,
+        a spot reclaim): tell Nova at once (its power-update event) rather than leave the
+        server ACTIVE until the proxy host's next power-state sync. Best effort: a failure is
+        logged, and the sync still comes."""
+        try:
+            facts = await self.client.server(uuid, fresh=True)
+            if facts is None or facts.status != "ACTIVE":
+                return  # Nova already says so, or its own stop is under way
+            sent = await self.client.power_update(uuid, "POWER_OFF")
+        except Exception:  # openstacksdk and keystoneauth raise many kinds: all are Nova's
+            log.warning("nova.power_update_failed", instance_uuid=uuid, exc_info=True)
+            return
+        if sent:
+            log.info(
+                "nova.power_update_sent", instance_uuid=uuid, remote_id=inst["remote_id"],
+                remote_state=inst["state"], tag="POWER_OFF",
+            )  # fmt: skip
 
 
 def from_config(config: AzfedConfig, nova: NovaClient) -> NovaSink:

@@ -427,6 +427,7 @@ def network_mirror(  # noqa: PLR0917 - click passes every option
     """Make (once) the Neutron network and subnet that mirror a VPC subnet: same CIDR, the VPC
     router as gateway, AWS's five reserved addresses outside the pool, no DHCP."""
     import openstack
+    import openstack.exceptions
     from azfed.neutron.ec2_mirror import call_ec2, ec2_client
     from azfed.neutron.subnets import mirror
 
@@ -447,7 +448,8 @@ def network_mirror(  # noqa: PLR0917 - click passes every option
             conn.close()
     except InputError as err:
         _fail_input(err, as_json)
-    except AzfedError as err:
+    except (AzfedError, openstack.exceptions.SDKException) as err:
+        # EC2's answer, or Neutron's / Keystone's (no such cloud, a refused network...)
         click.echo(f"azfed: {err}", err=True)
         sys.exit(EXIT_FAILED)
     doc = {

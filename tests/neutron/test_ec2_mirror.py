@@ -3,21 +3,21 @@ to Neutron's rules both ways, referenced groups, instance groups, deletion."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 from azfed.neutron.ec2_mirror import GROUP_TAG, SecurityGroupMirror
 from azfed.neutron.rules import actual
+
 from testbed.aws import MotoServer
 
 
 @pytest.fixture
-def vpc(aws: MotoServer) -> Iterator[tuple[Any, str]]:
+def vpc(aws: MotoServer) -> tuple[Any, str]:
     client = boto3.client("ec2", **aws.client_kwargs())
     vpc_id = client.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
-    yield client, vpc_id
+    return client, vpc_id
 
 
 def _group(gid: str, *rules: dict[str, Any]) -> dict[str, Any]:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from azfed.cli import EXIT_FAILED, main
 from azfed.errors import InputError
 from azfed.neutron.subnets import ec2_subnet_of, plan
+from click.testing import CliRunner
+
+from testbed.aws import MotoServer
 
 
 def test_plan_leaves_out_the_five_addresses_aws_reserves() -> None:
@@ -37,3 +41,23 @@ def test_plan_refuses_what_aws_cannot_have(cidr: object) -> None:
 def test_untagged_subnet_mirrors_nothing() -> None:
     assert ec2_subnet_of({"tags": []}) is None
     assert ec2_subnet_of({}) is None
+
+
+def test_mirroring_a_subnet_ec2_does_not_have_says_so(aws: MotoServer) -> None:
+    """`azfed network mirror` of a subnet EC2 does not know: EC2's answer, no traceback, and
+    nothing asked of OpenStack."""
+    r = CliRunner().invoke(
+        main,
+        [
+            "network",
+            "mirror",
+            "--subnet",
+            "subnet-0000000000000000f",
+            "--availability-zone",
+            "aws-az",
+        ],
+        env={"AWS_ENDPOINT_URL": aws.endpoint},
+    )
+    assert r.exit_code == EXIT_FAILED, r.output
+    assert "subnet-0000000000000000f" in r.stderr
+    assert "Traceback" not in r.output + r.stderr

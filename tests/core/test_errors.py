@@ -13,11 +13,11 @@ import azfed
 from azfed.errors import AzfedError
 
 PACKAGE = Path(azfed.__file__).parent
-# Modules that run inside Nova's processes import Nova, which this venv does not have; the
-# source check below covers their classes.
+# Modules that run inside Nova's or Neutron's processes import them, which this venv does not
+# have; the source check below covers their classes.
 NEEDS_NOVA = {
     "azfed.nova.driver", "azfed.nova.filter", "azfed.nova.nova_virt_azfed", "azfed.nova.refusals",
-    "azfed.nova.weigher",
+    "azfed.nova.weigher", "azfed.neutron.mech_driver",
 }  # fmt: skip
 # The Horizon plugin runs inside Horizon's process and imports Django and Horizon (not here
 # either); the same source check covers its classes.

@@ -25,6 +25,8 @@ from typing import Any
 from urllib.parse import quote_plus
 from xml.etree import ElementTree as ETree
 
+from azfed.errors import AzfedError
+
 Parse = Callable[[Any], Any]
 
 # botocore's parsers skip members read from headers, the status code or the URI
@@ -33,11 +35,11 @@ KNOWN_LOCATIONS = frozenset({"header", "headers", "statusCode", "uri", "querystr
 _UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
-class Unsupported(Exception):
+class Unsupported(AzfedError):
     """A shape the compiled parser does not cover: botocore's parser takes it."""
 
 
-class Fallback(Exception):
+class Fallback(AzfedError):
     """A document the compiled parser cannot read as botocore would: botocore's parser reads it."""
 
 

@@ -71,6 +71,25 @@ def policy_rows(doc: dict[str, Any]) -> list[Row]:
             "< 2 ms",
             _ok(r["filter"]["p99_ms"] < 2.0),
         ),
+        # issue 15: with budgets, a schedule, projects, hints and a capacity back-off on
+        *(
+            [
+                (
+                    f"policy: decide() p99 with the rules on ({doc['hosts']} hosts)",
+                    f"{r['decide_rules']['p99_ms']:.3f} ms",
+                    "< 1 ms",
+                    _ok(r["decide_rules"]["p99_ms"] < 1.0),
+                ),
+                (
+                    f"policy: filter p99 with the rules on ({doc['hosts']} hosts)",
+                    f"{r['filter_rules']['p99_ms']:.2f} ms",
+                    "< 5 ms",
+                    _ok(r["filter_rules"]["p99_ms"] < 5.0),
+                ),
+            ]
+            if "filter_rules" in r
+            else []
+        ),
     ]
 
 

@@ -332,3 +332,18 @@ def test_a_failed_state_write_is_logged_and_the_next_state_is_written_still(
         "filter_state.unwritable",
     ]
     assert json.loads(state.read_text())["recent"][-1]["instance_uuid"] == "u3"
+
+
+def test_the_recent_decisions_survive_a_restart(tmp_path: Path, hosts: list[Host]) -> None:
+    """The decisions the dashboard lists are not forgotten when nova-scheduler restarts: the
+    restarted filter's state file lists the earlier ones before its own."""
+    clock, state = Clock(), tmp_path / "s.json"
+    policy = write(tmp_path / "p.json", **BURST_NOW)
+    first = PolicyEngine(policy, state_file=state, clock=clock)
+    first.filter(hosts, Request(SMALL, instance_uuid="u1"))
+    assert first.flush(10)
+    restarted = PolicyEngine(policy, state_file=state, clock=clock)
+    restarted.filter(hosts, Request(SMALL, instance_uuid="u2"))
+    assert restarted.flush(10)
+    recent = json.loads(state.read_text())["recent"]
+    assert [d["instance_uuid"] for d in recent] == ["u1", "u2"]

@@ -240,6 +240,8 @@ class PolicyEngine:
             if data.get("local_seen"):
                 local, at = data["local_seen"]
                 self._local_seen = (LocalLoad(**local), float(at))
+            # the recent decisions outlive a restart too (the dashboard lists them)
+            self._recent.extend(d for d in data.get("recent") or [] if isinstance(d, dict))
         except (OSError, ValueError, KeyError, TypeError) as err:
             self.log.error(  # noqa: TRY400 - start with a fresh history; the error says why
                 "filter_state.unreadable", state_file=str(self.state_file), error=str(err)

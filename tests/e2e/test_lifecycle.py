@@ -73,13 +73,15 @@ def test_diagnostics_show_the_agents_figures(federation: Federation, burst: Any)
         return int([r for r in rows if r[1] == finest][-1][2]) if rows else None
 
     def diagnostics() -> Any:
-        # the agent keeps reporting, and Gnocchi processes the vNIC's first measures a little
-        # after the instance's: wait for a moment when both say the same newest CPU time
+        # the agent keeps reporting, and Gnocchi processes the vNIC's first measures (each
+        # counter its own metric) a little after the instance's: wait for a moment when the
+        # vNIC has its received bytes and both say the same newest CPU time
         found = conn.compute.get_server_diagnostics(burst)
         cpu = found.cpu_details[0]["time"] if found.cpu_details else None
-        return found if found.nic_details and cpu is not None and cpu == newest_cpu() else None
+        rx = found.nic_details[0].get("rx_octets") if found.nic_details else None
+        return found if rx is not None and cpu is not None and cpu == newest_cpu() else None
 
-    diags = eventually(diagnostics, "diagnostics with Gnocchi's newest CPU time and the vNIC", 120)
+    diags = eventually(diagnostics, "diagnostics with Gnocchi's newest CPU time, vNIC rx", 120)
     assert (diags.state, diags.hypervisor, diags.num_cpus) == ("running", "azfed-ec2", 1)
     [nic] = diags.nic_details
     assert nic["rx_octets"] > 0, nic

@@ -33,7 +33,7 @@ import fixtures
 # first of Nova: its test package picks eventlet or native threads at its import
 import nova.tests.unit  # noqa: F401
 from azfed.clouds import UUID_TAG
-from azfed.nova import driver, weigher
+from azfed.nova import driver, networks, weigher
 from azfed.nova import filter as azfilter
 from nova import exception, objects, test
 from nova.scheduler import host_manager
@@ -141,6 +141,26 @@ class FilterAndWeigherInNova(test.NoDBTestCase):  # type: ignore[misc]
         self.flags(group="filter_scheduler", weight_classes=["nova.scheduler.weights.all_weighers"])
         kept = azfilter.FederationFilter().filter_all(self.hosts, _spec())
         self.assertEqual(["aws1"], [h.host for h in kept])
+
+    def test_networks_none_or_auto_name_no_network_to_look_up(self) -> None:
+        """Nova's `networks=none` / `auto` boots carry those words where a network id goes:
+        the filter's network pin asks Neutron nothing for them (it asked, and warned, for
+        every such boot)."""
+        asked: list[str] = []
+
+        def no_neutron() -> Any:
+            asked.append("client")
+            raise AssertionError("Neutron asked about a boot that names no network")
+
+        pins = networks.NetworkPins(no_neutron)
+        for word in ("none", "auto"):
+            spec = _spec()
+            spec.requested_networks = objects.NetworkRequestList(
+                objects=[objects.NetworkRequest(network_id=word)]
+            )
+            self.assertEqual(([], []), networks.requested_networks(spec))
+            self.assertIsNone(pins.az_for(spec))
+        self.assertEqual([], asked)
 
 
 class SpawnReschedulesOnCapacity(test.TestCase):  # type: ignore[misc]

@@ -13,7 +13,7 @@ from testbed.aws import FAKE_CREDENTIALS, MotoServer
 from testbed.openstack import SOURCE, install
 
 ROOT = Path(__file__).resolve().parents[2]
-TESTS = 5
+TESTS = 6
 
 
 def test_filter_weigher_and_driver_fall_back_as_nova_runs_them(

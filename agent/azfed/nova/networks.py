@@ -21,6 +21,9 @@ import structlog
 from azfed.neutron.subnets import az_of
 
 log = structlog.get_logger(__name__)
+# what Nova puts where a network id goes for `networks=none` and `networks=auto`
+# (nova.objects.network_request.NETWORK_ID_NONE / NETWORK_ID_AUTO): no network to look up
+NOT_NETWORKS = frozenset({"none", "auto"})
 
 
 def requested_networks(spec: Any) -> tuple[list[str], list[str]]:
@@ -29,7 +32,11 @@ def requested_networks(spec: Any) -> tuple[list[str], list[str]]:
         requested = list(spec.requested_networks or [])
     except (AttributeError, NotImplementedError):  # an older spec without the field
         return [], []
-    networks = [str(r.network_id) for r in requested if getattr(r, "network_id", None)]
+    networks = [
+        str(r.network_id)
+        for r in requested
+        if getattr(r, "network_id", None) and str(r.network_id) not in NOT_NETWORKS
+    ]
     ports = [str(r.port_id) for r in requested if getattr(r, "port_id", None)]
     return networks, ports
 

@@ -749,23 +749,20 @@ def _capacity_reporter() -> CapacityReporter | None:
 
 
 def _report_failure(instance: Any, err: CloudError) -> None:
-    """Tell the receiver (docs/policy.md, "Capacity fallback"); never raises: the boot is
-    rescheduled whether the receiver hears of it or not."""
-    try:
-        reporter = _capacity_reporter()
-    except ConfigError as bad:
-        log.error("capacity.report_unconfigured", error=str(bad))  # noqa: TRY400 - says it all
-        return
-    if reporter is None:
-        return
-    flavor = instance.flavor.name
-    itype = parse_flavor_map(dict(CONF.azfed.flavor_map)).get(flavor, "")
-    reporter.failed(instance.uuid, instance.availability_zone or "", flavor, itype, str(err))
+    """Tell the receiver (docs/policy.md, "Capacity fallback"): the boot is rescheduled
+    whether the receiver hears of it or not."""
+    _report_outcome(instance, str(err))
 
 
 def _report_launch(instance: Any) -> None:
     """Tell the receiver the boot launched, so a back-off of this AZ for the flavor ends with
-    the streak it belonged to; never raises (the instance runs whatever the receiver says)."""
+    the streak it belonged to (the instance runs whatever the receiver says)."""
+    _report_outcome(instance, None)
+
+
+def _report_outcome(instance: Any, failure: str | None) -> None:
+    """A failed (`failure` is the cloud's reason) or launched boot to the receiver, if this
+    host reports to one; never raises."""
     try:
         reporter = _capacity_reporter()
     except ConfigError as bad:
@@ -775,7 +772,11 @@ def _report_launch(instance: Any) -> None:
         return
     flavor = instance.flavor.name
     itype = parse_flavor_map(dict(CONF.azfed.flavor_map)).get(flavor, "")
-    reporter.launched(instance.uuid, instance.availability_zone or "", flavor, itype)
+    az = instance.availability_zone or ""
+    if failure is None:
+        reporter.launched(instance.uuid, az, flavor, itype)
+    else:
+        reporter.failed(instance.uuid, az, flavor, itype, failure)
 
 
 def _nova_names(instance_uuids: list[str]) -> list[str]:

@@ -60,30 +60,34 @@ class CapacityReporter:
     def failed(
         self, instance_uuid: str, az: str, flavor: str, instance_type: str, reason: str
     ) -> bool:
-        now = self.clock()
-        event = {
-            "instance_uuid": instance_uuid,
-            "az": az,
-            "flavor": flavor,
-            "instance_type": instance_type[:64],
-            "outcome": "failed",
-            "reason": reason[:REASON_MAX],
-            "at": now,
-        }
-        return self._post(event, f"{instance_uuid}:{az}:failed", now)
+        """Report a boot that failed for lack of capacity (a limit, throttling): `reason`."""
+        return self._report(instance_uuid, az, flavor, instance_type, "failed", reason)
 
     def launched(self, instance_uuid: str, az: str, flavor: str, instance_type: str) -> bool:
         """Report a boot that launched: the AZ's failure streak for the flavor is over."""
+        return self._report(instance_uuid, az, flavor, instance_type, "launched", None)
+
+    def _report(  # noqa: PLR0917 - the event's fields
+        self,
+        instance_uuid: str,
+        az: str,
+        flavor: str,
+        instance_type: str,
+        outcome: str,
+        reason: str | None,
+    ) -> bool:
         now = self.clock()
-        event = {
+        event: dict[str, Any] = {
             "instance_uuid": instance_uuid,
             "az": az,
             "flavor": flavor,
             "instance_type": instance_type[:64],
-            "outcome": "launched",
+            "outcome": outcome,
             "at": now,
         }
-        return self._post(event, f"{instance_uuid}:{az}:launched", now)
+        if reason is not None:
+            event["reason"] = reason[:REASON_MAX]
+        return self._post(event, f"{instance_uuid}:{az}:{outcome}", now)
 
     def _post(self, event: dict[str, Any], key: str, now: float) -> bool:
         body = json.dumps(event).encode()

@@ -5,34 +5,22 @@ tests/nova/nova_capacity_fallback.py; this judges the JSON report it prints last
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
-from testbed.aws import FAKE_CREDENTIALS, MotoServer
-from testbed.openstack import SOURCE, install
+from testbed.aws import MotoServer
+from tests.nova.in_nova_venv import ROOT, nova_env, nova_python
 
-ROOT = Path(__file__).resolve().parents[2]
 TESTS = 6
 
 
 def test_filter_weigher_and_driver_fall_back_as_nova_runs_them(
     moto: MotoServer, tmp_path: Path
 ) -> None:
-    os_venv, _ = install()
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": os.environ.get("HOME", "/root"),
-        "PYTHONPATH": f"{ROOT}:{SOURCE}",
-        "PYTHONWARNINGS": "ignore",
-        "OS_NOVA_DISABLE_EVENTLET_PATCHING": "1",
-        "AWS_ENDPOINT_URL": moto.endpoint,
-        **FAKE_CREDENTIALS,
-    }
     run = subprocess.run(
-        [str(os_venv / "bin" / "python"), "-m", "tests.nova.nova_capacity_fallback"],
+        [str(nova_python()), "-m", "tests.nova.nova_capacity_fallback"],
         cwd=ROOT,
-        env=env,
+        env=nova_env(moto),
         capture_output=True,
         text=True,
         timeout=300,

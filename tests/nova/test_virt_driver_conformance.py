@@ -18,11 +18,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from testbed.aws import FAKE_CREDENTIALS, MotoServer
-from testbed.openstack import SOURCE, install
+from testbed.aws import MotoServer
 from tests.nova.conformance_verdicts import PENDING, REFUSED, SUITE_SIZE, WITH_REPORT
+from tests.nova.in_nova_venv import ROOT, nova_env, nova_python
 
-ROOT = Path(__file__).resolve().parents[2]
 # at most tests/nova/nova_virt_conformance.REGIONS: one moto region per shard
 SHARDS = min(4, os.cpu_count() or 1)
 SHARD_TIMEOUT_S = 150
@@ -30,26 +29,16 @@ SHARD_TIMEOUT_S = 150
 
 def _run_shards(moto: MotoServer, logs: Path) -> list[dict[str, Any]]:
     """Run every shard at once; each one's report (the last line it prints)."""
-    os_venv, _ = install()
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": os.environ.get("HOME", "/root"),
-        "PYTHONPATH": f"{ROOT}:{SOURCE}",
-        "PYTHONWARNINGS": "ignore",
-        # native threads, as nova-compute runs the driver (nova/cmd/compute.py)
-        "OS_NOVA_DISABLE_EVENTLET_PATCHING": "1",
-        "AWS_ENDPOINT_URL": moto.endpoint,
-        # the diagnostics tests' receiver runs in this venv: Nova's has no aiosqlite
-        "AZFED_RECEIVER_PYTHON": sys.executable,
-        **FAKE_CREDENTIALS,
-    }
+    python = nova_python()
+    # the diagnostics tests' receiver runs in this venv: Nova's has no aiosqlite
+    env = {**nova_env(moto), "AZFED_RECEIVER_PYTHON": sys.executable}
     procs = []
     try:
         for i in range(SHARDS):
             out, err = logs / f"shard{i}.out", logs / f"shard{i}.err"
             with out.open("w") as stdout, err.open("w") as stderr:
                 proc = subprocess.Popen(
-                    [str(os_venv / "bin" / "python"), "-m", "tests.nova.nova_virt_conformance"],
+                    [str(python), "-m", "tests.nova.nova_virt_conformance"],
                     cwd=ROOT,
                     env={**env, "AZFED_CONFORMANCE_SHARD": f"{i}/{SHARDS}"},
                     stdout=stdout,

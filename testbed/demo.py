@@ -140,13 +140,13 @@ class Demo:
     def mirror_network(self, vpc: dict[str, str]) -> str:
         """The Neutron network that mirrors the VPC's subnet (as `azfed network mirror` makes
         it): servers booted on it go to aws-az with a Neutron port; its name."""
-        from azfed.neutron.subnets import mirror
+        from azfed.neutron.subnets import mirror, plan
 
         found = self._ec2().describe_subnets(SubnetIds=[vpc["subnet"]])["Subnets"][0]
         name = f"azfed-{vpc['subnet']}"
         conn = self.bed.connect()
         try:
-            mirror(conn, found, name, shared=True, availability_zone="aws-az")
+            mirror(conn, plan(found), name, shared=True, availability_zone="aws-az")
         finally:
             conn.close()
         return name

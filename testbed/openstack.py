@@ -84,7 +84,12 @@ ALARM_EVALUATION_INTERVAL_S = 5
 ALARM_INGESTION_LAG_S = 900
 COMPUTES = {"compute-local": "local-az", "compute-aws": "aws-az"}
 # the public AZs' proxy hosts: azfed's ML2 driver binds the ports of VMs scheduled there
-PROXY_HOSTS = "compute-aws"
+# (compute-os bursts into a public OpenStack, when a test adds it: tests/e2e/test_public_ports)
+PROXY_HOSTS = "compute-aws,compute-os"
+# the bed's services find the public OpenStack's clouds.yaml entry `public` here (the proxy
+# host's [azfed] cloud, the ML2 driver's public_cloud); a test that adds one writes the file
+PUBLIC_CLOUDS = "public-clouds.yaml"
+PUBLIC_CLOUD = "public"
 # compute-local: Nova's fake hypervisor of 10 vCPUs and 8192 MB, the local AZ whose load the
 # policy reads; it is never restarted
 LOCAL_DRIVER = "fake.MediumFakeDriver"
@@ -263,6 +268,7 @@ class OpenStackBed:
             OS_GLANCE_CONFIG_DIR=str(self.etc / "glance"),
             OS_NEUTRON_CONFIG_DIR="/",
             OS_NEUTRON_CONFIG_FILES=str(self.etc / "neutron.conf"),
+            OS_CLIENT_CONFIG_FILE=str(self.etc / PUBLIC_CLOUDS),
             AZFED_GNOCCHI_CONF=str(self.etc / "gnocchi.conf"),
             AZFED_AODH_CONF=str(self.etc / "aodh.conf"),
             RABBITMQ_MNESIA_BASE=str(self.base / "rabbit" / "mnesia"),
@@ -353,7 +359,11 @@ class OpenStackBed:
                     # one flat network per mirrored VPC subnet (`azfed network mirror`)
                     "ml2_type_flat": {"flat_networks": "*"},
                     # EC2 is reached at AWS_ENDPOINT_URL (moto), from the bed's environment
-                    "ml2_azfed": {"proxy_hosts": PROXY_HOSTS, "region": AWS_REGION},
+                    "ml2_azfed": {
+                        "proxy_hosts": PROXY_HOSTS,
+                        "region": AWS_REGION,
+                        "public_cloud": PUBLIC_CLOUD,
+                    },
                 }
             )
         )

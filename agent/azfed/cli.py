@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from azfed import __version__, logs
-from azfed.errors import AzfedError, InputError
+from azfed.errors import AzfedError, InputError, Problem
 from click.core import ParameterSource
 
 if TYPE_CHECKING:
@@ -393,20 +393,39 @@ def policy_explain(  # noqa: PLR0917 - click passes every option
 
 @main.group()
 def network() -> None:
-    """Neutron networks that mirror VPC subnets (burst VMs' ports and addresses)."""
+    """Neutron networks that mirror public subnets (burst VMs' ports and addresses)."""
 
 
 @network.command("mirror")
-@click.option("--subnet", "subnet_id", required=True, help="The VPC subnet to mirror (subnet-...).")
+@click.option(
+    "--subnet",
+    "subnet_id",
+    required=True,
+    help="The public subnet to mirror: a VPC subnet (subnet-...), or with --provider openstack "
+    "the public cloud's subnet (name or id).",
+)
+@click.option(
+    "--provider",
+    type=click.Choice(["ec2", "openstack"]),
+    default="ec2",
+    show_default=True,
+    help="The public cloud the subnet is in.",
+)
 @click.option(
     "--name", default=None, help="Neutron network and subnet name [default: azfed-SUBNET]."
 )
-@click.option("--cloud", default=None, help="Cloud name in clouds.yaml (default: OS_* vars).")
+@click.option("--cloud", default=None, help="Local cloud in clouds.yaml (default: OS_* vars).")
+@click.option(
+    "--public-cloud",
+    default=None,
+    help="With --provider openstack: the public cloud's entry in clouds.yaml (the proxy "
+    "host's [azfed] cloud).",
+)
 @click.option(
     "--availability-zone",
     "availability_zone",
     required=True,
-    help="The public AZ whose proxy host launches in this VPC: servers on the network go there.",
+    help="The public AZ whose proxy host launches in that subnet: servers on the network go there.",
 )
 @click.option("--region", default="us-east-1", show_default=True, help="AWS region.")
 @click.option("--endpoint-url", default=None, help="EC2 endpoint override (a VPC endpoint).")
@@ -416,30 +435,39 @@ def network() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def network_mirror(  # noqa: PLR0917 - click passes every option
     subnet_id: str,
+    provider: str,
     name: str | None,
     cloud: str | None,
+    public_cloud: str | None,
     availability_zone: str,
     region: str,
     endpoint_url: str | None,
     shared: bool,
     as_json: bool,
 ) -> None:
-    """Make (once) the Neutron network and subnet that mirror a VPC subnet: same CIDR, the VPC
-    router as gateway, AWS's five reserved addresses outside the pool, no DHCP."""
+    """Make (once) the Neutron network and subnet that mirror a public subnet: the same CIDR,
+    no DHCP, and only addresses the public subnet can give (for a VPC subnet: the VPC router
+    as gateway, AWS's five reserved addresses outside the pool; for a public OpenStack's
+    subnet: its gateway and allocation pools)."""
     import openstack
     import openstack.exceptions
-    from azfed.neutron.ec2_mirror import call_ec2, ec2_client
     from azfed.neutron.subnets import mirror
 
-    try:
-        found = call_ec2(
-            ec2_client(region, endpoint_url), "describe_subnets", subnet_id, SubnetIds=[subnet_id]
+    if provider == "openstack" and not public_cloud:
+        reason = "required with --provider openstack: the public cloud's clouds.yaml entry"
+        _fail_input(
+            InputError("azfed network mirror", [Problem("--public-cloud", None, reason)]), as_json
         )
+    try:
+        if provider == "openstack":
+            want = _public_subnet_plan(subnet_id, str(public_cloud))
+        else:
+            want = _vpc_subnet_plan(subnet_id, region, endpoint_url)
         conn = openstack.connect(cloud=cloud)
         try:
             subnet, created = mirror(
                 conn,
-                found["Subnets"][0],
+                want,
                 name or f"azfed-{subnet_id}",
                 shared=shared,
                 availability_zone=availability_zone,
@@ -458,15 +486,45 @@ def network_mirror(  # noqa: PLR0917 - click passes every option
         "subnet_id": subnet.id,
         "cidr": subnet.cidr,
         "allocation_pools": subnet.allocation_pools,
-        "ec2_subnet": subnet_id,
+        "provider": provider,
+        "public_subnet": want.source,
     }
+    if provider == "ec2":
+        doc["ec2_subnet"] = want.source
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:
         verb = "created" if created else "already mirrored by"
         click.echo(
-            f"{subnet_id} {verb} network {subnet.network_id}, subnet {subnet.id} ({subnet.cidr})"
+            f"{want.source} {verb} network {subnet.network_id}, subnet {subnet.id} ({subnet.cidr})"
         )
+
+
+def _vpc_subnet_plan(subnet_id: str, region: str, endpoint_url: str | None) -> Any:
+    from azfed.neutron.ec2_mirror import call_ec2, ec2_client
+    from azfed.neutron.subnets import plan
+
+    found = call_ec2(
+        ec2_client(region, endpoint_url), "describe_subnets", subnet_id, SubnetIds=[subnet_id]
+    )
+    return plan(found["Subnets"][0])
+
+
+def _public_subnet_plan(subnet: str, public_cloud: str) -> Any:
+    import openstack
+    from azfed.neutron.subnets import plan_public
+
+    conn = openstack.connect(cloud=public_cloud)
+    try:
+        found = conn.network.find_subnet(subnet, ignore_missing=True)
+    finally:
+        conn.close()
+    if found is None:
+        raise InputError(
+            "azfed network mirror",
+            [Problem("--subnet", subnet, f"the public cloud {public_cloud} has no such subnet")],
+        )
+    return plan_public(found.to_dict(original_names=True), public_cloud)
 
 
 class _TraceHelp(click.Command):

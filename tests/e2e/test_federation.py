@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from testbed.demo import FLAVOR_MAP, PUBLIC_MEMORY_MB, PUBLIC_VCPUS
-from testbed.openstack import IMAGE, OpenStackBed
+from testbed.openstack import IMAGE, PUBLIC_CLOUD, PUBLIC_CLOUDS, OpenStackBed
 from tests.e2e.federation import FLAVOR, LOCAL, Federation, eventually
 
 pytestmark = pytest.mark.e2e
@@ -160,11 +160,11 @@ def public_openstack(federation: Federation, openstack_bed: OpenStackBed) -> Ite
     conn.identity.assign_project_role_to_user(project, admin, conn.identity.find_role("admin"))
     # the [azfed] key_name the operator configured must exist in the public cloud too
     keypair = conn.compute.create_keypair(name=federation.vpc["key"])
-    clouds = federation.demo.home / "public-clouds.yaml"
-    clouds.write_text(
+    # the bed's services read the public cloud's entry from this file (testbed.openstack)
+    (openstack_bed.etc / PUBLIC_CLOUDS).write_text(
         federation.demo.home.joinpath("clouds.yaml")
         .read_text()
-        .replace("  local:", "  public:")
+        .replace("  local:", f"  {PUBLIC_CLOUD}:")
         .replace("project_name: admin", f"project_name: {project.name}")
     )
     ec2_opts = {"provider": "ec2", "flavor_map": FLAVOR_MAP}
@@ -172,13 +172,12 @@ def public_openstack(federation: Federation, openstack_bed: OpenStackBed) -> Ite
         extra_nova={
             "azfed": {
                 "provider": "openstack",
-                "cloud": "public",
+                "cloud": PUBLIC_CLOUD,
                 "public_az": "local-az",
                 "flavor_map": "m1.tiny:m1.tiny,m1.small:m1.tiny",
                 "default_image": IMAGE,
             }
         },
-        extra_env={"OS_CLIENT_CONFIG_FILE": str(clouds)},
     )
     yield project
     openstack_bed.reconfigure(extra_nova={"azfed": ec2_opts})

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from azfed.cli import EXIT_FAILED, main
+from azfed.cli import EXIT_FAILED, EXIT_INVALID, main
 from azfed.errors import InputError
-from azfed.neutron.subnets import ec2_subnet_of, plan
+from azfed.neutron.subnets import ec2_subnet_of, os_subnet_of, plan, plan_public
 from click.testing import CliRunner
 
 from testbed.aws import MotoServer
@@ -61,3 +61,68 @@ def test_mirroring_a_subnet_ec2_does_not_have_says_so(aws: MotoServer) -> None:
     assert r.exit_code == EXIT_FAILED, r.output
     assert "subnet-0000000000000000f" in r.stderr
     assert "Traceback" not in r.output + r.stderr
+
+
+def _public_subnet(**over: object) -> dict[str, object]:
+    return {
+        "id": "5ub",
+        "cidr": "10.42.1.0/24",
+        "gateway_ip": "10.42.1.1",
+        "allocation_pools": [
+            {"start": "10.42.1.10", "end": "10.42.1.99"},
+            {"start": "10.42.1.200", "end": "10.42.1.250"},
+        ],
+        **over,
+    }
+
+
+def test_public_plan_keeps_the_public_subnets_gateway_and_pools() -> None:
+    """A public OpenStack's subnet: the local pool hands out only what the public one can."""
+    p = plan_public(_public_subnet(), "public")
+    attrs = p.subnet_attrs()
+    assert (attrs["cidr"], attrs["gateway_ip"], attrs["enable_dhcp"]) == (
+        "10.42.1.0/24",
+        "10.42.1.1",
+        False,
+    )
+    assert attrs["allocation_pools"] == [
+        {"start": "10.42.1.10", "end": "10.42.1.99"},
+        {"start": "10.42.1.200", "end": "10.42.1.250"},
+    ]
+    assert os_subnet_of({"tags": list(p.tags)}) == "5ub"
+    assert ec2_subnet_of({"tags": list(p.tags)}) is None
+    assert p.network_tags("os-az")[-1] == "azfed:az=os-az"
+
+
+@pytest.mark.parametrize(
+    ("over", "key"),
+    [
+        ({"allocation_pools": [{"start": "10.9.0.1", "end": "10.9.0.9"}]}, "allocation_pools"),
+        ({"allocation_pools": []}, "allocation_pools"),
+        ({"cidr": "fd00::/64"}, "cidr"),
+    ],
+)
+def test_public_plan_refuses_what_it_cannot_mirror(over: dict[str, object], key: str) -> None:
+    """A pool outside the CIDR, no pool, or an IPv6 subnet: refused naming the key."""
+    with pytest.raises(InputError, match=key):
+        plan_public(_public_subnet(**over), "public")
+
+
+def test_mirroring_a_public_openstack_subnet_needs_its_cloud() -> None:
+    """--provider openstack without --public-cloud: a usage error naming the option, before
+    any cloud is asked."""
+    r = CliRunner().invoke(
+        main,
+        [
+            "network",
+            "mirror",
+            "--provider",
+            "openstack",
+            "--subnet",
+            "x",
+            "--availability-zone",
+            "os-az",
+        ],
+    )
+    assert r.exit_code == EXIT_INVALID, r.output
+    assert "--public-cloud" in r.stderr

@@ -94,7 +94,11 @@ def map_error(err: Exception, action: str, subject: str) -> CloudError:
             code=str(status),
             **kw,
         )
-    return PermanentError(f"public OpenStack refused {action} for {subject}: {text}", **kw)
+    return PermanentError(
+        f"public OpenStack refused {action} for {subject}: {text}",
+        code=str(status) if status else "",
+        **kw,
+    )
 
 
 def fault_error(server: Any, subject: str) -> CloudError:
@@ -134,6 +138,15 @@ def _addresses(addresses: Mapping[str, Any]) -> tuple[str | None, str | None]:
             else:
                 private = private or a.get("addr")
     return private, public
+
+
+def _own_ports(conn: Any, remote_id: str, server_name: str | None) -> set[str]:
+    """The ids of the public ports azfed made for this server: attached to it, or (a server
+    that failed before its port was attached) named like it."""
+    found = {p.id for p in conn.network.ports(device_id=remote_id) if p.name.startswith("azfed-")}
+    if server_name and server_name.startswith("azfed-"):
+        found |= {p.id for p in conn.network.ports(name=server_name)}
+    return found
 
 
 def _lookup(kind: str, name: str, finder: Callable[..., Any]) -> Any:
@@ -247,11 +260,26 @@ class OpenStackBackend:
     # --- spawn ---------------------------------------------------------------------------------
 
     def _create(self, req: SpawnRequest, conn: Any) -> Any:
-        s = self.settings
+        """The server (and, for a Neutron port, its public port first); a server the public
+        cloud refuses takes the port made for it along."""
         flavor = _lookup("flavor", req.instance_type, conn.compute.find_flavor)
         image = _lookup("image", req.image, conn.image.find_image)
+        port = self._port(req, conn) if req.network is not None else None
+        try:
+            return conn.compute.create_server(**self._server_attrs(req, flavor, image, port, conn))
+        except BaseException:
+            if port is not None:
+                conn.network.delete_port(port.id, ignore_missing=True)
+            raise
+
+    def _server_attrs(
+        self, req: SpawnRequest, flavor: Any, image: Any, port: Any, conn: Any
+    ) -> Any:
+        s = self.settings
         networks: Any = "none"
-        if s.network:
+        if port is not None:
+            networks = [{"port": port.id}]
+        elif s.network:
             networks = [{"uuid": _lookup("network", s.network, conn.network.find_network).id}]
         attrs: dict[str, Any] = {
             "name": remote_name(req.instance_uuid),
@@ -262,14 +290,52 @@ class OpenStackBackend:
         }
         if s.key_name:
             attrs["key_name"] = s.key_name
-        if s.security_groups:
+        if s.security_groups and port is None:  # a port carries its own groups
             attrs["security_groups"] = [{"name": g} for g in s.security_groups]
         if s.availability_zone:
             attrs["availability_zone"] = s.availability_zone
         if req.user_data:
             raw = req.user_data.encode() if isinstance(req.user_data, str) else req.user_data
             attrs["user_data"] = base64.b64encode(raw).decode()
-        return conn.compute.create_server(**attrs)
+        return attrs
+
+    def _port(self, req: SpawnRequest, conn: Any) -> Any:
+        """The public port of a server booted on a mirrored network: in the public subnet the
+        local one mirrors, with the local port's address and the mirrored groups. Made once
+        per Nova UUID (named like the server), so a retried spawn adopts it.
+
+        The address is kept where the public cloud allows it. Where it does not (its policy
+        lets only the network's owner choose an address, Neutron's
+        `create_port:fixed_ips:ip_address`; or another of its ports has the address), the
+        port takes an address the public cloud gives: it is reported back
+        (`RemoteInstance.private_ip`) and the proxy host moves the local port to it.
+        """
+        net = req.network
+        assert net is not None
+        name = remote_name(req.instance_uuid)
+        for existing in conn.network.ports(name=name):
+            return existing
+        subnet = _lookup("subnet", net.subnet_id, conn.network.find_subnet)
+        attrs = {
+            "name": name,
+            "network_id": subnet.network_id,
+            "security_groups": list(net.security_group_ids),
+            "description": f"azfed: Neutron port {net.port_id} of Nova server {req.instance_uuid}",
+        }
+        try:
+            return conn.network.create_port(
+                fixed_ips=[{"subnet_id": subnet.id, "ip_address": net.private_ip}], **attrs
+            )
+        except (os_exc.ForbiddenException, os_exc.ConflictException) as err:
+            if isinstance(err, os_exc.ConflictException) and "already allocated" not in str(err):
+                raise
+            log.warning(
+                "openstack.fixed_ip_refused",
+                instance_uuid=req.instance_uuid,
+                address=net.private_ip,
+                error=str(err),
+            )
+        return conn.network.create_port(fixed_ips=[{"subnet_id": subnet.id}], **attrs)
 
     async def spawn(self, request: SpawnRequest) -> RemoteInstance:
         """Create (or adopt) the server for this Nova UUID and wait for ACTIVE.
@@ -315,13 +381,17 @@ class OpenStackBackend:
         await self._wait(remote_id, "ACTIVE", remote_id)
 
     async def terminate(self, remote_id: str) -> None:
-        """Delete and wait until it is gone; a server already gone is fine."""
+        """Delete and wait until it is gone, then the public port made for it (a port made
+        before the server outlives it); a server already gone is fine."""
 
         def delete(conn: Any) -> None:
-            conn.compute.delete_server(remote_id, ignore_missing=True)
             server = conn.compute.find_server(remote_id, ignore_missing=True)
+            ports = _own_ports(conn, remote_id, server.name if server is not None else None)
+            conn.compute.delete_server(remote_id, ignore_missing=True)
             if server is not None:
                 conn.compute.wait_for_delete(server, interval=1, wait=self.settings.wait_s)
+            for port in ports:
+                conn.network.delete_port(port, ignore_missing=True)
 
         await self._call("delete_server", remote_id, delete)
 

@@ -8,14 +8,17 @@ Load it in neutron-server with `[ml2] mechanism_drivers = ...,azfed` (the entry 
   compute hosts) is bound to its network's first segment, vif type `other`, status ACTIVE:
   the VM behind it runs in the public cloud, where no Neutron agent plugs anything, and the
   cloud's own network delivers its traffic. Other hosts are left to the other drivers.
-- **Security groups.** The groups of a port bound to a proxy host are mirrored into the VPC
-  of the port's subnet (the subnet's `azfed:ec2-subnet=<id>` tag names the VPC subnet it
-  mirrors): on bind and every port update, on Neutron's security-group and rule callbacks
-  (so a rule change reaches EC2 while the API call is answered), and a changed port's groups
-  are applied to its EC2 instance. A group no proxy-host port uses any more is deleted.
+- **Security groups.** The groups of a port bound to a proxy host are mirrored into the
+  public cloud of the port's subnet: into the VPC of a subnet tagged `azfed:ec2-subnet=<id>`
+  (`azfed.neutron.ec2_mirror`), into the public OpenStack `public_cloud` names for a subnet
+  tagged `azfed:os-subnet=<id>` (`azfed.neutron.os_mirror`). This happens on bind and every
+  port update and on Neutron's security-group and rule callbacks (so a rule change reaches
+  the public cloud while the API call is answered), and a changed port's groups are applied
+  to its instance (EC2) or its public port (OpenStack). A group no proxy-host port uses any
+  more is deleted.
 
-EC2 errors never fail a Neutron call: they are logged (`sg_mirror.failed`) and the next
-event on the group or its ports makes it whole again, since every sync is a full one.
+A public cloud's errors never fail a Neutron call: they are logged (`sg_mirror.failed`) and
+the next event on the group or its ports makes it whole again, since every sync is a full one.
 Only neutron-lib, oslo and azfed are imported here.
 """
 
@@ -25,10 +28,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import structlog
-from azfed.errors import AzfedError
+from azfed.errors import AzfedError, ConfigError, Problem
+from azfed.neutron import GroupMirror
 from azfed.neutron.ec2_mirror import SecurityGroupMirror, call_ec2, ec2_client
-from azfed.neutron.subnets import ec2_subnet_of
+from azfed.neutron.os_mirror import PublicGroupMirror
+from azfed.neutron.subnets import ec2_subnet_of, os_subnet_of
 from azfed.nova import logs
+from azfed.sdk import connector
 from neutron_lib import constants as n_const
 from neutron_lib.api.definitions import portbindings
 from neutron_lib.callbacks import events, registry, resources
@@ -49,6 +55,11 @@ OPTS = [
     ),
     cfg.StrOpt("region", default="us-east-1", help="AWS region of the mirrored VPCs"),
     cfg.StrOpt("endpoint_url", help="EC2 endpoint override (a VPC endpoint, moto)"),
+    cfg.StrOpt(
+        "public_cloud",
+        help="the public OpenStack's entry in clouds.yaml (the proxy host's [azfed] cloud): "
+        "groups of ports on subnets tagged azfed:os-subnet= are mirrored there",
+    ),
 ]
 cfg.CONF.register_opts(OPTS, group="ml2_azfed")
 
@@ -62,6 +73,7 @@ class AzfedMechanismDriver(api.MechanismDriver):  # type: ignore[misc]
         self._client: Any = None
         self._mirrors: dict[str, SecurityGroupMirror] = {}  # by VPC id
         self._vpc_of_subnet: dict[str, str] = {}
+        self._public: PublicGroupMirror | None = None
         for resource, event in (
             (resources.SECURITY_GROUP_RULE, events.AFTER_CREATE),
             (resources.SECURITY_GROUP_RULE, events.AFTER_DELETE),
@@ -129,7 +141,7 @@ class AzfedMechanismDriver(api.MechanismDriver):  # type: ignore[misc]
             self._guarded("security_group", group_id, lambda: self._sync_group(ctx, group_id))
 
     def _sync_group(self, ctx: Any, group_id: str) -> None:
-        """Resync the group in every VPC where a proxy-host port uses it."""
+        """Resync the group in every public cloud (VPC) where a proxy-host port uses it."""
         mirrors = {id(m): m for m in self._mirrors_using(ctx, group_id)}
         if not mirrors:
             return
@@ -139,10 +151,17 @@ class AzfedMechanismDriver(api.MechanismDriver):  # type: ignore[misc]
 
     def _group_deleted(self, resource: str, event: str, trigger: Any, payload: Any) -> None:
         group_id = payload.resource_id
-        self._guarded("security_group", group_id, lambda: self._delete_everywhere(group_id))
+        self._delete_everywhere(group_id)
 
     def _delete_everywhere(self, group_id: str) -> None:
         # Neutron deletes only a group no port uses; only an empty referenced mirror can remain
+        self._guarded("security_group", group_id, lambda: self._delete_in_ec2(group_id))
+        if cfg.CONF.ml2_azfed.public_cloud:
+            self._guarded(
+                "security_group", group_id, lambda: self._public_mirror().delete(group_id)
+            )
+
+    def _delete_in_ec2(self, group_id: str) -> None:
         found = call_ec2(
             self._ec2(),
             "describe_security_groups",
@@ -156,9 +175,7 @@ class AzfedMechanismDriver(api.MechanismDriver):  # type: ignore[misc]
         for group_id in group_ids:
             users = [p for p in self._proxy_ports(ctx, group_id) if p["id"] != leaving_port]
             if not users:
-                self._guarded(
-                    "security_group", group_id, lambda g=group_id: self._delete_everywhere(g)
-                )
+                self._delete_everywhere(group_id)
 
     # --- lookups -----------------------------------------------------------------------------
 
@@ -174,21 +191,29 @@ class AzfedMechanismDriver(api.MechanismDriver):  # type: ignore[misc]
         )
         return ports
 
-    def _mirrors_using(self, ctx: Any, group_id: str) -> list[SecurityGroupMirror]:
+    def _mirrors_using(self, ctx: Any, group_id: str) -> list[GroupMirror]:
         found = (self._mirror_for_port(ctx, p) for p in self._proxy_ports(ctx, group_id))
         return [m for m in found if m is not None]
 
-    def _mirror_for_port(self, ctx: Any, port: Mapping[str, Any]) -> SecurityGroupMirror | None:
+    def _mirror_for_port(self, ctx: Any, port: Mapping[str, Any]) -> GroupMirror | None:
         for ip in port.get("fixed_ips") or []:
-            vpc = self._vpc_of(ctx, ip["subnet_id"])
-            if vpc is not None:
-                return self._mirror(vpc)
+            mirror = self._mirror_of_subnet(ctx, ip["subnet_id"])
+            if mirror is not None:
+                return mirror
         log.warning("ml2_azfed.port_not_mirrored", port=port["id"], fixed_ips=port.get("fixed_ips"))
         return None
 
-    def _vpc_of(self, ctx: Any, subnet_id: str) -> str | None:
+    def _mirror_of_subnet(self, ctx: Any, subnet_id: str) -> GroupMirror | None:
+        if subnet_id in self._vpc_of_subnet:
+            return self._mirror(self._vpc_of_subnet[subnet_id])
+        subnet = directory.get_plugin().get_subnet(ctx, subnet_id)
+        if os_subnet_of(subnet) is not None:
+            return self._public_mirror()
+        vpc = self._vpc_of(subnet_id, ec2_subnet_of(subnet))
+        return self._mirror(vpc) if vpc is not None else None
+
+    def _vpc_of(self, subnet_id: str, ec2_subnet: str | None) -> str | None:
         if subnet_id not in self._vpc_of_subnet:
-            ec2_subnet = ec2_subnet_of(directory.get_plugin().get_subnet(ctx, subnet_id))
             if ec2_subnet is None:
                 return None
             out = call_ec2(self._ec2(), "describe_subnets", ec2_subnet, SubnetIds=[ec2_subnet])
@@ -199,6 +224,24 @@ class AzfedMechanismDriver(api.MechanismDriver):  # type: ignore[misc]
         if vpc_id not in self._mirrors:
             self._mirrors[vpc_id] = SecurityGroupMirror(self._ec2(), vpc_id)
         return self._mirrors[vpc_id]
+
+    def _public_mirror(self) -> PublicGroupMirror:
+        if self._public is None:
+            cloud = cfg.CONF.ml2_azfed.public_cloud
+            if not cloud:
+                raise ConfigError(
+                    "[ml2_azfed]",
+                    [
+                        Problem(
+                            "public_cloud",
+                            None,
+                            "unset, but a port on a subnet tagged azfed:os-subnet= is bound to "
+                            "a proxy host: its groups cannot be mirrored",
+                        )
+                    ],
+                )
+            self._public = PublicGroupMirror(connector(cloud, timeout_s=30.0)())
+        return self._public
 
     def _ec2(self) -> Any:
         if self._client is None:

@@ -33,10 +33,10 @@ from azfed.clouds import (
     RemoteInstance,
     RemoteState,
 )
-from azfed.errors import RESCHEDULABLE, CloudError, ConfigError, NotFoundError, PermanentError
+from azfed.errors import RESCHEDULABLE, CloudError, ConfigError, NotFoundError
 from azfed.nova import logs
 from azfed.nova.outcomes import CapacityReporter, read_secret
-from azfed.nova.ports import PortResolver
+from azfed.nova.ports import PortNotUsable, PortResolver
 from azfed.nova.proxy import (
     IMAGE_PROPERTY,
     Capacity,
@@ -123,6 +123,18 @@ SNAPSHOT_BODY = (
     b"azfed: this image is a public-cloud snapshot; its content is the public image named in "
     b"its azfed properties, and it boots only in the public availability zone.\n"
 )
+
+
+def port_resolver(conf: Any) -> PortResolver:
+    """How the proxy host reads a server's port and mirrors its groups into its cloud."""
+    c = conf.azfed
+    if c.provider == "openstack":
+        from azfed.sdk import connector
+
+        return PortResolver("openstack", connector(c.cloud, timeout_s=c.read_timeout_s))
+    from azfed.neutron.ec2_mirror import ec2_client
+
+    return PortResolver("ec2", lambda: ec2_client(c.region, c.endpoint_url))
 
 
 def proxy_settings(conf: Any) -> ProxySettings:
@@ -356,6 +368,7 @@ class FederationDriver(RefusedOperations, driver.ComputeDriver):  # type: ignore
                 network=self._attachment(context, network_info),
             )
             remote = self.proxy.spawn(request)
+            self._follow_address(context, instance, request.network, remote)
             if not power_on:
                 self.proxy.stop(instance.uuid)
         except CloudError as err:
@@ -367,14 +380,26 @@ class FederationDriver(RefusedOperations, driver.ComputeDriver):  # type: ignore
         """The server's Neutron port in the public cloud's terms (None without a port)."""
         if not network_info:
             return None
-        if CONF.azfed.provider != "ec2":
-            raise PermanentError(
-                "Neutron ports are mirrored to EC2 only: boot burst servers of a public "
-                "OpenStack with `--nic none` (they get the public network's address)"
-            )
         if self._ports is None:
-            self._ports = PortResolver(CONF.azfed.region, CONF.azfed.endpoint_url)
+            self._ports = port_resolver(CONF)
         return self._ports.attachment(context, list(network_info))
+
+    def _follow_address(
+        self, context: Any, instance: Any, net: NetworkAttachment | None, remote: RemoteInstance
+    ) -> None:
+        """A public OpenStack that did not let azfed choose the address gave another one: the
+        local port moves to it. If it cannot (the address is taken locally), the server is
+        removed from the public cloud and the build fails, leaving nothing behind."""
+        if net is None or self._ports is None or remote.private_ip in (None, net.private_ip):
+            return
+        try:
+            self._ports.readdress(context, instance, net, str(remote.private_ip))
+        except Exception as err:  # Neutron's client: its own errors, auth plugins', requests'
+            self.proxy.destroy(instance.uuid)
+            raise PortNotUsable(
+                f"the public cloud gave {remote.private_ip} instead of {net.private_ip}, and "
+                f"port {net.port_id} could not be moved to it ({type(err).__name__}: {err})"
+            ) from err
 
     def destroy(
         self,

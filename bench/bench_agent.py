@@ -7,9 +7,9 @@ Each contender runs once per scenario in its own child process, so CPU seconds a
 are its own (moto's or the canned server's CPU is not counted). API calls are counted by the
 server (moto's fault layer, or the canned server), not by the client.
 
-- agent:  Ec2Collector.collect() (paginated DescribeInstances, MaxResults 1000; GetMetricData in
-          500-query calls, concurrent, rate-gated) + the batcher packing and encoding the reports
-          into the spool, as one agent cycle does.
+- agent:  Ec2Collector.stream() (paginated DescribeInstances, MaxResults 1000; GetMetricData in
+          500-query calls, concurrent, rate-gated) handing each part to the batcher, which packs
+          and encodes the reports into the spool as they fill, as one agent cycle does.
 - boto3:  the script a user would write: boto3's describe_instances paginator, then
           GetMetricData in 500-query chunks one after another, then json.dumps of the result.
           (A naive script calling GetMetricStatistics per instance and meter makes N*M calls:
@@ -176,12 +176,13 @@ def serve_canned(n: int, periods: int = 0, salt: str = "", latency_ms: int = 0) 
 
 
 async def agent_cycle(endpoint: str) -> dict[str, Any]:
-    from azfed.agent.app import settle_heap
     from azfed.agent.collect.ec2 import Ec2Collector
+    from azfed.agent.collect.sample import Observation
     from azfed.agent.health import AgentMetrics
     from azfed.agent.push.batcher import Batcher
     from azfed.agent.push.spool import Spool
     from azfed.config import parse_config
+    from azfed.heap import settle_heap
 
     tmp = Path(tempfile.mkdtemp(prefix="azfed-bench-"))
     (tmp / "secret").write_text("bench-secret-0123456789abcdefghij")
@@ -206,15 +207,21 @@ async def agent_cycle(endpoint: str) -> dict[str, Any]:
     col = Ec2Collector(cfg.aws, cfg.collect, metrics)
     await col.open()
     settle_heap()  # as Agent.run does once the collector is open
+    found = {"instances": 0, "samples": 0}
+
+    async def emit(part: Observation) -> None:  # as the agent's Scheduler hands them on
+        found["instances"] += len(part.instances)
+        found["samples"] += len(part.samples)
+        await batcher.add(part)
+
     cpu0, wall0 = time.process_time(), time.perf_counter()
     try:
-        obs = await col.collect()
-        await batcher.add(obs)
+        await col.stream(emit)
         await batcher.flush()
     finally:
         cycle_cpu, cycle_wall = time.process_time() - cpu0, time.perf_counter() - wall0
         await col.close()
-    return {"instances": len(obs.instances), "samples": len(obs.samples), "reports": len(spool),
+    return {**found, "reports": len(spool),
             "cycle_cpu_s": round(cycle_cpu, 3), "cycle_wall_s": round(cycle_wall, 3)}  # fmt: skip
 
 

@@ -59,6 +59,7 @@ renumbers the report under a new epoch); a key still being written, 409 `in_flig
 
 from __future__ import annotations
 
+import functools
 import gzip as _gzip
 import hashlib
 import hmac
@@ -68,10 +69,12 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Final, Literal, NamedTuple, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, get_args
 
 from azfed.errors import InputError, Problem
-from jsonschema import Draft202012Validator, FormatChecker
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator, FormatChecker
 
 CONTRACT_VERSION: Final = 2
 # the versions a receiver reads: 1 from agents not yet upgraded (see `upgrade_v1`)
@@ -360,11 +363,27 @@ REPORT_SCHEMA: Final[dict[str, Any]] = _report_schema(CONTRACT_VERSION, SAMPLE_S
 REPORT_SCHEMA_V1: Final[dict[str, Any]] = _report_schema(1, SAMPLE_SCHEMA_V1)
 SCHEMAS: Final[Mapping[int, dict[str, Any]]] = {1: REPORT_SCHEMA_V1, 2: REPORT_SCHEMA}
 
-FORMATS = FormatChecker(formats=("ipv4", "ipv6"))
-_VALIDATORS: Final = {
-    version: Draft202012Validator(schema, format_checker=FORMATS)
-    for version, schema in SCHEMAS.items()
-}
+
+# jsonschema is imported when first asked: the agent, which does not check its own reports,
+# does not hold it (3.6 MiB of its memory, bench/bench_agent.py).
+@functools.cache
+def formats() -> FormatChecker:
+    """The schema's format checker: ipv4 and ipv6 checked with `ipaddress`."""
+    from jsonschema import FormatChecker
+
+    return FormatChecker(formats=("ipv4", "ipv6"))
+
+
+@functools.cache
+def _validators() -> dict[int, Draft202012Validator]:
+    from jsonschema import Draft202012Validator
+
+    return {
+        version: Draft202012Validator(schema, format_checker=formats())
+        for version, schema in SCHEMAS.items()
+    }
+
+
 # Past this many problems the rest are noise to the operator and cost CPU to the receiver.
 _MAX_PROBLEMS = 50
 
@@ -522,7 +541,7 @@ def _version_problems(obj: Any) -> list[Problem]:
 
 def _validator(obj: Any) -> Draft202012Validator:
     version = obj.get("version", CONTRACT_VERSION) if isinstance(obj, dict) else CONTRACT_VERSION
-    return _VALIDATORS[int(version)]
+    return _validators()[int(version)]
 
 
 def _short_version(version: Any) -> Any:

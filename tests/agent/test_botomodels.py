@@ -38,3 +38,39 @@ def test_the_collectors_ec2_client_knows_only_the_cut_operations() -> None:
     model = session.get_service_model("ec2")
     assert sorted(model.operation_names) == sorted(botomodels.OPERATIONS["ec2"])
     assert model.operation_model("DescribeInstances").output_shape.members["Reservations"]
+
+
+def test_the_shipped_endpoints_are_the_pinned_botocores_cut_to_the_collectors_services() -> None:
+    """endpoints.json regenerated from the installed botocore is unchanged, and holds every
+    partition with only the EC2 and CloudWatch services (`monitoring`) in each."""
+    loader = Loader()
+    full = loader.load_data("endpoints")
+    prefixes = botomodels.endpoint_prefixes(loader)
+    assert prefixes == {"ec2", "monitoring"}
+    shipped = botomodels.ENDPOINTS_PATH.read_text()
+    assert shipped == botomodels.render(botomodels.trim_endpoints(full, prefixes)), (
+        "run python -m azfed.agent.collect.botomodels"
+    )
+    cut = json.loads(shipped)
+    assert [p["partition"] for p in cut["partitions"]] == [
+        p["partition"] for p in full["partitions"]
+    ]
+    assert all(set(p["services"]) <= prefixes for p in cut["partitions"])
+
+
+def test_the_cut_endpoints_resolve_the_collectors_services_as_botocores_own() -> None:
+    """For EC2 and CloudWatch, in every region of every partition botocore knows, the cut
+    file gives the endpoint botocore's whole file gives."""
+    from botocore.regions import EndpointResolver
+
+    full = EndpointResolver(Loader().load_data("endpoints"))
+    cut = EndpointResolver(json.loads(botomodels.ENDPOINTS_PATH.read_text()))
+    checked = 0
+    for partition in full.get_available_partitions():
+        for service in ("ec2", "monitoring"):
+            for region in full.get_available_endpoints(service, partition):
+                assert cut.construct_endpoint(service, region) == full.construct_endpoint(
+                    service, region
+                ), (service, region)
+                checked += 1
+    assert checked > 50

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from azfed.agent.app import Scheduler
-from azfed.agent.collect.sample import Observation
+from azfed.agent.collect.sample import Emit, Observation, whole_cycle
 from azfed.agent.health import AgentMetrics
 from azfed.agent.push.batcher import Batcher
 from azfed.agent.push.spool import Spool
@@ -36,12 +36,15 @@ class Blocking:
     def restore(self, state: dict[str, Any]) -> None: ...
 
     async def collect(self) -> Observation:
+        return await whole_cycle(self.stream)
+
+    async def stream(self, emit: Emit) -> None:
         self.started += 1
         self.entered.set()
         if self.fail:
             raise RuntimeError("cloud said no")
         await self.release.wait()
-        return Observation()
+        await emit(Observation())
 
 
 def scheduler(tmp_path: Path, collector: Blocking) -> Scheduler:

@@ -28,7 +28,7 @@ from tests.receiver.test_fuzz import (
 
 # the published schemas themselves, checked as openapi.json's readers check them
 PUBLISHED = {
-    version: Draft202012Validator(schema, format_checker=wire.FORMATS)
+    version: Draft202012Validator(schema, format_checker=wire.formats())
     for version, schema in wire.SCHEMAS.items()
 }
 EXAMPLES = sorted(DATA.glob("*.json"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import importlib
 import json
 import random
@@ -22,7 +21,7 @@ from typing import Any
 import structlog
 from azfed import systemd
 from azfed.agent.collect import COLLECTORS
-from azfed.agent.collect.sample import Collector
+from azfed.agent.collect.sample import Collector, Observation
 from azfed.agent.health import AgentMetrics, Readiness, bound_port, create_health_app, start_health
 from azfed.agent.push.batcher import Batcher
 from azfed.agent.push.pusher import Pusher
@@ -30,17 +29,9 @@ from azfed.agent.push.spool import Spool
 from azfed.config import AzfedConfig, CollectSection, short_secret
 from azfed.errors import ConfigError, Problem
 from azfed.files import write_atomic
+from azfed.heap import settle_heap
 
 log = structlog.get_logger(__name__)
-
-
-def settle_heap() -> None:
-    """Move everything alive now (imports, botocore's API models, the clients) out of the
-    garbage collector's sight: they live as long as the process, and each full collection
-    during a cycle walked all of them again (a fifth of a 1,000-instance cycle's CPU,
-    bench/bench_agent.py). Called once the collector is open."""
-    gc.collect()
-    gc.freeze()
 
 
 def load_collector(cfg: AzfedConfig, metrics: AgentMetrics) -> Collector:
@@ -115,9 +106,16 @@ class Scheduler:
         name = self.collector.name
         started = time.perf_counter()
         structlog.contextvars.bind_contextvars(collector=name, cycle=cycle)
+        instances = samples = 0  # counted as the parts go by: none is held here
+
+        async def emit(part: Observation) -> None:
+            nonlocal instances, samples
+            instances += len(part.instances)
+            samples += len(part.samples)
+            await self.batcher.add(part)
+
         try:
-            obs = await self.collector.collect()
-            await self.batcher.add(obs)
+            await self.collector.stream(emit)
             await self.batcher.flush()
             # only now that the findings are durable may the collector forget them
             await asyncio.to_thread(self._save_checkpoint)
@@ -131,7 +129,7 @@ class Scheduler:
         self.state.last_ok = True
         self.metrics.cycles.labels(name, "ok").inc()
         self.metrics.cycle_seconds.labels(name).observe(elapsed)
-        log.info("cycle.finished", instances=len(obs.instances), samples=len(obs.samples),
+        log.info("cycle.finished", instances=instances, samples=samples,
                  seconds=round(elapsed, 3))  # fmt: skip
 
 

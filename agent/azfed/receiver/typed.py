@@ -43,7 +43,7 @@ def _one_of(names: Collection[str]) -> AfterValidator:
 
 def _is_ip(value: str) -> bool:
     # the schema's own format checker, so "010.0.0.1" and "fe80::1%eth0" are refused alike
-    return wire.FORMATS.conforms(value, "ipv4") or wire.FORMATS.conforms(value, "ipv6")
+    return wire.formats().conforms(value, "ipv4") or wire.formats().conforms(value, "ipv6")
 
 
 # The schema says "not pattern" of free text, which no validator's constraints state.

@@ -10,6 +10,8 @@ into full 500-query calls across pages, so a slow describe does not delay them a
 from __future__ import annotations
 
 import asyncio
+import collections
+import dataclasses
 import datetime as dt
 import os
 from collections.abc import AsyncIterator, Callable
@@ -26,7 +28,7 @@ from azfed.agent.collect.awsfast import (
     register_fast_paths,
 )
 from azfed.agent.collect.gate import ApiGate
-from azfed.agent.collect.sample import Instance, Observation, Sample, sample
+from azfed.agent.collect.sample import Emit, Instance, Observation, Sample, sample, whole_cycle
 from azfed.agent.health import AgentMetrics
 from azfed.aws import THROTTLE_CODES
 from azfed.clouds import UUID_TAG
@@ -207,6 +209,13 @@ def combine_status(status: dict[str, Any]) -> StatusChecks:
     return "unknown"
 
 
+def with_status(inst: Instance, statuses: dict[str, StatusChecks] | None) -> Instance:
+    """A running instance's record with its status checks (`unknown` if AWS gave none)."""
+    if statuses is None or inst.state != "running":
+        return inst
+    return dataclasses.replace(inst, status_checks=statuses.get(inst.remote_id, "unknown"))
+
+
 def instance_from(raw: dict[str, Any], uuid: str, now: dt.datetime) -> Instance:
     """Map one DescribeInstances item onto the wire's instance record."""
     private = [raw["PrivateIpAddress"]] if raw.get("PrivateIpAddress") else []
@@ -224,6 +233,49 @@ def instance_from(raw: dict[str, Any], uuid: str, now: dt.datetime) -> Instance:
         az=raw.get("Placement", {}).get("AvailabilityZone"),
         launched_at=raw.get("LaunchTime"),
     )
+
+
+@dataclass(slots=True)
+class Waiting:
+    """An instance of this cycle, its samples so far, and how many of its CloudWatch queries
+    are still unanswered."""
+
+    instance: Instance
+    samples: list[Sample]
+    series: int
+
+
+class InOrder:
+    """Hands a cycle's instances on in the order DescribeInstances listed them, each with all
+    of its samples once the last of its queries is answered: a cycle goes out page by page
+    (the batcher packs exactly the reports it would have packed of the cycle held whole), and
+    only the instances waiting for an answer are held."""
+
+    def __init__(self, emit: Emit, statuses: asyncio.Task[dict[str, StatusChecks]] | None):
+        self._emit = emit
+        self._statuses = statuses
+        self._queue: collections.deque[Waiting] = collections.deque()
+        self.instances = 0
+
+    def expect(self, inst: Instance, samples: list[Sample], series: int) -> Waiting:
+        waiting = Waiting(inst, samples, series)
+        self._queue.append(waiting)
+        self.instances += 1
+        return waiting
+
+    async def release(self) -> None:
+        """Emit the complete instances at the head of the line (none if the first waits)."""
+        if not self._queue or self._queue[0].series:
+            return
+        # status checks are part of the instance's record: wait for them (a few calls)
+        statuses = await self._statuses if self._statuses is not None else None
+        part = Observation()
+        while self._queue and not self._queue[0].series:
+            done = self._queue.popleft()
+            part.instances.append(with_status(done.instance, statuses))
+            part.samples += done.samples
+        if part.instances:  # another release took them while this one waited
+            await self._emit(part)
 
 
 class Ec2Collector:
@@ -364,42 +416,51 @@ class Ec2Collector:
     # --- one cycle --------------------------------------------------------------------------
 
     async def collect(self) -> Observation:
-        # a failed cycle's samples are thrown away, so what it marked as emitted must be too
+        return await whole_cycle(self.stream)
+
+    async def stream(self, emit: Emit) -> None:
+        # a failed cycle is read again whole by the next one, so what it marked as emitted is
+        # forgotten (its parts already emitted are sent twice, with the same values)
         saved = dict(self._watermark), dict(self._totals)
         try:
-            return await self._collect()
+            await self._stream(emit)
         except BaseException:
             self._watermark, self._totals = saved
             raise
 
-    async def _collect(self) -> Observation:
+    async def _stream(self, emit: Emit) -> None:
         now = self._clock()
-        obs = Observation()
-        pending: list[Series] = []
-        # one task per 500-query chunk (80 at 10k x 4 meters); the metrics gate bounds how many
-        # are in flight, so the task count is not the fan-out
+        seen: set[str] = set()
+        pending: list[tuple[Series, Waiting]] = []
+        # one task per 500-query chunk (80 at 10k x 4 meters), at most `concurrency` under way
+        # (read, or handed on to the batcher): when the spool or CloudWatch is slower than
+        # DescribeInstances, the next pages wait rather than pile the cycle up in memory
+        room = asyncio.Semaphore(self.cfg.concurrency)
         async with asyncio.TaskGroup() as tg:
             status_task = tg.create_task(self._statuses()) if self.cfg.status_checks else None
+            ready = InOrder(emit, status_task)
             async for page in self._describe(now):
                 await self._learn_types(page)
-                obs.instances += [inst for inst, _ in page]
-                obs.samples += [s for inst, facts in page for s in self._described(inst, facts)]
-                pending += [s for inst, facts in page for s in self._series(inst, facts)]
+                for inst, facts in page:
+                    seen.add(inst.instance_uuid)
+                    series = self._series(inst, facts)
+                    waiting = ready.expect(inst, self._described(inst, facts), len(series))
+                    pending += [(s, waiting) for s in series]
                 while len(pending) >= MAX_QUERIES:
                     chunk, pending = pending[:MAX_QUERIES], pending[MAX_QUERIES:]
-                    tg.create_task(self._metric_chunk(chunk, now, obs.samples))
+                    await room.acquire()
+                    tg.create_task(self._metric_chunk(chunk, now, ready, room))
+                await ready.release()  # instances with no metric to wait for
             if pending:
-                tg.create_task(self._metric_chunk(pending, now, obs.samples))
-        if status_task is not None:
-            self._apply_statuses(obs, status_task.result())
-        seen = {i.instance_uuid for i in obs.instances}
+                await room.acquire()
+                tg.create_task(self._metric_chunk(pending, now, ready, room))
+        await ready.release()
         # forget series of instances that are gone, so the map does not grow without bound;
-        # rebuilt only then (a copy of 40,000 series at 10k instances, at the cycle's peak)
+        # rebuilt only then (a copy of 40,000 series at 10k instances)
         if any(k[0] not in seen for keys in (self._watermark, self._totals) for k in keys):
             self._watermark = {k: v for k, v in self._watermark.items() if k[0] in seen}
             self._totals = {k: v for k, v in self._totals.items() if k[0] in seen}
-        self.metrics.instances.labels(self.name).set(len(obs.instances))
-        return obs
+        self.metrics.instances.labels(self.name).set(ready.instances)
 
     async def _describe(self, now: dt.datetime) -> AsyncIterator[list[tuple[Instance, Ec2Facts]]]:
         """Pages of federated instances; NextToken by hand so every page waits its turn."""
@@ -566,17 +627,6 @@ class Ec2Collector:
             if not token:
                 return out
 
-    @staticmethod
-    def _apply_statuses(obs: Observation, statuses: dict[str, StatusChecks]) -> None:
-        import dataclasses
-
-        obs.instances = [
-            dataclasses.replace(i, status_checks=statuses.get(i.remote_id, "unknown"))
-            if i.state == "running"
-            else i
-            for i in obs.instances
-        ]
-
     # --- metrics ---------------------------------------------------------------------------
 
     def _window(self, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
@@ -596,14 +646,30 @@ class Ec2Collector:
         ])  # fmt: skip
 
     async def _metric_chunk(
-        self, chunk: list[Series], now: dt.datetime, into: list[Sample]
+        self,
+        chunk: list[tuple[Series, Waiting]],
+        now: dt.datetime,
+        ready: InOrder,
+        room: asyncio.Semaphore,
     ) -> None:
-        """One GetMetricData call (more only if AWS pages the datapoints) for <= 500 queries."""
+        """Read one chunk of queries, then hand on the instances it completes; `room` is
+        the chunk's place among those under way, given back once it is done."""
+        try:
+            await self._read_chunk(chunk, now)
+            for _, waiting in chunk:
+                waiting.series -= 1
+            await ready.release()
+        finally:
+            room.release()
+
+    async def _read_chunk(self, chunk: list[tuple[Series, Waiting]], now: dt.datetime) -> None:
+        """One GetMetricData call (more only if AWS pages the datapoints) for <= 500 queries,
+        each answer's samples put with its instance."""
         if len(chunk) > MAX_QUERIES:  # the API refuses more; never send it
             raise ValueError(f"GetMetricData takes at most {MAX_QUERIES} queries, got {len(chunk)}")
         start, end = self._window(now)
         kw: dict[str, Any] = {
-            "MetricDataQueries": self._queries(chunk),
+            "MetricDataQueries": self._queries([series for series, _ in chunk]),
             "StartTime": start,
             "EndTime": end,
             "ScanBy": "TimestampAscending",
@@ -612,7 +678,8 @@ class Ec2Collector:
             async with self.metrics_gate.admit():
                 resp = await self._cw.get_metric_data(**kw)
             for result in resp.get("MetricDataResults", []):
-                into += self._samples(chunk[int(result["Id"][1:])], result)
+                series, waiting = chunk[int(result["Id"][1:])]
+                waiting.samples += self._samples(series, result)
             if not resp.get("NextToken"):
                 return
             kw["NextToken"] = resp["NextToken"]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from azfed.agent.collect.sample import Instance, Observation, sample
+from azfed.agent.collect.sample import Emit, Instance, Observation, sample
 from azfed.agent.health import AgentMetrics
 from azfed.config import AzfedConfig
 from azfed.errors import ConfigError, Problem
@@ -129,6 +129,10 @@ class GuestCollector:
 
     def restore(self, state: dict[str, Any]) -> None:
         return None
+
+    async def stream(self, emit: Emit) -> None:
+        # one instance, a few samples: one part
+        await emit(await self.collect())
 
     async def collect(self) -> Observation:
         # small files, but still blocking reads: keep them off the event loop

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
-from azfed.agent.collect.sample import Instance, Observation
+from azfed.agent.collect.sample import Emit, Instance, Observation
 from azfed.agent.health import AgentMetrics
 from azfed.clouds import NOVA_STATUS_STATES, UUID_TAG
 from azfed.config import AzfedConfig, OpenStackSection
@@ -101,6 +101,10 @@ class OpenStackCollector:
 
     async def close(self) -> None:
         await self._sdk.close()
+
+    async def stream(self, emit: Emit) -> None:
+        # one ListServers answer is the whole cycle: one part
+        await emit(await self.collect())
 
     async def collect(self) -> Observation:
         now = dt.datetime.now(dt.timezone.utc)

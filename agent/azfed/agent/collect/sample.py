@@ -7,6 +7,7 @@ renders exactly the JSON the receiver validates (see `azfed.wire`).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -106,25 +107,52 @@ def sample(
 
 @dataclass(slots=True)
 class Observation:
-    """What one collection cycle found."""
+    """What one collection cycle found, or a part of it (`Collector.stream`)."""
 
     instances: list[Instance] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
 
 
+# Where a collector hands each part of a cycle (the agent's: the batcher's `add`).
+Emit = Callable[[Observation], Awaitable[None]]
+
+
+async def whole_cycle(stream: Callable[[Emit], Awaitable[None]]) -> Observation:
+    """A `stream` of parts gathered into one Observation (a cycle held whole: for tests and
+    tools, never the agent's cycle)."""
+    whole = Observation()
+
+    async def keep(part: Observation) -> None:
+        whole.instances += part.instances
+        whole.samples += part.samples
+
+    await stream(keep)
+    return whole
+
+
 class Collector(Protocol):
     """A source of observations.
 
-    Lifecycle: `open()` once before the first `collect()`; `collect()` is never called again
-    before the previous call returned (the scheduler skips overlapping ticks); `close()` once,
-    after the last `collect()` returned or was cancelled.
+    Lifecycle: `open()` once before the first cycle (`stream()` or `collect()`); a cycle is
+    never started before the previous one returned (the scheduler skips overlapping ticks);
+    `close()` once, after the last cycle returned or was cancelled.
     """
 
     name: str
 
     async def open(self) -> None: ...
 
-    async def collect(self) -> Observation: ...
+    async def stream(self, emit: Emit) -> None:
+        """One cycle, handed to `emit` in parts as they are complete, so the agent never
+        holds a whole cycle: each part carries its instances with all of their samples this
+        cycle, in the order the cloud listed them. Parts emitted before a failure stand; the
+        next cycle emits their samples again (the same values: the receiver and Gnocchi keep
+        one measure per timestamp)."""
+        ...
+
+    async def collect(self) -> Observation:
+        """One cycle held whole (`whole_cycle(self.stream)`)."""
+        ...
 
     async def close(self) -> None: ...
 

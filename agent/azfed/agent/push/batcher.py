@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import json
 import math
 import re
@@ -107,11 +108,16 @@ class Batcher:
         # the instances of the latest observation: a sample whose instance record was already
         # flushed still needs that record in its own report (kept per cycle, so it stays bounded)
         self._known: dict[str, Instance] = {}
+        # the last report of a write made while parts of a cycle were still coming: not full
+        # yet, so it waits for them (written by the next write, whichever it is)
+        self._open: list[Piece] = []
         self._lock = asyncio.Lock()  # one flush at a time, so seqs reach the spool in order
         self.spooled = asyncio.Event()  # set after each write: the pusher's wake-up call
 
     async def add(self, obs: Observation) -> None:
-        """Take one cycle's findings; flush at once if a batch is full (back-pressure)."""
+        """Take a cycle's findings, or a part of them; once a report's worth is pending, write
+        the full reports at once (back-pressure) and keep the last, which later parts may
+        fill, for the next write."""
         p = self._pending
         if obs.instances:
             self._known = {i.instance_uuid: i for i in obs.instances}
@@ -121,8 +127,8 @@ class Batcher:
             p.samples.setdefault(s.instance_uuid, []).append(s)
         p.n_samples += len(obs.samples)
         self.metrics.count("collected", len(obs.samples))
-        if p.n_samples >= self.max_samples:
-            await self.flush()
+        if p.n_samples + sum(len(piece.samples) for piece in self._open) >= self.max_samples:
+            await self._write(keep_open=True)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Flush every `flush_interval_s` until `stop`, then once more."""
@@ -133,11 +139,24 @@ class Batcher:
 
     async def flush(self) -> int:
         """Write everything pending to the spool; answer how many reports were written."""
+        return await self._write(keep_open=False)
+
+    async def _write(self, *, keep_open: bool) -> int:
         async with self._lock:
             pending, self._pending = self._pending, Pending()
+            opened, self._open = self._open, []
+            # the report left open by the last write comes first: packed again with what
+            # followed, it gives the reports one packing of everything would have given
+            batches = self._pack(itertools.chain(opened, self._pieces(pending)))
             written = 0
-            for pieces in self._pack(self._pieces(pending)):
-                written += await self._spool_report(pieces)
+            batch = next(batches, None)
+            while batch is not None:
+                following = next(batches, None)
+                if following is None and keep_open:
+                    self._open = batch
+                    break
+                written += await self._spool_report(batch)
+                batch = following
             if written:
                 self.spooled.set()
             return written

@@ -44,8 +44,8 @@ GROUP_TAG = "azfed:neutron-security-group="
 def public(
     federation: Federation, openstack_bed: OpenStackBed, mirrored_network: dict[str, Any]
 ) -> Iterator[dict[str, Any]]:
-    """The public project and its clouds.yaml entry, compute-os bursting into it, the filter
-    and the policy told of os-az; all undone afterwards."""
+    """The public project and its clouds.yaml entry, compute-os bursting into it, the policy
+    told of os-az, the local mirror of the public subnet; all undone afterwards."""
     conn = federation.conn
     project = conn.identity.create_project(
         name=f"azfed-public-{uuid.uuid4().hex[:6]}", domain_id="default"
@@ -70,7 +70,7 @@ def public(
             "default_image": IMAGE,
         },
     )
-    openstack_bed.reconfigure(extra_nova={"azfed_filter": {"public_azs": f"aws-az,{AZ}"}})
+    # the filter re-reads the policy when it changes: no scheduler restart
     policy = json.loads(saved_policy)
     policy["public_azs"].append({**policy["public_azs"][0], "name": AZ, "priority": 2})
     policy_file.write_text(json.dumps(policy, indent=2) + "\n")
@@ -84,7 +84,6 @@ def public(
             server = federation.servers.pop(name)
             conn.compute.delete_server(server, ignore_missing=True)
             conn.compute.wait_for_delete(server, wait=180)
-        openstack_bed.reconfigure(extra_nova={"azfed_filter": {"public_azs": "aws-az"}})
         openstack_bed.remove_proxy_host(HOST, AZ)
         # a port made before its server (`--nic port-id=`) outlives it
         for port in conn.network.ports(network_id=local_net["network_id"]):

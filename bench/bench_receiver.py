@@ -27,6 +27,7 @@ import aiohttp
 from aiohttp import web
 from azfed import wire
 from azfed.config import parse_config
+from azfed.heap import settle_heap
 from azfed.receiver.app import RUNNER_KWARGS, create_app
 from azfed.receiver.sinks import Sink
 from azfed.receiver.sinks.gnocchi import GnocchiSink, basic_auth
@@ -114,6 +115,7 @@ async def run(
         )
         runner = web.AppRunner(create_app(cfg, sinks=[sink]), **RUNNER_KWARGS)
         await runner.setup()
+        settle_heap()  # as the receiver's serve() does once its app is set up
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = runner.addresses[0][1]

@@ -107,3 +107,30 @@ async def test_owners_keep_their_instances_and_the_newest_observation_wins(
     assert rows[U[3]]["observed_at"] == "2026-12-03T12:09:00Z"
     # U5: B's, A's claim refused
     assert rows[U[5]]["agent_id"] == B
+
+
+async def test_an_agents_sequence_only_grows_and_its_last_report_time_follows(
+    stores: tuple[Store, Store],
+) -> None:
+    """The agent's row (one UPDATE a report, an INSERT for its first): a report replayed
+    from the spool with an older seq leaves last_seq as it was and still counts as seen."""
+    store = stores[0]
+    # (seq sent, when, last_seq after)
+    for seq, at, last in ((5, 1000.0, 5), (3, 1001.0, 5), (8, 1002.0, 8), (7, 1003.0, 8)):
+        await store.claim(f"{A}:{seq}", A, seq, "sha", at, 60.0)
+        report = {"agent_id": A, "seq": seq, "instances": []}
+        await store.finish(f"{A}:{seq}", {"accepted": True}, report, at)
+        row = next(a for a in await store.agents() if a["agent_id"] == A)
+        assert (row["last_seq"], row["last_report_at"]) == (last, at)
+    assert [a["agent_id"] for a in await store.agents()] == [A]
+
+
+async def test_a_sqlite_store_writes_ahead_and_commits_without_an_fsync(
+    stores: tuple[Store, Store],
+) -> None:
+    """Every connection of a file store: WAL, synchronous NORMAL (1), as _sqlite_pragmas
+    says why; SQLite's default, FULL (2), fsyncs each commit."""
+    async with stores[0].engine.connect() as conn:
+        mode = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar()
+        sync = (await conn.exec_driver_sql("PRAGMA synchronous")).scalar()
+    assert (mode, sync) == ("wal", 1)

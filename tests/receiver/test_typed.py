@@ -6,6 +6,7 @@ check as without it: the same problems, key, value and reason."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,73 @@ def one_value_changed(draw: st.DrawFn) -> Any:
 @given(report=one_value_changed())
 def test_reports_one_value_off_get_the_same_verdict_and_the_same_problems(report: Any) -> None:
     _agree(report)
+
+
+# --- one pass: parse and schema (typed.parse_fitting) against wire.loads and the typed check ---
+
+
+def _compact(report: Any) -> bytes:
+    """A report as an agent writes it (wire.dumps: no whitespace)."""
+    return json.dumps(report, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _vouched_for(text: bytes) -> bool:
+    """parse_fitting answers None, or what wire.loads parses when the typed check passes it:
+    never a report the step-by-step path would read otherwise or refuse."""
+    fast = typed.parse_fitting(text)
+    if fast is None:
+        return False
+    slow = wire.loads(text)  # raises if the one pass let through what it refuses
+    assert typed.fits(slow), text[:200]
+    # written out, so that 2 and 2.0 differ (they are equal in Python)
+    assert json.dumps(fast, sort_keys=True) == json.dumps(slow, sort_keys=True)
+    return True
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_one_pass_reads_every_example_as_wire_loads_does(path: Path) -> None:
+    """The current version's valid examples, written as agents write them, take the one
+    pass (else the receiver gains nothing); every other example is left to wire.loads."""
+    report = _report_of(path)
+    taken = _vouched_for(_compact(report))
+    assert taken == (report.get("version") == wire.CONTRACT_VERSION and typed.fits(report))
+
+
+def test_a_member_named_twice_is_never_taken_by_the_one_pass() -> None:
+    """pydantic-core keeps the last of two members, wire.loads refuses the body: the one
+    pass answers None, so the receiver's answer is wire.loads' 400. A space before a colon,
+    which could hide the extra member from the count, sends the text to wire.loads too."""
+    text = _compact(example("report-full"))
+    assert typed.parse_fitting(text) is not None
+    twice = text.replace(b'"seq":', b'"seq":7,"seq":', 1)
+    hidden = twice.replace(b'"agent_id":', b'"agent_id" :', 1)
+    for body in (twice, hidden):
+        assert typed.parse_fitting(body) is None
+        with pytest.raises(ValueError, match="appears twice"):
+            wire.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b'"seq":', b'"seq": '),  # whitespace: left to wire.loads
+        (b'"version":2', b'"version":2.0'),  # fits, refused after: left to wire.loads
+        (b'"volume":', b'"volume":1e400,"x":'),  # beyond a double, and an unknown member
+        (b'"volume":', b'"volume":NaN,"x":'),
+        (b'"seq":', b'"seq":123456789012345678901234,"s":'),
+    ],
+)
+def test_one_pass_agrees_with_wire_loads_on_near_misses(old: bytes, new: bytes) -> None:
+    text = _compact(example("report-full"))
+    assert old in text
+    assert not _vouched_for(text.replace(old, new, 1))
+
+
+@settings(PROPERTY)
+@given(report=generated_reports() | mutated_reports() | one_value_changed())
+def test_one_pass_vouches_only_for_what_wire_loads_reads_the_same(report: Any) -> None:
+    try:
+        text = _compact(report)
+    except ValueError:  # NaN or an infinity: not JSON, no agent writes it
+        return
+    _vouched_for(text)

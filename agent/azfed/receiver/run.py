@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import ssl
 from typing import Any
 
@@ -15,6 +14,7 @@ import structlog
 from aiohttp import web
 from azfed import systemd
 from azfed.config import AzfedConfig, ReceiverSection
+from azfed.heap import settle_heap
 from azfed.receiver.app import RUNNER_KWARGS, create_app
 from azfed.tls import server_context
 
@@ -49,7 +49,7 @@ async def serve(config: AzfedConfig, stop: asyncio.Event) -> None:
     # What exists now (modules, the app) lives as long as the process: keep the garbage
     # collector from scanning it on every full collection. Full collections happen while big
     # reports are parsed and hold the GIL: without this, /healthz stalls past 100 ms.
-    gc.freeze()
+    settle_heap()
     site = web.TCPSite(runner, rcfg.host, rcfg.port, ssl_context=tls)
     await site.start()
     log.info("receiver.listening", host=rcfg.host, port=rcfg.port, sinks=list(rcfg.sinks),

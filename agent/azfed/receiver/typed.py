@@ -116,12 +116,12 @@ def _version(number: int) -> Any:
     return Literal[number] | Annotated[float, Field(ge=number, le=number)]
 
 
-def _report(number: int, sample_type: type) -> TypeAdapter[Any]:
+def _report(number: int, sample_type: type, version_type: Any = None) -> TypeAdapter[Any]:
     # the parameters are not named `version` or `sample`: in the class body those names are
     # the fields', and an annotation would not see the function's
     @with_config(_CONFIG)
     class Report(TypedDict):
-        version: _version(number)  # type: ignore[valid-type]
+        version: version_type or _version(number)  # type: ignore[valid-type]
         agent_id: Annotated[str, Field(pattern=wire.AGENT_ID_PATTERN)]
         seq: _Seq
         sent_at: _Time
@@ -135,6 +135,52 @@ def _report(number: int, sample_type: type) -> TypeAdapter[Any]:
 # Compiled once, at import: one per contract version, as wire.SCHEMAS has (a test holds each
 # to its schema).
 _ADAPTERS: Final[dict[int, TypeAdapter[Any]]] = {1: _report(1, _SampleV1), 2: _report(2, _Sample)}
+# parse_fitting's: the current version written as an integer, and nothing else. A Literal
+# reads JSON's 2.0 as 2, where wire.loads keeps the float that validate_report refuses.
+_ONE_PASS: Final = _report(
+    wire.CONTRACT_VERSION,
+    _Sample,
+    Annotated[int, Field(ge=wire.CONTRACT_VERSION, le=wire.CONTRACT_VERSION)],
+)
+
+
+# JSON's whitespace: a text with none writes every member as `"name":`, nothing in between
+_WHITESPACE: Final = (b" ", b"\t", b"\n", b"\r")
+
+
+def parse_fitting(data: bytes) -> dict[str, Any] | None:
+    """The report in `data`, parsed and held to the current version's schema in one pass of
+    pydantic-core's JSON parser (1.3 ms per 1,000 samples, where `wire.loads` and `fits`
+    took 2.8), when that gives exactly what they would: `data` is plain text
+    (`wire.plain_text`) with no whitespace, fits the schema, and names no member twice. None
+    otherwise: the caller parses it with `wire.loads`, which says what is wrong. Every value
+    comes out of the type it was written in (the version an integer: `_ONE_PASS`).
+
+    pydantic-core keeps the last of a member named twice, where `wire.loads` refuses it: in a
+    plain text without whitespace every member is written `"name":` and a string holds no
+    quote, so `":` occurs once per member written (and once more per string value starting
+    with a colon); the count equals the members parsed only if none was named twice. A
+    report that fits holds only bounded numbers, so no NaN, infinity or oversized integer
+    `wire.loads` would refuse gets through either."""
+    if not wire.plain_text(data) or any(ws in data for ws in _WHITESPACE):
+        return None
+    try:
+        report: dict[str, Any] = _ONE_PASS.validate_json(data)
+    except ValidationError:
+        return None
+    return report if data.count(b'":') == _members(report) else None
+
+
+def _members(report: dict[str, Any]) -> int:
+    """How many members the objects of a report that fits have: itself, each instance and its
+    ips, each sample (the schema allows no other object)."""
+    instances = report["instances"]
+    return (
+        len(report)
+        + sum(map(len, instances))
+        + sum(len(i["ips"]) for i in instances)
+        + sum(map(len, report["samples"]))
+    )
 
 
 def fits(report: Any) -> bool:

@@ -86,10 +86,14 @@ COMPUTES = {"compute-local": "local-az", "compute-aws": "aws-az"}
 # the public AZs' proxy hosts: azfed's ML2 driver binds the ports of VMs scheduled there
 # (compute-os bursts into a public OpenStack, when a test adds it: tests/e2e/test_public_ports)
 PROXY_HOSTS = "compute-aws,compute-os"
-# the bed's services find the public OpenStack's clouds.yaml entry `public` here (the proxy
-# host's [azfed] cloud, the ML2 driver's public_cloud); a test that adds one writes the file
+# The bed is its own public OpenStack: the account PUBLIC_AUTH (a user and project of their
+# own, as a public cloud's customer has), whose clouds.yaml entry PUBLIC_CLOUD the bed's
+# services find in etc/PUBLIC_CLOUDS (the proxy host's [azfed] cloud, the ML2 driver's
+# public_cloud). One account for the bed's life: neutron-server keeps its connection to the
+# public cloud, as a deployed one does.
 PUBLIC_CLOUDS = "public-clouds.yaml"
 PUBLIC_CLOUD = "public"
+PUBLIC_PROJECT = "azfed-public"
 # compute-local: Nova's fake hypervisor of 10 vCPUs and 8192 MB, the local AZ whose load the
 # policy reads; it is never restarted
 LOCAL_DRIVER = "fake.MediumFakeDriver"
@@ -125,6 +129,7 @@ AUTH = {
     "project_domain_name": "Default",
     "region_name": REGION,
 }
+PUBLIC_AUTH = {**AUTH, "username": PUBLIC_PROJECT, "project_name": PUBLIC_PROJECT}
 
 
 # Popen handles of the processes this Python process started, by pid (see _spawn / _stop_one)
@@ -332,6 +337,7 @@ class OpenStackBed:
                 }
             )
         )
+        (e / PUBLIC_CLOUDS).write_text(public_clouds_yaml())
         (e / "neutron.conf").write_text(
             _ini(
                 {
@@ -941,8 +947,23 @@ class OpenStackBed:
             # projects and compare before/after.
             admin = conn.identity.find_project("admin", domain_id="default")
             conn.compute.update_quota_set(admin, instances=200, cores=400, ram=1024 * 1024)
+            self._make_public_project(conn)
         finally:
             conn.close()
+
+    @staticmethod
+    def _make_public_project(conn: Any) -> None:
+        """The public cloud's account. Its user has the admin role there, so it may choose a
+        port's address on the shared network as the network's owner could."""
+        project = conn.identity.create_project(name=PUBLIC_PROJECT, domain_id="default")
+        user = conn.identity.create_user(
+            name=PUBLIC_AUTH["username"],
+            password=PUBLIC_AUTH["password"],
+            domain_id="default",
+            default_project_id=project.id,
+        )
+        conn.identity.assign_project_role_to_user(project, user, conn.identity.find_role("admin"))
+        conn.compute.update_quota_set(project, instances=200, cores=400, ram=1024 * 1024)
 
     def wait_computes(self, conn: Any, hosts: Sequence[str] = tuple(COMPUTES)) -> None:
         """Wait until each compute is up and its provider has MEMORY_MB inventory in Placement."""
@@ -1236,6 +1257,15 @@ class OpenStackBed:
         return bed
 
 
+def public_clouds_yaml() -> str:
+    """The clouds.yaml entry of the bed's public cloud."""
+    auth = {k: v for k, v in PUBLIC_AUTH.items() if k != "region_name"}
+    lines = [f"clouds:\n  {PUBLIC_CLOUD}:\n    auth:\n"]
+    lines += [f"      {k}: {v}\n" for k, v in auth.items()]
+    lines.append(f"    region_name: {PUBLIC_AUTH['region_name']}\n")
+    return "".join(lines)
+
+
 def gunicorn_argv(gunicorn: str, port: int, module: str) -> list[str]:
     """How the bed serves a WSGI service: one gunicorn worker of 8 threads on HOST:port,
     `module` from testbed/wsgi."""
@@ -1254,6 +1284,10 @@ def gunicorn_argv(gunicorn: str, port: int, module: str) -> list[str]:
         # ("Remote end closed connection without response")
         "--keep-alive",
         "75",
+        # Apache's and gunicorn's largest: Nova asks Neutron for the ports of up to 150
+        # servers in one query string (~7 KB), past gunicorn's 4094-byte default
+        "--limit-request-line",
+        "8190",
         "--chdir",
         str(HERE / "wsgi"),
         "--no-control-socket",

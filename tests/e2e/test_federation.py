@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openstack
 import pytest
 
 from testbed.demo import FLAVOR_MAP, PUBLIC_MEMORY_MB, PUBLIC_VCPUS
-from testbed.openstack import IMAGE, PUBLIC_CLOUD, PUBLIC_CLOUDS, OpenStackBed
+from testbed.openstack import IMAGE, PUBLIC_AUTH, PUBLIC_CLOUD, PUBLIC_PROJECT, OpenStackBed
 from tests.e2e.federation import FLAVOR, LOCAL, Federation, eventually
 
 pytestmark = pytest.mark.e2e
@@ -150,23 +151,14 @@ def test_5_a_vm_terminated_directly_on_ec2_shows_in_nova_and_is_reported(
 @pytest.fixture
 def public_openstack(federation: Federation, openstack_bed: OpenStackBed) -> Iterator[Any]:
     """The proxy host switched to the public-OpenStack provider. The "public" cloud is the
-    bed's own Nova, in a project of its own, its servers booted in local-az (a real Nova
-    scheduling a real boot); afterwards the proxy host goes back to EC2."""
+    bed's own Nova, in the bed's public project (testbed.openstack.PUBLIC_PROJECT), its
+    servers booted in local-az (a real Nova scheduling a real boot); afterwards the proxy host
+    goes back to EC2."""
     conn = federation.conn
-    project = conn.identity.create_project(
-        name=f"azfed-public-{uuid.uuid4().hex[:6]}", domain_id="default"
-    )
-    admin = conn.identity.find_user("admin", domain_id="default")
-    conn.identity.assign_project_role_to_user(project, admin, conn.identity.find_role("admin"))
+    project = conn.identity.find_project(PUBLIC_PROJECT, domain_id="default")
+    public = openstack.connect(**PUBLIC_AUTH)
     # the [azfed] key_name the operator configured must exist in the public cloud too
-    keypair = conn.compute.create_keypair(name=federation.vpc["key"])
-    # the bed's services read the public cloud's entry from this file (testbed.openstack)
-    (openstack_bed.etc / PUBLIC_CLOUDS).write_text(
-        federation.demo.home.joinpath("clouds.yaml")
-        .read_text()
-        .replace("  local:", f"  {PUBLIC_CLOUD}:")
-        .replace("project_name: admin", f"project_name: {project.name}")
-    )
+    keypair = public.compute.create_keypair(name=federation.vpc["key"])
     ec2_opts = {"provider": "ec2", "flavor_map": FLAVOR_MAP}
     openstack_bed.reconfigure(
         extra_nova={
@@ -186,8 +178,8 @@ def public_openstack(federation: Federation, openstack_bed: OpenStackBed) -> Ite
         conn.compute.delete_server(server)
     for server in left:
         conn.compute.wait_for_delete(server, wait=120)
-    conn.identity.delete_project(project)
-    conn.compute.delete_keypair(keypair)
+    public.compute.delete_keypair(keypair)
+    public.close()
 
 
 def test_6_the_driver_spawns_the_vm_on_a_public_openstack_too(

@@ -224,10 +224,12 @@ def test_healthz_keeps_answering_while_a_maximum_size_report_is_processed(
     `_decode_and_parse` on the loop held it 315 ms of 0.42 s; off the loop the longest answer
     took 40 ms of 0.48 s, 98 ms with other work on the cores. Since the plain-text and
     per-sample fast paths 8 MiB took 0.28 s, so the report is now 16 MiB: 0.52 to 1.0 s, the
-    longest answer 99 to 114 ms, with other work on the cores). The 100 ms target itself is a
-    figure measured on a quiet machine (24-68 ms), not asserted here: `make test` runs the bed's
-    tests beside this one on two cores, and scheduling alone moves the maximum past 100 ms (115
-    ms seen)."""
+    longest answer 99 to 114 ms, with other work on the cores; since the one-pass parse 0.25 to
+    0.29 s, the longest answer 79 to 113 ms, the parse's hold on the GIL as the typed check's
+    was: the report is the contract's largest, so the floor below is 0.2 s). The 100 ms target
+    itself is a figure measured on a quiet machine (24-68 ms), not asserted here: `make test`
+    runs the bed's tests beside this one on two cores, and scheduling alone moves the maximum
+    past 100 ms (115 ms seen)."""
     with _receiver_process(tmp_path) as url:
         now = time.time()
         body = _max_size_report(MAX_BODY, now)
@@ -247,7 +249,7 @@ def test_healthz_keeps_answering_while_a_maximum_size_report_is_processed(
                 stop.set()
             latencies = poller.result()
     assert answer["samples"] > 40_000
-    assert took > 0.3, "the report was processed too fast to measure anything"
+    assert took > 0.2, "the report was processed too fast to measure anything"
     assert max(latencies) < min(1.0, took / 2), (took, sorted(latencies)[-5:])
 
 

@@ -250,7 +250,10 @@ def test_healthz_keeps_answering_while_a_maximum_size_report_is_processed(
             latencies = poller.result()
     assert answer["samples"] > 40_000
     assert took > 0.2, "the report was processed too fast to measure anything"
-    assert max(latencies) < min(1.0, took / 2), (took, sorted(latencies)[-5:])
+    # processed on the loop, /healthz would wait for nearly all of `took` (the poller asks
+    # from the start); three quarters of it leaves room for the parse's hold on the GIL
+    # (up to 113 ms of 0.25 s seen) when make test's other session shares the cores
+    assert max(latencies) < min(1.0, 0.75 * took), (took, sorted(latencies)[-5:])
 
 
 async def test_the_same_seq_in_two_epochs_is_two_reports_and_a_report_without_one_still_counts(

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 T = TypeVar("T")
+# how long one API request to a public OpenStack may take, unless its settings say otherwise
+API_TIMEOUT_S: Final = 30.0
 
 
 class SdkConnection:

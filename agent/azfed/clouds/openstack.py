@@ -37,7 +37,7 @@ from azfed.errors import (
     QuotaError,
     ThrottledError,
 )
-from azfed.sdk import SdkConnection, connector
+from azfed.sdk import API_TIMEOUT_S, SdkConnection, connector
 from keystoneauth1 import exceptions as ks_exc
 from openstack import exceptions as os_exc
 from tenacity import (
@@ -64,7 +64,7 @@ class OpenStackSettings:
     security_groups: tuple[str, ...] = ()
     availability_zone: str | None = None
     concurrency: int = 4
-    timeout_s: float = 30.0
+    timeout_s: float = API_TIMEOUT_S
     wait_s: float = 300.0
     retries: int = 3
     backoff_s: float = 1.0

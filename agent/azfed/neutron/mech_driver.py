@@ -34,7 +34,7 @@ from azfed.neutron.ec2_mirror import SecurityGroupMirror, call_ec2, ec2_client
 from azfed.neutron.os_mirror import PublicGroupMirror
 from azfed.neutron.subnets import ec2_subnet_of, os_subnet_of
 from azfed.nova import logs
-from azfed.sdk import connector
+from azfed.sdk import API_TIMEOUT_S, connector
 from neutron_lib import constants as n_const
 from neutron_lib.api.definitions import portbindings
 from neutron_lib.callbacks import events, registry, resources
@@ -240,7 +240,7 @@ class AzfedMechanismDriver(api.MechanismDriver):  # type: ignore[misc]
                         )
                     ],
                 )
-            self._public = PublicGroupMirror(connector(cloud, timeout_s=30.0)())
+            self._public = PublicGroupMirror(connector(cloud, timeout_s=API_TIMEOUT_S)())
         return self._public
 
     def _ec2(self) -> Any:

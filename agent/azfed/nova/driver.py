@@ -131,7 +131,10 @@ def port_resolver(conf: Any) -> PortResolver:
     if c.provider == "openstack":
         from azfed.sdk import connector
 
-        return PortResolver("openstack", connector(c.cloud, timeout_s=c.read_timeout_s))
+        public = backend_settings(conf)  # the same cloud, timeout and credentials
+        return PortResolver(
+            "openstack", connector(public.cloud, timeout_s=public.timeout_s, auth=dict(public.auth))
+        )
     from azfed.neutron.ec2_mirror import ec2_client
 
     return PortResolver("ec2", lambda: ec2_client(c.region, c.endpoint_url))

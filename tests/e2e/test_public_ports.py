@@ -276,8 +276,11 @@ def test_address_taken_in_the_public_cloud_moves_the_local_port(
 ) -> None:
     """An address another port of the public subnet already has: the public cloud gives the
     public port another one, and the local port moves to it, so Nova, both Neutrons and EC2
-    agree on the server's address."""
+    agree on the server's address. The port was made before the server (`--nic port-id=`):
+    when the server is deleted the port stays, and the copy of its group, which no other
+    port uses, is deleted from the public cloud."""
     conn = federation.conn
+    group = conn.network.create_security_group(name=f"e2e-premade-{uuid.uuid4().hex[:6]}")
     taken = "10.42.1.250"
     [subnet] = list(
         public["conn"].network.subnets(tags="azfed:ec2-subnet=" + federation.vpc["subnet"])
@@ -290,6 +293,7 @@ def test_address_taken_in_the_public_cloud_moves_the_local_port(
     local_port = conn.network.create_port(
         network_id=public["local"]["network_id"],
         fixed_ips=[{"subnet_id": public["local"]["subnet_id"], "ip_address": taken}],
+        security_group_ids=[group.id],
     )
     try:
         server = _boot(federation, "pub-taken", {"port": local_port.id}, [])
@@ -318,8 +322,20 @@ def test_address_taken_in_the_public_cloud_moves_the_local_port(
         )
         (instance,) = federation.ec2_instances_for(remote.id)
         assert instance["PrivateIpAddress"] == given
+        assert _public_group(public, group.id) is not None
+
+        conn.compute.delete_server(federation.servers.pop("pub-taken"))
+        conn.compute.wait_for_delete(server, wait=180)
+        assert conn.network.get_port(local_port.id).binding_host_id in (None, "")
+        eventually(
+            lambda: _public_group(public, group.id) is None or None,
+            "the copy of the kept port's group deleted",
+            15,
+        )
     finally:
         public["conn"].network.delete_port(squatter, ignore_missing=True)
+        conn.network.delete_port(local_port, ignore_missing=True)
+        conn.network.delete_security_group(group, ignore_missing=True)
 
 
 def test_deleting_the_server_frees_both_ports(

@@ -106,7 +106,10 @@ class AzfedMechanismDriver(api.MechanismDriver):  # type: ignore[misc]
             return
         ctx = context._plugin_context.elevated()
         groups = list(port.get("security_groups") or [])
-        dropped = set(before.get("security_groups") or []) - set(groups)
+        # a port that left the proxy host (its server deleted, the port made before it kept)
+        # no longer uses any of its groups in the public cloud
+        kept = groups if self._on_proxy(port) else []
+        dropped = set(before.get("security_groups") or []) - set(kept)
         self._guarded("port", port["id"], lambda: self._sync_port(ctx, port, groups, before))
         self._delete_unused(ctx, dropped, port["id"])
 

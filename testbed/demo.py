@@ -130,20 +130,33 @@ class Demo:
         subnet = ec2.create_subnet(
             VpcId=vpc, CidrBlock="10.42.1.0/24", AvailabilityZone=f"{REGION}a"
         )["Subnet"]["SubnetId"]
+        # burst VMs on Neutron ports get their addresses in a subnet of their own: in the
+        # subnet above EC2 picks the addresses of the `networks=none` ones, which Neutron's
+        # IPAM cannot know of, and a port's address EC2 has given away fails its launch
+        ports_subnet = ec2.create_subnet(
+            VpcId=vpc, CidrBlock="10.42.2.0/24", AvailabilityZone=f"{REGION}a"
+        )["Subnet"]["SubnetId"]
         sg = ec2.create_security_group(
             GroupName="azfed-burst", Description="azfed burst VMs", VpcId=vpc
         )["GroupId"]
         ec2.create_key_pair(KeyName="azfed-demo")
         ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-        return {"vpc": vpc, "subnet": subnet, "sg": sg, "key": "azfed-demo", "ami": ami}
+        return {
+            "vpc": vpc,
+            "subnet": subnet,
+            "ports_subnet": ports_subnet,
+            "sg": sg,
+            "key": "azfed-demo",
+            "ami": ami,
+        }
 
     def mirror_network(self, vpc: dict[str, str]) -> str:
         """The Neutron network that mirrors the VPC's subnet (as `azfed network mirror` makes
         it): servers booted on it go to aws-az with a Neutron port; its name."""
         from azfed.neutron.subnets import mirror, plan
 
-        found = self._ec2().describe_subnets(SubnetIds=[vpc["subnet"]])["Subnets"][0]
-        name = f"azfed-{vpc['subnet']}"
+        found = self._ec2().describe_subnets(SubnetIds=[vpc["ports_subnet"]])["Subnets"][0]
+        name = f"azfed-{vpc['ports_subnet']}"
         conn = self.bed.connect()
         try:
             mirror(conn, plan(found), name, shared=True, availability_zone="aws-az")
@@ -585,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         demo.enable_azfed(vpc, policy)
         say(f"  policy: {policy}")
         network = demo.mirror_network(vpc)
-        say(f"  Neutron network {network} mirrors {vpc['subnet']} (azfed network mirror)")
+        say(f"  Neutron network {network} mirrors {vpc['ports_subnet']} (azfed network mirror)")
         step(3, "Starting the azfed receiver and agent")
         demo.start_receiver_and_agent(vpc, policy)
         step(4, f"Booting {args.servers} servers ({args.flavor}) one by one, no AZ requested")

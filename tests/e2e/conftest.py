@@ -37,7 +37,7 @@ def _mirror_cli(federation: Federation, moto: MotoServer) -> dict[str, Any]:
             "mirror",
             "--json",
             "--subnet",
-            federation.vpc["subnet"],
+            federation.vpc["ports_subnet"],
             "--availability-zone",
             "aws-az",
         ],
@@ -53,8 +53,8 @@ def _mirror_cli(federation: Federation, moto: MotoServer) -> dict[str, Any]:
 
 @pytest.fixture(scope="package")
 def mirrored_network(federation: Federation, moto: MotoServer) -> dict[str, Any]:
-    """The federation's VPC subnet mirrored by a Neutron network, as `azfed network mirror`
-    makes it (run twice: the second run finds the first one's)."""
+    """The federation's VPC subnet for burst VMs on ports, mirrored by a Neutron network, as
+    `azfed network mirror` makes it (run twice: the second run finds the first one's)."""
     first = _mirror_cli(federation, moto)
     again = _mirror_cli(federation, moto)
     # idempotent: the second run finds the first one's network

@@ -108,9 +108,9 @@ def test_burst_server_gets_its_address_from_neutron(
     (instance,) = federation.ec2_instances_for(burst.id)
     assert (instance["PrivateIpAddress"], instance["SubnetId"]) == (
         address,
-        federation.vpc["subnet"],
+        federation.vpc["ports_subnet"],
     )
-    assert mirrored_network["allocation_pools"] == [{"start": "10.42.1.4", "end": "10.42.1.254"}]
+    assert mirrored_network["allocation_pools"] == [{"start": "10.42.2.4", "end": "10.42.2.254"}]
 
 
 def test_security_groups_follow_neutron(federation: Federation, burst: Any, web_group: Any) -> None:
@@ -177,7 +177,7 @@ def test_failed_launch_leaves_no_port_and_no_instance(
     """EC2 refusing the address (in use outside Neutron) ends the boot in ERROR with EC2's
     reason; Nova deletes the port it made and no EC2 instance is left."""
     moto.fault(
-        "RunInstances", "InvalidIPAddress.InUse", message="Address 10.42.1.9 is in use.", times=1
+        "RunInstances", "InvalidIPAddress.InUse", message="Address 10.42.2.9 is in use.", times=1
     )
     server = _boot_on(federation, mirrored_network["network_id"], "port-inuse", ["default"])
     failed = federation.conn.compute.wait_for_server(

@@ -202,7 +202,7 @@ def test_public_server_keeps_the_local_address(
     [port] = list(federation.conn.network.ports(device_id=burst.id))
     assert (port.binding_host_id, port.binding_vif_type, port.status) == (HOST, "other", "ACTIVE")
     address = port.fixed_ips[0]["ip_address"]
-    assert public["local"]["cidr"] == "10.42.1.0/24"
+    assert public["local"]["cidr"] == "10.42.2.0/24"
     remote = _public_server(public, burst.id)
     assert remote is not None
     assert remote.status == "ACTIVE"
@@ -281,9 +281,9 @@ def test_address_taken_in_the_public_cloud_moves_the_local_port(
     port uses, is deleted from the public cloud."""
     conn = federation.conn
     group = conn.network.create_security_group(name=f"e2e-premade-{uuid.uuid4().hex[:6]}")
-    taken = "10.42.1.250"
+    taken = "10.42.2.250"
     [subnet] = list(
-        public["conn"].network.subnets(tags="azfed:ec2-subnet=" + federation.vpc["subnet"])
+        public["conn"].network.subnets(tags="azfed:ec2-subnet=" + federation.vpc["ports_subnet"])
     )
     squatter = public["conn"].network.create_port(
         network_id=subnet.network_id,

@@ -354,6 +354,9 @@ class OpenStackBed:
                     "database": {"connection": _db("neutron")},
                     "keystone_authtoken": keystone_mw,
                     "nova": _auth_section(),
+                    # ML2 tells Placement of a deleted network's segment (a background thread
+                    # that logged MissingAuthPlugin at every network deletion without it)
+                    "placement": _auth_section(),
                     "oslo_concurrency": {"lock_path": b / "data/locks"},
                     "ml2": {
                         "type_drivers": "flat",

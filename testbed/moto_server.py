@@ -15,6 +15,9 @@ two with the error bodies AWS really sends, so botocore's own retry and error pa
   GET  /_fault/stats   {"hits": {action: requests seen}, "injected": {action: faults injected}}
   POST /_seed/cloudwatch  bulk-loads datums into moto's CloudWatch backend directly (moto's
                        PutMetricData parser is slow); see seed_cloudwatch()
+
+One moto behaviour is brought in line with EC2's: a terminated instance gives its private
+addresses back to its subnet (release_addresses_on_termination()).
 """
 
 from __future__ import annotations
@@ -193,6 +196,26 @@ class FaultLayer:
         return self.app(environ, start_response)
 
 
+def release_addresses_on_termination() -> None:
+    """EC2 frees a terminated instance's private addresses for the next launch; moto keeps
+    them until the instance object is garbage-collected, which its kept reservations never let
+    happen, and then fails a launch asking for one (`Exception("IP already in use")`, a 500).
+    Burst VMs on Neutron ports launch with addresses Neutron hands out again after a delete."""
+    from moto.ec2.models.instances import Instance
+
+    terminate = Instance.terminate
+
+    def terminate_and_release(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = terminate(self, *args, **kwargs)
+        if self.subnet_id:
+            subnet = self.ec2_backend.get_subnet(self.subnet_id)
+            for ip in list(self._private_ips):
+                subnet.del_subnet_ip(ip)
+        return result
+
+    Instance.terminate = terminate_and_release
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
@@ -201,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.verbose:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    release_addresses_on_termination()
     app = FaultLayer(DomainDispatcherApplication(create_backend_app))
     srv = make_server(
         "127.0.0.1", args.port, app, threaded=True, request_handler=MotoRequestHandler

@@ -40,6 +40,17 @@ async def test_an_instance_launched_in_a_vpc_subnet_is_described_there(ec2: Any)
     ]
 
 
+async def test_a_terminated_instances_address_can_be_launched_again(ec2: Any) -> None:
+    """As in EC2, a terminated instance's private address is free for the next launch (a
+    Neutron port's address comes back after its server is deleted); moto alone keeps it."""
+    subnet, ami = await _subnet(ec2), await _ami(ec2)
+    kwargs = {"ImageId": ami, "MinCount": 1, "MaxCount": 1, "SubnetId": subnet}
+    first = await ec2.run_instances(PrivateIpAddress="10.20.1.77", **kwargs)
+    await ec2.terminate_instances(InstanceIds=[first["Instances"][0]["InstanceId"]])
+    again = await ec2.run_instances(PrivateIpAddress="10.20.1.77", **kwargs)
+    assert again["Instances"][0]["PrivateIpAddress"] == "10.20.1.77"
+
+
 async def test_injected_throttling_is_retried_by_botocore(aws: MotoServer) -> None:
     """Two RequestLimitExceeded answers, then success: botocore's standard mode retries them."""
     aws.fault("DescribeVpcs", "RequestLimitExceeded", status=503, times=2)

@@ -44,20 +44,40 @@ class Federation:
     start_pct: float
     servers: dict[str, Any] = field(default_factory=dict)
 
-    def boot(self, name: str, **extra: Any) -> Any:
-        """Boot `name` and wait for ACTIVE; `extra`: more of Nova's server attributes
-        (`availability_zone`, `metadata`, `networks`: none unless given)."""
+    def create(self, name: str, **extra: Any) -> Any:
+        """Ask Nova for `name` (deleted with the federation), not waiting for its end state;
+        `extra`: more of Nova's server attributes (`availability_zone`, `metadata`,
+        `security_groups`, `networks`: none unless given)."""
         server = self.conn.compute.create_server(
             name=f"e2e-{name}-{uuid.uuid4().hex[:6]}",
             flavor_id=self.conn.compute.find_flavor(FLAVOR).id,
             image_id=self.conn.image.find_image(IMAGE).id,
             **{"networks": "none", **extra},
         )
+        self.servers[name] = server
+        return server
+
+    def boot(self, name: str, **extra: Any) -> Any:
+        """Boot `name` (as `create`) and wait for ACTIVE."""
         server = self.conn.compute.wait_for_server(
-            server, status="ACTIVE", failures=["ERROR"], wait=300, interval=0.5
+            self.create(name, **extra), status="ACTIVE", failures=["ERROR"], wait=300, interval=0.5
         )
         self.servers[name] = server
         return server
+
+    def ssh_group(self, prefix: str) -> Any:
+        """A new security group allowing SSH from 10.0.0.0/8 (the caller deletes it)."""
+        group = self.conn.network.create_security_group(name=f"{prefix}-{uuid.uuid4().hex[:6]}")
+        self.conn.network.create_security_group_rule(
+            security_group_id=group.id,
+            direction="ingress",
+            ethertype="IPv4",
+            protocol="tcp",
+            port_range_min=22,
+            port_range_max=22,
+            remote_ip_prefix="10.0.0.0/8",
+        )
+        return group
 
     def ensure(self, name: str) -> Any:
         """The server the workflow boots as `name`, booted now if no test has yet.

@@ -9,48 +9,29 @@ address, and the port's security groups are mirrored as EC2 groups that follow N
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from testbed.aws import MotoServer
-from testbed.openstack import IMAGE
-from tests.e2e.federation import FLAVOR, Federation, eventually
+from tests.e2e.federation import Federation, eventually
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def web_group(federation: Federation) -> Iterator[Any]:
-    conn = federation.conn
-    group = conn.network.create_security_group(name=f"e2e-web-{uuid.uuid4().hex[:6]}")
-    conn.network.create_security_group_rule(
-        security_group_id=group.id,
-        direction="ingress",
-        ethertype="IPv4",
-        protocol="tcp",
-        port_range_min=22,
-        port_range_max=22,
-        remote_ip_prefix="10.0.0.0/8",
-    )
+    group = federation.ssh_group("e2e-web")
     yield group
-    conn.network.delete_security_group(group, ignore_missing=True)
+    federation.conn.network.delete_security_group(group, ignore_missing=True)
 
 
 def _boot_on(federation: Federation, network_id: str, name: str, groups: list[str]) -> Any:
     """Boot on the network, no AZ asked: the network's own AZ is where it must go."""
-    conn = federation.conn
-    server = conn.compute.create_server(
-        name=f"e2e-{name}-{uuid.uuid4().hex[:6]}",
-        flavor_id=conn.compute.find_flavor(FLAVOR).id,
-        image_id=conn.image.find_image(IMAGE).id,
-        networks=[{"uuid": network_id}],
-        security_groups=[{"name": g} for g in groups],
+    return federation.create(
+        name, networks=[{"uuid": network_id}], security_groups=[{"name": g} for g in groups]
     )
-    federation.servers[name] = server
-    return server
 
 
 @pytest.fixture(scope="module")

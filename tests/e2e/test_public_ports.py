@@ -37,7 +37,7 @@ from testbed.openstack import (
     PUBLIC_PROJECT,
     OpenStackBed,
 )
-from tests.e2e.federation import FLAVOR, Federation, eventually
+from tests.e2e.federation import Federation, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -130,33 +130,14 @@ def _mirror_cli(bed: OpenStackBed, public_subnet: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def web_group(federation: Federation) -> Iterator[Any]:
-    conn = federation.conn
-    group = conn.network.create_security_group(name=f"e2e-pubweb-{uuid.uuid4().hex[:6]}")
-    conn.network.create_security_group_rule(
-        security_group_id=group.id,
-        direction="ingress",
-        ethertype="IPv4",
-        protocol="tcp",
-        port_range_min=22,
-        port_range_max=22,
-        remote_ip_prefix="10.0.0.0/8",
-    )
+    group = federation.ssh_group("e2e-pubweb")
     yield group
-    conn.network.delete_security_group(group, ignore_missing=True)
+    federation.conn.network.delete_security_group(group, ignore_missing=True)
 
 
 def _boot(federation: Federation, name: str, nic: dict[str, str], groups: list[str]) -> Any:
     """Boot on the local mirror, no AZ asked: the network's own AZ is where it must go."""
-    conn = federation.conn
-    server = conn.compute.create_server(
-        name=f"e2e-{name}-{uuid.uuid4().hex[:6]}",
-        flavor_id=conn.compute.find_flavor(FLAVOR).id,
-        image_id=conn.image.find_image(IMAGE).id,
-        networks=[nic],
-        security_groups=[{"name": g} for g in groups],
-    )
-    federation.servers[name] = server
-    return server
+    return federation.create(name, networks=[nic], security_groups=[{"name": g} for g in groups])
 
 
 @pytest.fixture(scope="module")
